@@ -1,0 +1,191 @@
+"""One frozen settings object, built once at start-up and passed down.
+
+Sources, highest priority first: explicit keyword arguments (CLI flags), environment
+variables ``SMARTLOCK_<SECTION>__<NAME>`` (e.g. ``SMARTLOCK_DETECTION__STOP_LIMIT_S=600``),
+a TOML file (``--config FILE`` or ``SMARTLOCK_CONFIG``), then the documented defaults
+below. Nothing else in the code base reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from pipeline.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DetectionSettings(_Section):
+    """Limits of the detection core (CONTRACT section 3). Durations in seconds."""
+
+    deviation_confirm_fixes: int = Field(
+        2, ge=1, le=10,
+        description="consecutive fixes outside the corridor that confirm a route deviation; "
+        "2 ignores a single multipath fix and flags a real excursion at its second fix",
+    )
+    max_hdop: float = Field(
+        10.0, gt=0,
+        description="fixes with a worse (higher) HDOP are not used for corridor, stop or jump checks",
+    )
+    stop_limit_s: float = Field(
+        900.0, gt=0, description="stationary longer than this outside allowed zones is an unauthorized stop"
+    )
+    stop_radius_m: float = Field(
+        150.0, gt=0, description="fixes within this distance of the stop's first fix count as stationary"
+    )
+    silence_limit_s: float = Field(
+        600.0, gt=0, description="no message from a lock for longer than this (event time) is signal_lost"
+    )
+    overdue_grace_s: float = Field(
+        3600.0, ge=0, description="a trip not arrived by eta_ts plus this is overdue"
+    )
+    low_battery_pct: float = Field(20.0, ge=0, le=100, description="battery below this raises low_battery")
+    jump_speed_kmh: float = Field(
+        250.0, gt=0, description="two fixes implying a faster speed are an implausible jump"
+    )
+    jump_min_distance_m: float = Field(
+        1000.0, ge=0, description="jumps shorter than this are GPS noise, never implausible"
+    )
+    jump_reanchor_fixes: int = Field(
+        3, ge=1, description="after this many consecutive implausible fixes the new position is accepted"
+    )
+
+
+class SigningSettings(_Section):
+    """HMAC-SHA256 lock signing (CONTRACT section 6). Enabled when any key is configured."""
+
+    keys: dict[str, SecretStr] = Field(default_factory=dict, description="lock_id -> secret key")
+    keys_file: Path | None = Field(
+        None, description="JSON file {lock_id: key}; merged under `keys`"
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.keys)
+
+
+class MqttSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = 1883
+    client_id_prefix: str = "smartlock"
+    shared_group: str = "smartlock-bridges"
+    qos: int = Field(1, ge=0, le=2)
+
+
+class KafkaSettings(_Section):
+    bootstrap: str = "127.0.0.1:9092"
+    inbound_topic: str = "smartlock.inbound"
+    alerts_topic: str = "alerts"
+    outputs_topic: str = "smartlock.outputs"
+    deadletter_topic: str = "smartlock.deadletter"
+    partitions: int = Field(4, ge=1)
+    app_id: str = "smartlock"
+    rebalance_timeout_s: float = Field(
+        3.0, gt=0, description="short in local runs; the Tansu broker waits this long on every group join"
+    )
+
+
+class RedisSettings(_Section):
+    url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = "smartlock"
+    alert_stream_maxlen: int = 100_000
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Build with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SMARTLOCK_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
+
+    geofence_dir: Path | None = Field(None, description="directory of geofence files; default: shipped geofences/")
+    run_dir: Path = Field(Path(".run"), description="logs, pids and data of the local stack")
+    detection: DetectionSettings = DetectionSettings()
+    signing: SigningSettings = SigningSettings()
+    mqtt: MqttSettings = MqttSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads the TOML file named by the ``_config_file`` init value (set by load_settings)."""
+
+    path: Path | None = None
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        if self.path is None:
+            return {}
+        return _read_toml(self.path)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} not found; pass an existing TOML file") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Builds the frozen settings from defaults, the TOML file, the environment and overrides.
+
+    Args:
+        config_file: optional TOML file (sections ``[detection]``, ``[mqtt]``, ...).
+        **overrides: highest-priority values, e.g. from CLI flags.
+
+    Raises:
+        ConfigError: the file is missing or invalid, or a value breaks its rule.
+    """
+    _TomlSource.path = Path(config_file) if config_file else None
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid settings: {exc}") from exc
+    finally:
+        _TomlSource.path = None
+    if settings.signing.keys_file is not None:
+        settings = _merge_keys_file(settings)
+    return settings
+
+
+def _merge_keys_file(settings: Settings) -> Settings:
+    import json
+
+    path = settings.signing.keys_file
+    assert path is not None
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"signing keys file {path}: {exc}; expected JSON {{lock_id: key}}") from exc
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise ConfigError(f"signing keys file {path}: expected JSON object {{lock_id: key}}")
+    keys = {k: SecretStr(v) for k, v in raw.items()} | dict(settings.signing.keys)
+    signing = settings.signing.model_copy(update={"keys": keys})
+    return settings.model_copy(update={"signing": signing})
