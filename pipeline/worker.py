@@ -1,0 +1,113 @@
+"""The Faust app: topics, the lock-state table and one agent around the batch processor.
+
+Run with ``smartlock worker`` (several workers share the inbound partitions). State lives
+in the ``locks`` table (changelog-backed, so a restarted or rebalanced worker recovers its
+trips); outputs go to MQTT, Kafka and Redis before the batch's table changes are written
+and its offsets committed, so a killed worker re-processes at most its last batch, and the
+core's sequence rule keeps that from raising anything twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import faust
+
+from pipeline.core.detector import Detector
+from pipeline.faust_settings import faust_app_kwargs
+from pipeline.mqtt import MqttClient
+from pipeline.processor import BatchProcessor, BatchResult, CachedStore, Record
+from pipeline.redis_state import RedisState
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Records per batch and how long to wait to fill one; bounds the gate's latency too.
+BATCH_MAX = 1000
+BATCH_WITHIN_S = 0.02
+
+
+class Outputs:
+    """Publishes a batch's results to MQTT, Kafka and Redis, waiting for every ack."""
+
+    def __init__(self, app: faust.App, settings: Settings, name: str) -> None:
+        self.settings = settings
+        self.mqtt = MqttClient(settings.mqtt.host, settings.mqtt.port, f"{settings.mqtt.client_id_prefix}-worker-{name}")
+        self.redis = RedisState(settings.redis.url, settings.redis.prefix, settings.redis.alert_stream_maxlen)
+        k = settings.kafka
+        self.alerts = app.topic(k.alerts_topic, key_type=bytes, value_type=bytes, value_serializer="raw")
+        self.outputs = app.topic(k.outputs_topic, key_type=bytes, value_type=bytes, value_serializer="raw")
+        self.dead = app.topic(k.deadletter_topic, key_type=bytes, value_type=bytes, value_serializer="raw")
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.mqtt.connect)
+
+    async def publish(self, result: BatchResult) -> None:
+        mqtt_messages = [
+            (o.topic, json.dumps(o.payload, ensure_ascii=False, separators=(",", ":")).encode(), o.retain)
+            for o in result.outputs
+        ]
+        futures: list[Any] = []
+        for o in result.outputs:
+            line = json.dumps(o.line(), ensure_ascii=False, separators=(",", ":")).encode()
+            futures.append(await self.outputs.send(key=o.payload.get("lock_id", "").encode(), value=line))
+            if o.kind == "alert":
+                futures.append(await self.alerts.send(
+                    key=o.payload["declaration_id"].encode(),
+                    value=json.dumps(o.payload, ensure_ascii=False, separators=(",", ":")).encode()))
+        for d in result.dead_letters:
+            futures.append(await self.dead.send(value=json.dumps(d.to_record(), ensure_ascii=False).encode()))
+        await asyncio.gather(
+            self.mqtt.publish_all(mqtt_messages),
+            self.redis.write(result.touched.values(), result.outputs, result.dead_letters),
+            *futures,
+        )
+
+
+def create_app(settings: Settings, detector: Detector, name: str = "1", *, local: bool = True) -> faust.App:
+    """Builds the Faust app: inbound topic, ``locks`` table, the ``judge`` agent."""
+    k = settings.kafka
+    app = faust.App(k.app_id, **faust_app_kwargs(k.bootstrap, local=local, rebalance_timeout_s=k.rebalance_timeout_s))
+    inbound = app.topic(k.inbound_topic, key_type=bytes, value_type=bytes, value_serializer="raw",
+                        partitions=k.partitions)
+    table = app.Table("locks", default=None, partitions=k.partitions, key_type=str)
+
+    def write(partition: int, key: str, value: dict[str, Any]) -> None:
+        table.data[key] = value
+        table.send_changelog(partition, key, value)
+
+    store = CachedStore(table, write)
+    processor = BatchProcessor(detector, store)
+    outputs = Outputs(app, settings, name)
+    app.smartlock_processor = processor  # type: ignore[attr-defined]  # for tests and the demo
+
+    @app.on_rebalance_complete.connect
+    async def _recovered(sender: Any, **kwargs: Any) -> None:
+        # Partitions may have moved: forget cached states, then re-arm the timers of the
+        # locks whose partitions this worker now owns (their state came from the changelog).
+        assigned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == k.inbound_topic}
+        store.cache.clear()
+        store.partition_of.clear()
+        processor.reset()
+        owned = [key for key, raw in list(table.data.items()) if raw and raw.get("partition") in assigned]
+        processor.engine.schedule_all(owned)
+        log.info("worker %s: partitions %s, %d trips recovered", name, sorted(assigned), len(owned))
+        # Readiness for operators, tests and the demo: which partitions this worker owns.
+        await outputs.redis.client.hset(f"{settings.redis.prefix}:workers", name, json.dumps(sorted(assigned)))
+
+    @app.task
+    async def _connect_outputs() -> None:
+        await outputs.start()
+
+    @app.agent(inbound)
+    async def judge(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            records = [Record(e.message.key, e.message.value, e.message.partition) for e in events]
+            result = processor.process(records)
+            await outputs.publish(result)
+            store.flush()
+
+    return app
