@@ -8,6 +8,13 @@ Kafka acknowledged every record made from it: killing the bridge loses nothing.
 Kafka record format (topic ``smartlock.inbound``): key = lock id (UTF-8); value =
 ``{"topic": <mqtt topic>, "payload": <json object as received>}``, the same shape as a
 trace line. A declaration binding several locks becomes one record per lock.
+
+Watermark ticks. After each batch (and every half second while idle) the bridge writes
+``{"tick": <epoch seconds>, "bridge": <name>}`` to every partition: the largest event time
+among the messages it has forwarded so far. Since everything it forwarded earlier precedes
+the tick in each partition, a worker that reads a tick knows that nothing older from this
+bridge is still on its way there, and can let event-time timers fire (see
+:mod:`pipeline.core.engine`). Idle partitions advance too.
 """
 
 from __future__ import annotations
@@ -16,9 +23,10 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
 
 from pipeline.codec import DeadLetter, decode
 from pipeline.core.detector import Detector
@@ -33,14 +41,31 @@ log = logging.getLogger(__name__)
 BATCH = 1000
 
 
-def to_records(received: Received) -> tuple[list[tuple[bytes, bytes]], DeadLetter | None]:
-    """Turns one MQTT message into Kafka (key, value) records, or a dead letter."""
+def to_records(received: Received) -> tuple[list[tuple[bytes, bytes]], DeadLetter | None, float | None]:
+    """Turns one MQTT message into Kafka (key, value) records, or a dead letter; plus its event time."""
     try:
         env = decode(received.topic, received.payload)
     except MessageError as exc:
-        return [], DeadLetter(received.topic, received.payload, exc.reason, exc.detail, received.received_at, "bridge")
+        dead = DeadLetter(received.topic, received.payload, exc.reason, exc.detail, received.received_at, "bridge")
+        return [], dead, None
     value = json.dumps({"topic": env.topic, "payload": env.raw}, separators=(",", ":"), ensure_ascii=False).encode()
-    return [(lock_id.encode(), value) for lock_id in Detector.route(env)], None
+    return [(lock_id.encode(), value) for lock_id in Detector.route(env)], None, Detector.event_time(env)
+
+
+async def ensure_topics(bootstrap: str, topics: dict[str, int]) -> None:
+    """Creates missing topics with the given partition counts (replication 1 locally)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        new = [NewTopic(name, num_partitions=n, replication_factor=1) for name, n in topics.items() if name not in existing]
+        if new:
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
 
 
 @dataclass
@@ -69,6 +94,9 @@ class Bridge:
             persistent=True, manual_ack=True,
         )
         self._producer: AIOKafkaProducer | None = None
+        self._event_time: float | None = None  # largest event time forwarded
+        self._ticked: float | None = None  # last watermark tick written
+        self._partitions: list[int] = []
 
     async def run(self, stop: asyncio.Event) -> None:
         """Runs until ``stop`` is set; raises if MQTT or Kafka fails."""
@@ -80,6 +108,8 @@ class Bridge:
         )
         await self._producer.start()
         try:
+            await ensure_topics(kafka.bootstrap, {kafka.inbound_topic: kafka.partitions})
+            self._partitions = sorted(await self._producer.partitions_for(kafka.inbound_topic))
             group = self.settings.mqtt.shared_group
             topics = [f"$share/{group}/{t}" for t in INBOUND_SUBSCRIPTIONS]
             self._mqtt.subscribe(topics, lambda r: loop.call_soon_threadsafe(self._queue.put_nowait, r))
@@ -90,6 +120,7 @@ class Bridge:
                 batch = await self._next_batch(stop)
                 if batch:
                     await self._forward(batch)
+                await self._tick()
                 self._mqtt.raise_if_failed()
         finally:
             self._mqtt.disconnect()
@@ -110,7 +141,9 @@ class Bridge:
         kafka = self.settings.kafka
         futures = []
         for received in batch:
-            records, dead = to_records(received)
+            records, dead, event_time = to_records(received)
+            if event_time is not None and (self._event_time is None or event_time > self._event_time):
+                self._event_time = event_time
             if dead is not None:
                 value = json.dumps(dead.to_record(), ensure_ascii=False).encode()
                 futures.append(await self._producer.send(kafka.deadletter_topic, value=value))
@@ -123,7 +156,14 @@ class Bridge:
             self._mqtt.ack(received)
         self.stats.received += len(batch)
 
+    async def _tick(self) -> None:
+        """Writes the watermark tick to every partition when event time moved on."""
+        assert self._producer is not None
+        if self._event_time is None or self._event_time == self._ticked:
+            return
+        value = json.dumps({"tick": self._event_time, "bridge": self.name}).encode()
+        topic = self.settings.kafka.inbound_topic
+        futures = [await self._producer.send(topic, value=value, partition=p) for p in self._partitions]
+        await asyncio.gather(*futures)
+        self._ticked = self._event_time
 
-def dead_letter_now(topic: str, original: bytes, reason: str, detail: str, source: str) -> DeadLetter:
-    """A dead letter stamped with the current wall-clock time of receipt."""
-    return DeadLetter(topic, original, reason, detail, datetime.now(UTC), source)

@@ -5,10 +5,14 @@ the Faust worker runs one per worker process over the partitions it owns, with a
 backed by its table. Both feed the same envelopes in the same per-lock order, so both
 produce the same alerts with the same ids.
 
-The watermark is the largest event time seen on device and gate messages. A timer rule
-fires when the watermark passes its deadline, and the alert is stamped with the deadline
-itself; the same alert (same id) is raised if the lock is heard again after the deadline
-before the watermark got there, so what fires never depends on how locks interleave.
+Watermark. Each *source* (a Kafka partition in the worker; the whole trace in evaluate)
+has its own event-time clock: the largest event time seen on its device and gate messages
+or announced by a watermark tick of the bridge. The engine's watermark is the minimum over
+its sources, so a partition whose backlog is still being read never makes the locks in it
+look silent. A timer rule fires when the watermark passes its deadline, and the alert is
+stamped with the deadline itself; the same alert (same id) is raised if the lock is heard
+again after the deadline before the watermark got there, so what fires never depends on
+how locks interleave.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class Engine:
         self.detector = detector
         self.store: MutableMapping[str, LockState] = store if store is not None else {}
         self.watermark: float | None = None
+        self._clocks: dict[object, float] = {}  # source -> largest event time seen in it
         self._timers: list[tuple[float, str]] = []
         self._scheduled: dict[str, float] = {}  # lock id -> its earliest entry in _timers
 
@@ -52,13 +57,14 @@ class Engine:
             if state is not None:
                 self._schedule(lock_id, state)
 
-    def feed(self, env: Envelope, locks: Iterable[str] | None = None) -> Outcome:
+    def feed(self, env: Envelope, locks: Iterable[str] | None = None, source: object = None) -> Outcome:
         """Processes one message, then fires the timers its event time makes due.
 
         Args:
             env: the validated message.
             locks: the locks to apply it to; default all locks it concerns. The Faust worker
                 passes the one lock its Kafka record was keyed by.
+            source: the stream it came from (the Kafka partition); None for a single stream.
         """
         outcome = Outcome()
         rejection = self.detector.check(env)
@@ -75,8 +81,26 @@ class Engine:
             self._schedule(lock_id, result.state)
         ts = self.detector.event_time(env)
         if ts is not None:
-            outcome.outputs.extend(self.advance(ts).outputs)
+            outcome.outputs.extend(self.observe(ts, source).outputs)
         return outcome
+
+    def expect(self, sources: Iterable[object]) -> None:
+        """Declares sources that count before anything was seen in them (a worker's partitions).
+
+        Until each has reported, the watermark stays put: a partition whose backlog has not
+        been read yet must not let the others' clocks make its locks look silent.
+        """
+        for source in sources:
+            self._clocks.setdefault(source, float("-inf"))
+
+    def observe(self, event_time: float, source: object = None) -> Outcome:
+        """Notes event time seen in a source (a message, or a bridge's watermark tick).
+
+        The watermark moves to the minimum over the sources' clocks; due timers fire.
+        """
+        if event_time > self._clocks.get(source, float("-inf")):
+            self._clocks[source] = event_time
+        return self.advance(min(self._clocks.values()))
 
     def advance(self, event_time: float) -> Outcome:
         """Moves the watermark forward to ``event_time`` (never back) and fires due timers."""
