@@ -1,0 +1,72 @@
+"""Session-scoped real servers for the integration tests.
+
+``mqtt_server``, ``redis_server`` and ``kafka_server`` each yield a
+:class:`tests.servers.Endpoint` (``.host``, ``.port``, ``.url``; ``.bootstrap`` for
+Kafka). Each server starts on first use and stops at the end of the session. Which
+kind of servers run (local processes or Docker containers) is shown in the report
+header and the terminal summary.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pipeline.errors import InfrastructureError
+from tests.servers import Backend, Endpoint, describe_backend, make_backend
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"servers: {describe_backend()}"
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    backend = getattr(terminalreporter.config, "_smartlock_servers", None)
+    if backend is not None:
+        terminalreporter.write_line(f"servers: {backend.description}")
+
+
+@pytest.fixture(scope="session")
+def servers_backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    """Starts servers on demand and stops them all at the end of the session."""
+    backend = make_backend(tmp_path_factory.mktemp("servers"))
+    request.config._smartlock_servers = backend  # type: ignore[attr-defined]  # for the summary
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
+def _start(backend: Backend, kind: str) -> Endpoint:
+    try:
+        return backend.start(kind)
+    except InfrastructureError as exc:
+        # Never skip: a missing server is a broken machine; the message says how to fix it.
+        pytest.fail(f"cannot start the {kind} server: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def mqtt_server(servers_backend: Backend) -> Endpoint:
+    """A Mosquitto broker with the pipeline's configuration (QoS 1 queues unbounded)."""
+    return _start(servers_backend, "mqtt")
+
+
+@pytest.fixture(scope="session")
+def redis_server(servers_backend: Backend) -> Endpoint:
+    """A Redis server."""
+    return _start(servers_backend, "redis")
+
+
+@pytest.fixture(scope="session")
+def kafka_server(servers_backend: Backend) -> Endpoint:
+    """A Kafka-compatible broker: Tansu locally, Apache Kafka (KRaft) in Docker."""
+    return _start(servers_backend, "kafka")
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique suffix for topic names, consumer groups and key prefixes."""
+    return uuid.uuid4().hex[:10]

