@@ -70,7 +70,10 @@ class Outputs:
 def create_app(settings: Settings, detector: Detector, name: str = "1", *, local: bool = True) -> faust.App:
     """Builds the Faust app: inbound topic, ``locks`` table, the ``judge`` agent."""
     k = settings.kafka
-    app = faust.App(k.app_id, **faust_app_kwargs(k.bootstrap, local=local, rebalance_timeout_s=k.rebalance_timeout_s))
+    app = faust.App(k.app_id, **faust_app_kwargs(
+        k.bootstrap, local=local, rebalance_timeout_s=k.rebalance_timeout_s,
+        datadir=str(settings.run_dir / f"worker-{name}"),
+    ))
     inbound = app.topic(k.inbound_topic, key_type=bytes, value_type=bytes, value_serializer="raw",
                         partitions=k.partitions)
     table = app.Table("locks", default=None, partitions=k.partitions, key_type=str)
