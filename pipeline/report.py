@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable
 
 from rich.console import Console
@@ -14,7 +15,8 @@ _STYLE = {"red": "bold red", "amber": "yellow", "info": "cyan", "release": "gree
 
 def print_table(lines: Iterable[str], console: Console | None = None) -> None:
     """Prints the alerts and verdicts among evaluate's JSON Lines output."""
-    console = console or Console()
+    # Piped output has no terminal width; keep rows on one line instead of 80 columns.
+    console = console or Console(width=None if sys.stdout.isatty() else 200)
     alerts = Table(title="Alerts", show_lines=False)
     for col in ("event time", "type", "severity", "declaration", "lock", "detail"):
         alerts.add_column(col, overflow="fold")

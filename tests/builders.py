@@ -58,9 +58,28 @@ def synthetic_geofences() -> Geofences:
     return Geofences.from_feature_collections(synthetic_collections())
 
 
+class CorridorRoute:
+    """Positions along a real corridor: x km from its start, y metres to its left."""
+
+    def __init__(self, geofences: Geofences, corridor_id: str, origin: str, gate: str) -> None:
+        self.geofences = geofences
+        self.corridor_id, self.origin, self.gate = corridor_id, origin, gate
+        self.line = geofences.corridors[corridor_id].line
+        self.length_km = self.line.length / 1000
+
+    def at(self, x_km: float, y_m: float = 0.0) -> tuple[float, float]:
+        d = min(max(x_km * 1000, 0.0), self.line.length)
+        a = self.line.interpolate(max(d - 50, 0.0))
+        b = self.line.interpolate(min(d + 50, self.line.length))
+        p = self.line.interpolate(d)
+        dx, dy = b.x - a.x, b.y - a.y
+        norm = math.hypot(dx, dy) or 1.0
+        return self.geofences.to_lonlat(p.x - dy / norm * y_m, p.y + dx / norm * y_m)
+
+
 @dataclass
 class Trip:
-    """Builds the messages of one lock's trip on the synthetic corridor."""
+    """Builds the messages of one lock's trip on the synthetic corridor (or a real route)."""
 
     lock_id: str = "L1"
     declaration_id: str = "D1"
@@ -69,13 +88,19 @@ class Trip:
     t: datetime = T0
     seq: int = 0
     key: str | None = None
+    route: CorridorRoute | None = None
     messages: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def where(self, x_km: float, y_m: float = 0.0) -> tuple[float, float]:
+        return self.route.at(x_km, y_m) if self.route is not None else lonlat(x_km, y_m)
 
     def declare(self, eta_h: float = 3.0, **overrides: Any) -> Trip:
         payload = {
             "declaration_id": self.declaration_id, "lock_id": self.lock_id,
             "container_no": self.container, "vehicle_plate": self.plate, "mode": "road",
-            "corridor_id": "test-road", "origin_site": "test-origin", "destination_gate": "test-gate",
+            "corridor_id": self.route.corridor_id if self.route else "test-road",
+            "origin_site": self.route.origin if self.route else "test-origin",
+            "destination_gate": self.route.gate if self.route else "test-gate",
             "departure_ts": format_ts(self.t), "eta_ts": format_ts(self.t + timedelta(hours=eta_h)),
             "cargo": [{"description": "polyester knitted scarves, 180x70 cm", "quantity": 1200,
                        "unit": "pcs", "value": 5400.0, "currency": "USD"}],
@@ -92,7 +117,7 @@ class Trip:
         """Telemetry ``dt`` seconds after the previous message."""
         self.t += timedelta(seconds=dt)
         self.seq += 1
-        lon, lat = lonlat(x_km, y_m)
+        lon, lat = self.where(x_km, y_m)
         payload = {"lock_id": self.lock_id, "seq": self.seq, "ts": format_ts(self.t),
                    "lat": round(lat, 7), "lon": round(lon, 7), "seal": seal} | extra
         self.messages.append((f"locks/{self.lock_id}/telemetry", self._signed(payload)))
@@ -111,14 +136,15 @@ class Trip:
         self.seq += 1
         payload: dict[str, Any] = {"lock_id": self.lock_id, "seq": self.seq, "ts": format_ts(self.t), "type": type_}
         if at is not None:
-            lon, lat = lonlat(*at)
+            lon, lat = self.where(*at)
             payload |= {"lat": round(lat, 7), "lon": round(lon, 7)}
         self.messages.append((f"locks/{self.lock_id}/events", self._signed(payload)))
         return self
 
-    def arrive(self, gate: str = "test-gate", plate: str | None = None, container: str | None = None,
+    def arrive(self, gate: str | None = None, plate: str | None = None, container: str | None = None,
                dt: float = 30.0) -> Trip:
         self.t += timedelta(seconds=dt)
+        gate = gate or (self.route.gate if self.route else "test-gate")
         payload = {"gate_id": gate, "ts": format_ts(self.t), "vehicle_plate": plate or self.plate,
                    "lock_id": self.lock_id, "container_no": container or self.container}
         self.messages.append((f"gates/{gate}/arrivals", payload))
@@ -126,7 +152,8 @@ class Trip:
 
     def normal(self) -> Trip:
         """Declare, seal at origin, drive the whole corridor, arrive at the gate."""
-        self.declare().event("sealed", at=(0, 0)).drive(0, 50)
+        end = self.route.length_km if self.route else 50
+        self.declare().event("sealed", at=(0, 0)).drive(0, end)
         return self
 
 
