@@ -70,9 +70,10 @@ class Outputs:
 def create_app(settings: Settings, detector: Detector, name: str = "1", *, local: bool = True) -> faust.App:
     """Builds the Faust app: inbound topic, ``locks`` table, the ``judge`` agent."""
     k = settings.kafka
+    datadir = (settings.run_dir / f"worker-{name}").resolve()
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(k.app_id, **faust_app_kwargs(
-        k.bootstrap, local=local, rebalance_timeout_s=k.rebalance_timeout_s,
-        datadir=str(settings.run_dir / f"worker-{name}"),
+        k.bootstrap, local=local, rebalance_timeout_s=k.rebalance_timeout_s, datadir=str(datadir),
     ))
     inbound = app.topic(k.inbound_topic, key_type=bytes, value_type=bytes, value_serializer="raw",
                         partitions=k.partitions)

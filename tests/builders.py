@@ -15,6 +15,7 @@ from typing import Any
 from pipeline.codec import decode, sign
 from pipeline.core.detector import Detector, Output, Rejection
 from pipeline.core.engine import Engine
+from pipeline.demo_fleet import CorridorRoute
 from pipeline.geofence import Geofences
 from pipeline.models import format_ts
 from pipeline.settings import DetectionSettings
@@ -56,25 +57,6 @@ def synthetic_collections() -> dict[str, dict[str, Any]]:
 
 def synthetic_geofences() -> Geofences:
     return Geofences.from_feature_collections(synthetic_collections())
-
-
-class CorridorRoute:
-    """Positions along a real corridor: x km from its start, y metres to its left."""
-
-    def __init__(self, geofences: Geofences, corridor_id: str, origin: str, gate: str) -> None:
-        self.geofences = geofences
-        self.corridor_id, self.origin, self.gate = corridor_id, origin, gate
-        self.line = geofences.corridors[corridor_id].line
-        self.length_km = self.line.length / 1000
-
-    def at(self, x_km: float, y_m: float = 0.0) -> tuple[float, float]:
-        d = min(max(x_km * 1000, 0.0), self.line.length)
-        a = self.line.interpolate(max(d - 50, 0.0))
-        b = self.line.interpolate(min(d + 50, self.line.length))
-        p = self.line.interpolate(d)
-        dx, dy = b.x - a.x, b.y - a.y
-        norm = math.hypot(dx, dy) or 1.0
-        return self.geofences.to_lonlat(p.x - dy / norm * y_m, p.y + dx / norm * y_m)
 
 
 @dataclass
