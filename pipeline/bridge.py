@@ -20,6 +20,7 @@ bridge is still on its way there, and can let event-time timers fire (see
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -60,10 +61,8 @@ async def ensure_topics(bootstrap: str, topics: dict[str, int]) -> None:
         existing = set(await admin.list_topics())
         new = [NewTopic(name, num_partitions=n, replication_factor=1) for name, n in topics.items() if name not in existing]
         if new:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         await admin.close()
 

@@ -114,7 +114,7 @@ class DemoProcesses:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start(self, role: str) -> None:
-        log = open(self.run_dir / f"{role}.log", "ab")
+        log = open(self.run_dir / f"{role}.log", "ab")  # noqa: SIM115 - the child process holds it
         self.procs[role] = subprocess.Popen(
             [sys.executable, "-m", "pipeline.cli", role], env=self.env, stdout=log, stderr=subprocess.STDOUT,
             cwd=self.run_dir,

@@ -9,7 +9,7 @@ instead of one per event: a table write per event caps a worker near 1,700 event
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -42,12 +42,10 @@ class CachedStore(MutableMapping[str, LockState]):
 
     Args:
         backing: the table (``{"partition": p, "state": {...}}`` per lock id).
-        write: called as ``write(partition, lock_id, value)`` for each dirty lock on flush.
     """
 
-    def __init__(self, backing: MutableMapping[str, Any], write: Callable[[int, str, dict[str, Any]], None]) -> None:
+    def __init__(self, backing: MutableMapping[str, Any]) -> None:
         self.backing = backing
-        self.write = write
         self.cache: dict[str, LockState] = {}
         self.partition_of: dict[str, int] = {}
         self.dirty: set[str] = set()
@@ -76,12 +74,16 @@ class CachedStore(MutableMapping[str, LockState]):
     def __len__(self) -> int:
         return len(set(self.cache) | set(self.backing.keys()))
 
-    def flush(self) -> None:
-        """Writes every lock changed since the last flush, once."""
+    def take_dirty(self) -> list[tuple[int, str, dict[str, Any]]]:
+        """(partition, lock id, table value) of every lock changed since the last call, once each."""
+        records = []
         for key in sorted(self.dirty):
             partition = self.partition_of[key]
-            self.write(partition, key, {"partition": partition, "state": self.cache[key].model_dump(mode="json")})
+            value = {"partition": partition, "state": self.cache[key].model_dump(mode="json")}
+            self.backing[key] = value
+            records.append((partition, key, value))
         self.dirty.clear()
+        return records
 
 
 class BatchProcessor:

@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaProducer
 
 from pipeline.core.detector import Detector
 from pipeline.faust_settings import faust_app_kwargs
@@ -67,6 +68,43 @@ class Outputs:
         )
 
 
+class ChangelogWriter:
+    """Writes the batch's table changes to the ``locks`` changelog in batched produce requests.
+
+    Faust's own producer must send one record per request on Tansu (see
+    :mod:`pipeline.faust_settings`), which caps a worker near a thousand lock updates a
+    second. This producer batches; then, for each partition it wrote, it sends that
+    partition's last record once more on its own, so the partition ends with a one-record
+    batch and the end offset Tansu reports (last batch's base offset + 1) is exact, which
+    table recovery relies on. The repeated record is the same key and value: harmless.
+    """
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.bootstrap, self.topic = bootstrap, topic
+        self.producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        # Created here: an aiokafka client binds to the running event loop.
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=1,
+                                         max_batch_size=512 * 1024)
+        await self.producer.start()
+
+    async def write(self, records: list[tuple[int, str, dict[str, Any]]]) -> None:
+        if not records:
+            return
+        assert self.producer is not None, "start() first"
+        last: dict[int, tuple[bytes, bytes]] = {}
+        futures = []
+        for partition, key, value in records:
+            # The table's changelog serializers are json for keys and values alike.
+            raw = (json.dumps(key).encode(), json.dumps(value, separators=(",", ":")).encode())
+            last[partition] = raw
+            futures.append(await self.producer.send(self.topic, key=raw[0], value=raw[1], partition=partition))
+        await asyncio.gather(*futures)
+        closing = [await self.producer.send(self.topic, key=k, value=v, partition=p) for p, (k, v) in last.items()]
+        await asyncio.gather(*closing)
+
+
 def create_app(settings: Settings, detector: Detector, name: str = "1", *, local: bool = True) -> faust.App:
     """Builds the Faust app: inbound topic, ``locks`` table, the ``judge`` agent."""
     k = settings.kafka
@@ -79,11 +117,8 @@ def create_app(settings: Settings, detector: Detector, name: str = "1", *, local
                         partitions=k.partitions)
     table = app.Table("locks", default=None, partitions=k.partitions, key_type=str)
 
-    def write(partition: int, key: str, value: dict[str, Any]) -> None:
-        table.data[key] = value
-        table.send_changelog(partition, key, value)
-
-    store = CachedStore(table, write)
+    store = CachedStore(table.data)
+    changelog = ChangelogWriter(k.bootstrap, table.changelog_topic.get_topic_name())
     processor = BatchProcessor(detector, store)
     outputs = Outputs(app, settings, name)
     app.smartlock_processor = processor  # type: ignore[attr-defined]  # for tests and the demo
@@ -103,16 +138,14 @@ def create_app(settings: Settings, detector: Detector, name: str = "1", *, local
         # Readiness for operators, tests and the demo: which partitions this worker owns.
         await outputs.redis.client.hset(f"{settings.redis.prefix}:workers", name, json.dumps(sorted(assigned)))
 
-    @app.task
-    async def _connect_outputs() -> None:
-        await outputs.start()
-
     @app.agent(inbound)
     async def judge(stream: faust.StreamT) -> None:
+        await outputs.start()
+        await changelog.start()
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             records = [Record(e.message.key, e.message.value, e.message.partition) for e in events]
             result = processor.process(records)
             await outputs.publish(result)
-            store.flush()
+            await changelog.write(store.take_dirty())
 
     return app

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline.runtime import build_detector, settings_from_args
 from pipeline.evaluate import evaluate
+from pipeline.runtime import build_detector, settings_from_args
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     detector = build_detector(settings)
-    source = sys.stdin if str(args.trace) == "-" else open(args.trace, encoding="utf-8")
+    source = sys.stdin if str(args.trace) == "-" else open(args.trace, encoding="utf-8")  # noqa: SIM115 - closed by the with below
     with source:
         if args.table:
             import io

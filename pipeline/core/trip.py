@@ -160,9 +160,9 @@ def check_overdue(trip: Trip, lock_id: str, now: float, ctx: Context, effects: E
 def next_deadline(trip: Trip, ctx: Context) -> float | None:
     """Earliest event time at which a timer rule could fire for this trip, if any."""
     deadlines = []
-    if (trip.monitored or trip.state is TripState.ARRIVED) and trip.last_heard_ts is not None:
-        if trip.signal_alert_for != trip.last_heard_ts:
-            deadlines.append(trip.last_heard_ts + ctx.limits.silence_limit_s)
+    listening = trip.monitored or trip.state is TripState.ARRIVED
+    if listening and trip.last_heard_ts is not None and trip.signal_alert_for != trip.last_heard_ts:
+        deadlines.append(trip.last_heard_ts + ctx.limits.silence_limit_s)
     if not trip.overdue_raised and (trip.monitored or trip.state is TripState.DECLARED):
         deadlines.append(trip.eta_ts + ctx.limits.overdue_grace_s)
     return min(deadlines) if deadlines else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipeline.core.state import Trip
-from pipeline.models import GateArrival, format_epoch, Severity, Verdict, normalise_plate
+from pipeline.models import GateArrival, Severity, Verdict, format_epoch, normalise_plate
 
 
 def judge_arrival(trip: Trip | None, arrival: GateArrival) -> tuple[Verdict, list[str]]:

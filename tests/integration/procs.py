@@ -66,7 +66,7 @@ class Pipeline:
     def start(self, role: str, name: str = "1") -> subprocess.Popen[bytes]:
         """Starts ``smartlock bridge`` or ``smartlock worker`` named ``name``."""
         key = f"{role}-{name}"
-        log = open(self.workdir / f"{key}.log", "ab")
+        log = open(self.workdir / f"{key}.log", "ab")  # noqa: SIM115 - the child process holds it
         argv = [sys.executable, "-m", "pipeline.cli", role, "--name", name]
         proc = subprocess.Popen(argv, cwd=self.workdir, env=self.env(), stdout=log, stderr=subprocess.STDOUT)
         self.procs[key] = proc

@@ -203,7 +203,7 @@ def test_gate_gets_its_verdict_within_one_second(
         arrival = Trip("L5", "D5", container=CONTAINERS[0], t=trip.t).arrive(dt=60 * (n + 1), plate=f"浙A0000{n}")
         sent = time.monotonic()
         publish(mqtt_server.host, mqtt_server.port, arrival.messages)
-        collector.wait_for(lambda: len(collector.of("gates/")) > n, timeout=5)
+        collector.wait_for(lambda n=n: len(collector.of("gates/")) > n, timeout=5)
         latencies.append(next(t for t, topic, p in reversed(collector.messages) if topic.startswith("gates/")) - sent)
     assert max(latencies) < 1.0, latencies
     assert all(v["verdict"] == "inspect" for v in collector.of("gates/"))  # plates did not match
