@@ -34,62 +34,70 @@ BATCH_WITHIN_S = 0.02
 class Outputs:
     """Publishes a batch's results to MQTT, Kafka and Redis, waiting for every ack."""
 
-    def __init__(self, app: faust.App, settings: Settings, name: str) -> None:
+    def __init__(self, kafka: KafkaWriter, settings: Settings, name: str) -> None:
         self.settings = settings
+        self.kafka = kafka
         self.mqtt = MqttClient(settings.mqtt.host, settings.mqtt.port, f"{settings.mqtt.client_id_prefix}-worker-{name}")
         self.redis = RedisState(settings.redis.url, settings.redis.prefix, settings.redis.alert_stream_maxlen)
-        k = settings.kafka
-        self.alerts = app.topic(k.alerts_topic, key_type=bytes, value_type=bytes, value_serializer="raw")
-        self.outputs = app.topic(k.outputs_topic, key_type=bytes, value_type=bytes, value_serializer="raw")
-        self.dead = app.topic(k.deadletter_topic, key_type=bytes, value_type=bytes, value_serializer="raw")
 
     async def start(self) -> None:
         await asyncio.to_thread(self.mqtt.connect)
+        await self.kafka.start()
 
     async def publish(self, result: BatchResult) -> None:
+        k = self.settings.kafka
         mqtt_messages = [
             (o.topic, json.dumps(o.payload, ensure_ascii=False, separators=(",", ":")).encode(), o.retain)
             for o in result.outputs
         ]
-        futures: list[Any] = []
+        records: list[tuple[str, bytes | None, bytes]] = []
         for o in result.outputs:
             line = json.dumps(o.line(), ensure_ascii=False, separators=(",", ":")).encode()
-            futures.append(await self.outputs.send(key=o.payload.get("lock_id", "").encode(), value=line))
+            records.append((k.outputs_topic, o.payload.get("lock_id", "").encode(), line))
             if o.kind == "alert":
-                futures.append(await self.alerts.send(
-                    key=o.payload["declaration_id"].encode(),
-                    value=json.dumps(o.payload, ensure_ascii=False, separators=(",", ":")).encode()))
+                records.append((k.alerts_topic, o.payload["declaration_id"].encode(),
+                                json.dumps(o.payload, ensure_ascii=False, separators=(",", ":")).encode()))
         for d in result.dead_letters:
-            futures.append(await self.dead.send(value=json.dumps(d.to_record(), ensure_ascii=False).encode()))
+            records.append((k.deadletter_topic, None, json.dumps(d.to_record(), ensure_ascii=False).encode()))
         await asyncio.gather(
             self.mqtt.publish_all(mqtt_messages),
             self.redis.write(result.touched.values(), result.outputs, result.dead_letters),
-            *futures,
+            self.kafka.send(records),
         )
 
 
-class ChangelogWriter:
-    """Writes the batch's table changes to the ``locks`` changelog in batched produce requests.
+class KafkaWriter:
+    """Writes the worker's Kafka records (outputs, alerts, dead letters, table changes) in batched
+    produce requests, on its own aiokafka producer.
 
     Faust's own producer must send one record per request on Tansu (see
-    :mod:`pipeline.faust_settings`), which caps a worker near a thousand lock updates a
-    second. This producer batches; then, for each partition it wrote, it sends that
-    partition's last record once more on its own, so the partition ends with a one-record
-    batch and the end offset Tansu reports (last batch's base offset + 1) is exact, which
-    table recovery relies on. The repeated record is the same key and value: harmless.
+    :mod:`pipeline.faust_settings`), which capped a worker near a thousand messages a
+    second. For the ``locks`` changelog this writer then sends, for each partition it wrote,
+    that partition's last record once more on its own, so the partition ends with a
+    one-record batch and the end offset Tansu reports (last batch's base offset + 1) is
+    exact, which table recovery relies on. The repeated record is the same key and value:
+    harmless.
     """
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.bootstrap, self.topic = bootstrap, topic
+    def __init__(self, bootstrap: str, changelog_topic: str) -> None:
+        self.bootstrap, self.changelog_topic = bootstrap, changelog_topic
         self.producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
         # Created here: an aiokafka client binds to the running event loop.
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=1,
-                                         max_batch_size=512 * 1024)
-        await self.producer.start()
+        if self.producer is None:
+            self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=1,
+                                             max_batch_size=512 * 1024)
+            await self.producer.start()
 
-    async def write(self, records: list[tuple[int, str, dict[str, Any]]]) -> None:
+    async def send(self, records: list[tuple[str, bytes | None, bytes]]) -> None:
+        """Sends (topic, key, value) records and waits until Kafka acknowledged every one."""
+        assert self.producer is not None, "start() first"
+        futures = [await self.producer.send(topic, key=key, value=value) for topic, key, value in records]
+        await asyncio.gather(*futures)
+
+    async def write_changelog(self, records: list[tuple[int, str, dict[str, Any]]]) -> None:
+        """Writes (partition, lock id, table value) changes to the ``locks`` changelog."""
         if not records:
             return
         assert self.producer is not None, "start() first"
@@ -99,9 +107,10 @@ class ChangelogWriter:
             # The table's changelog serializers are json for keys and values alike.
             raw = (json.dumps(key).encode(), json.dumps(value, separators=(",", ":")).encode())
             last[partition] = raw
-            futures.append(await self.producer.send(self.topic, key=raw[0], value=raw[1], partition=partition))
+            futures.append(await self.producer.send(self.changelog_topic, key=raw[0], value=raw[1], partition=partition))
         await asyncio.gather(*futures)
-        closing = [await self.producer.send(self.topic, key=k, value=v, partition=p) for p, (k, v) in last.items()]
+        closing = [await self.producer.send(self.changelog_topic, key=k, value=v, partition=p)
+                   for p, (k, v) in last.items()]
         await asyncio.gather(*closing)
 
 
@@ -118,9 +127,9 @@ def create_app(settings: Settings, detector: Detector, name: str = "1", *, local
     table = app.Table("locks", default=None, partitions=k.partitions, key_type=str)
 
     store = CachedStore(table.data)
-    changelog = ChangelogWriter(k.bootstrap, table.changelog_topic.get_topic_name())
+    kafka = KafkaWriter(k.bootstrap, table.changelog_topic.get_topic_name())
     processor = BatchProcessor(detector, store)
-    outputs = Outputs(app, settings, name)
+    outputs = Outputs(kafka, settings, name)
     app.smartlock_processor = processor  # type: ignore[attr-defined]  # for tests and the demo
 
     @app.on_rebalance_complete.connect
@@ -141,11 +150,10 @@ def create_app(settings: Settings, detector: Detector, name: str = "1", *, local
     @app.agent(inbound)
     async def judge(stream: faust.StreamT) -> None:
         await outputs.start()
-        await changelog.start()
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             records = [Record(e.message.key, e.message.value, e.message.partition) for e in events]
             result = processor.process(records)
             await outputs.publish(result)
-            await changelog.write(store.take_dirty())
+            await kafka.write_changelog(store.take_dirty())
 
     return app
