@@ -60,7 +60,9 @@ def evaluate(detector: Detector, trace: IO[str], out: IO[str], err: IO[str]) -> 
         summary.lines += 1
         try:
             [(_, topic, payload)] = list(iter_trace([line]))
-            env = decode(topic, payload if isinstance(payload, dict) else json.dumps(payload))
+            # A string payload is the raw text as published (CONTRACT section 5 traces of
+            # malformed messages); any other JSON value is what the payload parsed to.
+            env = decode(topic, payload if isinstance(payload, dict | str) else json.dumps(payload))
         except MessageError as exc:
             summary.malformed += 1
             detail = exc.detail.removeprefix("line 1: ")
