@@ -9,6 +9,7 @@ below. Nothing else in the code base reads ``os.environ``.
 from __future__ import annotations
 
 import tomllib
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,23 @@ class RedisSettings(_Section):
     alert_stream_maxlen: int = 100_000
 
 
+class IntakeSettings(_Section):
+    """The declaration intake service (``smartlock intake``) and fee estimate."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    timezone: str = Field("Asia/Shanghai", description="zone in which local times are shown in messages")
+    max_days_before_departure: int = Field(14, ge=0, description="earliest submission, days before departure")
+    min_minutes_before_arrival: int = Field(
+        30, ge=0, description="latest submission and binding, minutes before arrival at the control point"
+    )
+    hkd_rates: dict[str, Decimal] = Field(
+        default_factory=lambda: {"HKD": Decimal("1"), "USD": Decimal("7.8"), "CNY": Decimal("1.08"),
+                                 "EUR": Decimal("8.4")},
+        description="fixed HK$ per unit of each accepted currency (fee estimate)",
+    )
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build with :func:`load_settings`."""
 
@@ -116,6 +134,7 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = MqttSettings()
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
+    intake: IntakeSettings = IntakeSettings()
 
     @classmethod
     def settings_customise_sources(
