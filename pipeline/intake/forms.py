@@ -172,7 +172,8 @@ _REF = [{"name": "reference", "in": "path", "required": True, "schema": {"type":
 
 def openapi() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the intake service, generated from the models."""
-    models = [DeclarationForm, FieldErrorModel, Errors, Problem, Fee, FeeRequest, Accepted, BindRequest, Record]
+    models: list[type[BaseModel]] = [DeclarationForm, FieldErrorModel, Errors, Problem, Fee, FeeRequest, Accepted,
+                                     BindRequest, Record]
     _, defs = models_json_schema([(m, "validation") for m in models], ref_template="#/components/schemas/{model}")
     paths = {
         "/declarations": {"post": {

@@ -56,7 +56,7 @@ def month_key(now: datetime) -> str:
 def is_valid_reference(reference: str) -> bool:
     """True if ``reference`` has the format and its check symbol is right."""
     m = PATTERN.match(reference.strip().upper())
-    return bool(m) and _check(m.group(1), m.group(2)) == m.group(3)
+    return m is not None and _check(m.group(1), m.group(2)) == m.group(3)
 
 
 def normalise_reference(reference: str) -> str:

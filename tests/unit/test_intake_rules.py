@@ -416,3 +416,36 @@ def test_openapi_document_references_resolve() -> None:
         assert ref in doc["components"]["schemas"], ref
     assert {"/declarations", "/declarations/{reference}", "/declarations/{reference}/bind", "/fees",
             "/openapi.json", "/healthz"} <= set(doc["paths"])
+
+
+def test_a_bind_whose_publish_is_not_acknowledged_stays_accepted() -> None:
+    from pipeline.errors import InfrastructureError
+
+    async def scenario() -> None:
+        calls: list[bytes] = []
+
+        async def failing(topic: str, payload: bytes) -> None:
+            calls.append(payload)
+            if len(calls) == 1:
+                raise InfrastructureError("MQTT broker did not acknowledge message 1 within 10.0s")
+
+        service = IntakeService(MemoryStore(), failing, lambda: NOW)
+        _, body = await service.submit(road_form())
+        status, answer = await service.bind(body["reference"], "浙G01345")
+        assert status == 503 and "not bound" in answer["error"] and "try again" in answer["error"]
+        assert (await service.get(body["reference"]))[1]["status"] == "accepted"
+        assert (await service.bind(body["reference"], "浙G01345"))[0] == 200
+        assert len(calls) == 2
+
+    asyncio.run(scenario())
+
+
+def test_intake_command_writes_the_openapi_document(tmp_path: Path) -> None:
+    import argparse
+
+    from pipeline.commands import intake
+
+    parser = argparse.ArgumentParser()
+    intake.configure(parser)
+    assert intake.run(parser.parse_args(["--write-openapi", str(tmp_path / "openapi.json")])) == 0
+    assert (tmp_path / "openapi.json").read_text(encoding="utf-8") == openapi_json()
