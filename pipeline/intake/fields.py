@@ -60,25 +60,36 @@ VAGUE_WORDS = frozenset({
     "miscellaneous", "various", "stuff", "freight",
     "电子设备", "电子产品", "电器", "食品", "货物", "商品", "杂货", "日用品", "配件", "样品", "服装",
 })
+#: Words that, alone or together, say nothing about the goods ("assorted electronic goods").
+VAGUE_TOKENS = frozenset(
+    w for phrase in VAGUE_WORDS for w in phrase.split() if w.isascii()
+) | {"and", "or", "of", "other", "others", "assorted", "mixed", "general", "some", "batch", "lot", "lots",
+     "electric", "new", "used", "etc"}
 _EXAMPLE = '"Bluetooth earphones, model X12, ABS plastic"'
 _CJK = re.compile(r"[\u3400-\u9fff]")
 _WORD = re.compile(r"[\w%]+", re.UNICODE)
 
 
 def check_description(path: str, description: Any) -> list[FieldError]:
-    """Cargo description rules: present, not a vague word, specific enough (name, model, material)."""
+    """Cargo description rules: present, not vague, specific enough (name, model, material).
+
+    Vague: the whole description is a vague word (:data:`VAGUE_WORDS`), or every word of it is
+    a vague or filler word ("assorted electronic goods"). Specific enough: three words or more,
+    or two when one carries a model number ("iPhone 15"); CJK characters count as words.
+    """
     if not isinstance(description, str) or not description.strip():
         return [FieldError(path, f"{path}: missing; describe the goods by name, model and material, e.g. {_EXAMPLE}")]
     text = " ".join(description.split())
     bare = re.sub(r"[^\w\s]", "", text.lower()).strip()
-    if bare in VAGUE_WORDS:
+    tokens = re.findall(r"[a-z0-9]+", bare)
+    if bare in VAGUE_WORDS or (tokens and not _CJK.search(text) and all(t in VAGUE_TOKENS for t in tokens)):
         return [FieldError(path, f'{path}: "{text}" is too vague; say what the goods are: name, model and '
                                  f"material, e.g. {_EXAMPLE}")]
     cjk = len(_CJK.findall(text))
     words = len(_WORD.findall(text)) if not cjk else cjk + len(re.findall(r"[A-Za-z0-9]+", text))
-    if words < 3:
+    if words < 2 or (words == 2 and not re.search(r"\d", text)):
         return [FieldError(path, f'{path}: "{text}" is not specific enough; give at least the name and the model '
-                                 f"or material (three words or more), e.g. {_EXAMPLE}")]
+                                 f"or material (a model number, or three words or more), e.g. {_EXAMPLE}")]
     return []
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -74,7 +77,7 @@ def test_fixed_rates_convert_and_unknown_currency_is_refused() -> None:
 
 
 def test_fees_command_prints_the_breakdown(capsys: pytest.CaptureFixture[str]) -> None:
-    parser = __import__("argparse").ArgumentParser()
+    parser = argparse.ArgumentParser()
     fees_command.configure(parser)
     assert fees_command.run(parser.parse_args(["--value", "47001"])) == 0
     out = capsys.readouterr().out
@@ -84,3 +87,17 @@ def test_fees_command_prints_the_breakdown(capsys: pytest.CaptureFixture[str]) -
     assert '"training_levy": "0.30"' in capsys.readouterr().out
     assert fees_command.run(parser.parse_args(["--value", "10", "--currency", "JPY"])) == 1
     assert 'cargo[0].currency: "JPY" is not accepted; use one of' in capsys.readouterr().out
+
+
+def test_fees_command_reads_a_form(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    form = tmp_path / "form.json"
+    form.write_text(json.dumps({"cargo": [
+        {"value": 30000, "currency": "HKD", "garment_or_footwear": True, "origin": "HK"},
+        {"value": 2180, "currency": "USD"},  # HK$17,004.00
+    ]}), encoding="utf-8")
+    parser = argparse.ArgumentParser()
+    fees_command.configure(parser)
+    assert fees_command.run(parser.parse_args([str(form), "--json"])) == 0
+    fee = json.loads(capsys.readouterr().out)
+    assert (fee["value_hkd"], fee["declaration_charge"], fee["training_levy"], fee["total"]) == (
+        "47004.00", "1.00", "9.00", "10.00")

@@ -120,6 +120,12 @@ def test_a_rail_form_binds_several_locks_to_a_train() -> None:
     assert payload["lock_id"] == "LK-R1"
 
 
+@pytest.mark.parametrize("description", ["iPhone 15", "纯棉T恤，含棉量100%", "cotton T-shirts, 100% cotton",
+                                         "Bluetooth earphones, model X12, ABS plastic", "electronic kitchen scales"])
+def test_specific_descriptions_are_accepted(description: str) -> None:
+    assert isinstance(validate_submission(with_path(road_form(), "cargo.0.description", description), NOW), Accepted)
+
+
 @pytest.mark.parametrize("plate", ["浙G12345", "浙G1234D", "浙GD12345", "粤Z1234港", "AB1234", "K9", "浙g·12345"])
 def test_accepted_plates(plate: str) -> None:
     assert isinstance(validate_submission(road_form(vehicle_plate=plate), NOW), Accepted)
@@ -189,9 +195,18 @@ INVALID = [
      f"material, e.g. {EXAMPLE}"),
     ("cargo.0.description", "电子设备",
      f'cargo[0].description: "电子设备" is too vague; say what the goods are: name, model and material, e.g. {EXAMPLE}'),
+    ("cargo.0.description", "assorted electronic goods",
+     'cargo[0].description: "assorted electronic goods" is too vague; say what the goods are: name, model and '
+     f"material, e.g. {EXAMPLE}"),
+    ("cargo.0.description", "electronics and other goods",
+     'cargo[0].description: "electronics and other goods" is too vague; say what the goods are: name, model and '
+     f"material, e.g. {EXAMPLE}"),
     ("cargo.0.description", "mobile phones",
      'cargo[0].description: "mobile phones" is not specific enough; give at least the name and the model or '
-     f"material (three words or more), e.g. {EXAMPLE}"),
+     f"material (a model number, or three words or more), e.g. {EXAMPLE}"),
+    ("cargo.0.description", "scarves",
+     'cargo[0].description: "scarves" is not specific enough; give at least the name and the model or '
+     f"material (a model number, or three words or more), e.g. {EXAMPLE}"),
     ("cargo.0.packages", 2.5, "cargo[0].packages: 2.5 must be a whole number; give the number of packages, e.g. 120"),
     ("cargo.0.quantity", 0, "cargo[0].quantity: must be above 0; give the quantity, e.g. 1200"),
     ("cargo.0.value", "lots", "cargo[0].value: 'lots' is not a number; give the value of this line, e.g. 5400.00"),
