@@ -26,6 +26,7 @@ from pipeline.core import trip as rules
 from pipeline.core.state import MEMORY, Fix, LockState, Trip
 from pipeline.core.verdict import judge_arrival
 from pipeline.geofence import Geofences
+from pipeline.intake.rules import check_contract_declaration
 from pipeline.models import (
     SEVERITY,
     Alert,
@@ -141,6 +142,12 @@ class Detector:
             zone = geo.zones.get(zone_id)
             if zone is None or zone.role != role:
                 return Rejection(f"unknown_{role}", f"{zone_id!r} is not a {role} zone in the geofences")
+        # The Hong Kong road cargo rules that a contract payload can show (specific cargo
+        # descriptions, complete items, plate format) hold for declarations published
+        # straight on MQTT too, not only for those that came through the HTTP intake.
+        errors = check_contract_declaration(decl)
+        if errors:
+            return Rejection("declaration_rules", "; ".join(e.message for e in errors))
         return None
 
     @staticmethod

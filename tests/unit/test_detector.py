@@ -342,6 +342,14 @@ def test_declaration_naming_unknown_geofences_is_refused() -> None:
     assert run(Trip().declare(mode="rail").messages).reasons() == ["mode_mismatch"]
 
 
+
+def test_a_vague_declaration_published_on_mqtt_is_refused_with_the_intake_rules() -> None:
+    vague = [{"description": "electronics", "quantity": 10, "unit": "pcs", "value": 100.0, "currency": "USD"}]
+    r = run(Trip().declare(cargo=vague).event("sealed", at=(0, 0)).drive(0, 2).messages)
+    assert r.reasons()[0] == "declaration_rules"
+    assert "electronics" in r.rejections[0][1].detail and "too vague" in r.rejections[0][1].detail
+    assert [a["type"] for a in r.alerts()] == ["unknown_lock"]  # never bound: the lock is undeclared
+
 @pytest.mark.parametrize("case", ["missing", "wrong", "unknown_key"])
 def test_signing_rejections_change_nothing(case: str) -> None:
     keys = {"L1": "k1-secret"}
