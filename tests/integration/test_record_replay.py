@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from pipeline.mqtt import MqttClient, Received
+from tests.integration.procs import Pipeline
 from tests.servers import Endpoint
 
 pytestmark = pytest.mark.integration
@@ -216,3 +217,48 @@ def test_replay_scales_the_event_time_spacing_by_speed(
         assert 0.3 < gap < 1.0, gaps
     assert gaps[2] < 0.3, gaps  # the untimed message follows the previous one at once
     assert 1.7 < times[-1] - times[0] < 2.8, gaps
+
+
+def evaluated_alert_ids(trace: Path) -> set[str]:
+    result = subprocess.run(
+        cli("evaluate", str(trace)),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    return {x["payload"]["alert_id"] for x in lines if x["topic"].startswith("monitoring/alerts/")}
+
+
+def test_replaying_through_the_live_pipeline_yields_the_alerts_evaluate_gives(
+    mqtt_server: Endpoint, redis_server: Endpoint, kafka_server: Endpoint, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    trace = tmp_path / "golden.jsonl"
+    text = GOLDEN.read_text(encoding="utf-8")
+    trace.write_text(
+        text.replace("LK-", f"LK{tag}-").replace("DCL-", f"DCL{tag}-"), encoding="utf-8"
+    )
+    expected = evaluated_alert_ids(trace)
+    assert len(expected) >= 9  # one of each alert type the golden trace exercises
+    pipeline = Pipeline(
+        mqtt_server.host, mqtt_server.port, kafka_server.bootstrap, redis_server.url, tmp_path
+    )
+    try:
+        pipeline.start("worker")
+        pipeline.start("bridge")
+        pipeline.wait_worker_ready()
+        result = replay(mqtt_server, trace, "max", timeout=60)
+        assert result.returncode == 0, result.stderr
+        deadline = time.monotonic() + 60
+        got: set[str] = set()
+        while time.monotonic() < deadline and got != expected:
+            time.sleep(0.2)
+            got = {a["alert_id"] for a in pipeline.alerts_in_redis()}
+    finally:
+        pipeline.stop_all()
+    assert got == expected, (
+        f"missing {expected - got}, extra {got - expected}\n{pipeline.log('worker-1')}"
+    )

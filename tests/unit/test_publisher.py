@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import socket
+from collections import deque
 
 import pytest
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, InfrastructureError
 from simulators.commands.replay import TraceReader, parse_speed, summary_line
-from simulators.publisher import Pacer, PublishReport, due_times, encode, event_time, timed
+from simulators.publisher import (
+    Pacer,
+    PublishReport,
+    _settle,
+    due_times,
+    encode,
+    event_time,
+    publish_paced,
+    timed,
+)
 from simulators.recorder import payload_of
 
 
@@ -117,3 +129,45 @@ def test_summary_line_counts_sent_and_acknowledged() -> None:
         line
         == "replayed 100 messages: 100 sent, 99 acknowledged in 2.0 s (50 msg/s), 1 malformed lines skipped"
     )
+
+
+class FakeInfo:
+    """Stands in for paho's MQTTMessageInfo: acknowledged or not."""
+
+    def __init__(self, mid: int, published: bool) -> None:
+        self.mid, self.published = mid, published
+
+    def is_published(self) -> bool:
+        return self.published
+
+
+class FakeClient:
+    host, port = "broker.test", 1883
+
+    def raise_if_failed(self) -> None:
+        pass
+
+
+def test_settle_counts_acknowledged_messages_from_the_front_only() -> None:
+    pending = deque([FakeInfo(1, True), FakeInfo(2, True), FakeInfo(3, False), FakeInfo(4, True)])
+    acked = asyncio.run(_settle(pending, keep=10, timeout=1.0, client=FakeClient()))  # type: ignore[arg-type]
+    assert acked == 2
+    assert [i.mid for i in pending] == [3, 4]
+
+
+def test_a_message_never_acknowledged_is_an_error_that_names_it() -> None:
+    pending = deque([FakeInfo(7, False)])
+    with pytest.raises(
+        InfrastructureError, match=r"broker.test:1883 did not acknowledge message 7 within"
+    ):
+        asyncio.run(_settle(pending, keep=0, timeout=0.05, client=FakeClient()))  # type: ignore[arg-type]
+
+
+def test_an_unreachable_broker_is_an_infrastructure_error() -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(InfrastructureError, match="cannot reach MQTT broker"):
+        asyncio.run(
+            publish_paced([("t", {})], "127.0.0.1", port, speed=None, client_id="unit-unreachable")
+        )
