@@ -100,3 +100,30 @@ def faust_app_kwargs(
         # 1 byte means one record per batch and a correct end offset on Tansu.
         kwargs["producer_max_batch_size"] = 1
     return kwargs
+
+
+_FETCH_WAIT_PATCHED = False
+
+
+def shorten_fetch_wait(max_wait_ms: int = 100) -> None:
+    """Makes Faust's stream consumers wait at most ``max_wait_ms`` per fetch.
+
+    Faust 0.15 hard-codes ``fetch_max_wait_ms=1500``. Kafka answers a fetch as soon as
+    data arrives, but Tansu holds it for the whole wait, so a message waited 0.75 s on
+    average before the worker saw it (measured: gate verdicts 0.7 s behind their arrival).
+    For local runs on Tansu only; idempotent.
+    """
+    global _FETCH_WAIT_PATCHED
+    if _FETCH_WAIT_PATCHED:
+        return
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    original = AIOKafkaConsumerThread._create_worker_consumer
+
+    def create(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        consumer._fetch_max_wait_ms = max_wait_ms  # read when the consumer starts its fetcher
+        return consumer
+
+    AIOKafkaConsumerThread._create_worker_consumer = create  # type: ignore[method-assign]
+    _FETCH_WAIT_PATCHED = True

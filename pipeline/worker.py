@@ -12,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 import faust
 from aiokafka import AIOKafkaProducer
 
 from pipeline.core.detector import Detector
-from pipeline.faust_settings import faust_app_kwargs
+from pipeline.core.writeoff import AUTOMATIC, audit_entry, writeoff_record
+from pipeline.faust_settings import faust_app_kwargs, shorten_fetch_wait
+from pipeline.models import format_epoch
 from pipeline.mqtt import MqttClient
 from pipeline.processor import BatchProcessor, BatchResult, CachedStore, Record
 from pipeline.redis_state import RedisState
@@ -39,6 +42,7 @@ class Outputs:
         self.kafka = kafka
         self.mqtt = MqttClient(settings.mqtt.host, settings.mqtt.port, f"{settings.mqtt.client_id_prefix}-worker-{name}")
         self.redis = RedisState(settings.redis.url, settings.redis.prefix, settings.redis.alert_stream_maxlen)
+        self.decided_by = f"{AUTOMATIC} (worker {name})"
 
     async def start(self) -> None:
         await asyncio.to_thread(self.mqtt.connect)
@@ -59,11 +63,29 @@ class Outputs:
                                 json.dumps(o.payload, ensure_ascii=False, separators=(",", ":")).encode()))
         for d in result.dead_letters:
             records.append((k.deadletter_topic, None, json.dumps(d.to_record(), ensure_ascii=False).encode()))
+        audits, writeoffs = self.verdict_records(result)
+        records.extend((k.writeoffs_topic, w["declaration_id"].encode(),
+                        json.dumps(w, ensure_ascii=False, sort_keys=True).encode()) for w in writeoffs)
         await asyncio.gather(
             self.mqtt.publish_all(mqtt_messages),
             self.redis.write(result.touched.values(), result.outputs, result.dead_letters),
+            self.redis.write_verdict_records(audits, writeoffs),
             self.kafka.send(records),
         )
+
+    def verdict_records(self, result: BatchResult) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Audit entries of the batch's verdicts, and write-offs of its releases."""
+        now = format_epoch(time.time())
+        audits, writeoffs = [], []
+        for o in result.outputs:
+            if o.kind != "verdict":
+                continue
+            state = result.touched.get(o.payload["lock_id"])
+            trip = state.trip if state is not None else None
+            audits.append(audit_entry(trip, o.payload, self.decided_by, now))
+            if o.payload["verdict"] == "release" and trip is not None:
+                writeoffs.append(writeoff_record(trip, o.payload, self.decided_by, now))
+        return audits, writeoffs
 
 
 class KafkaWriter:
@@ -117,6 +139,8 @@ class KafkaWriter:
 def create_app(settings: Settings, detector: Detector, name: str = "1", *, local: bool = True) -> faust.App:
     """Builds the Faust app: inbound topic, ``locks`` table, the ``judge`` agent."""
     k = settings.kafka
+    if local:
+        shorten_fetch_wait()
     datadir = (settings.run_dir / f"worker-{name}").resolve()
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(k.app_id, **faust_app_kwargs(

@@ -54,6 +54,7 @@ class Pipeline:
             "SMARTLOCK_KAFKA__ALERTS_TOPIC": f"{self.prefix}.alerts",
             "SMARTLOCK_KAFKA__OUTPUTS_TOPIC": f"{self.prefix}.outputs",
             "SMARTLOCK_KAFKA__DEADLETTER_TOPIC": f"{self.prefix}.deadletter",
+            "SMARTLOCK_KAFKA__WRITEOFFS_TOPIC": f"{self.prefix}.writeoffs",
             "SMARTLOCK_REDIS__URL": self.redis_url,
             "SMARTLOCK_REDIS__PREFIX": self.prefix,
             "PYTHONUNBUFFERED": "1",
@@ -66,6 +67,8 @@ class Pipeline:
     def start(self, role: str, name: str = "1") -> subprocess.Popen[bytes]:
         """Starts ``smartlock bridge`` or ``smartlock worker`` named ``name``."""
         key = f"{role}-{name}"
+        if role == "worker":  # readiness is announced anew by this process (wait_worker_ready)
+            self.redis().hdel(f"{self.prefix}:workers", name)
         log = open(self.workdir / f"{key}.log", "ab")  # noqa: SIM115 - the child process holds it
         argv = [sys.executable, "-m", "pipeline.cli", role, "--name", name]
         proc = subprocess.Popen(argv, cwd=self.workdir, env=self.env(), stdout=log, stderr=subprocess.STDOUT)
