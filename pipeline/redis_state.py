@@ -8,7 +8,11 @@ Keys (``<p>`` is the configured prefix, default ``smartlock``):
 * ``<p>:positions``: GEO index of current positions, member = lock id;
 * ``<p>:alerts``: stream of alerts (field ``json`` holds the Alert payload), each alert id
   added once (``<p>:alert_ids`` remembers them, so a reprocessed event adds nothing);
-* ``<p>:verdicts`` and ``<p>:deadletters``: streams of gate verdicts and dead letters.
+* ``<p>:verdicts`` and ``<p>:deadletters``: streams of gate verdicts and dead letters;
+* ``<p>:writeoff:<declaration_id>``: hash lock id -> write-off record (JSON) of each
+  released container, written once (a reprocessed arrival does not overwrite it);
+* ``<p>:audit:<declaration_id>``: stream of audit entries, one per gate verdict (JSON, field
+  ``json``), with who decided, when and on which evidence (alerts and their resolutions).
 """
 
 from __future__ import annotations
@@ -84,6 +88,20 @@ class RedisState:
             for d in dead:
                 pipe.xadd(f"{self.p}:deadletters", {"json": json.dumps(d.to_record(), ensure_ascii=False)},
                           maxlen=self.maxlen, approximate=True)
+            await pipe.execute()
+
+    async def write_verdict_records(self, audits: list[dict[str, Any]], writeoffs: list[dict[str, Any]]) -> None:
+        """Appends audit entries and stores write-offs (first one per declaration and lock wins)."""
+        if not audits and not writeoffs:
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for entry in audits:
+                key = f"{self.p}:audit:{entry['declaration_id'] or 'undeclared'}"
+                pipe.xadd(key, {"json": json.dumps(entry, ensure_ascii=False, sort_keys=True)},
+                          maxlen=self.maxlen, approximate=True)
+            for record in writeoffs:
+                pipe.hsetnx(f"{self.p}:writeoff:{record['declaration_id']}", record["lock_id"],
+                            json.dumps(record, ensure_ascii=False, sort_keys=True))
             await pipe.execute()
 
     async def trip(self, lock_id: str) -> dict[str, Any]:

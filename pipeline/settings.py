@@ -90,6 +90,7 @@ class KafkaSettings(_Section):
     alerts_topic: str = "alerts"
     outputs_topic: str = "smartlock.outputs"
     deadletter_topic: str = "smartlock.deadletter"
+    writeoffs_topic: str = Field("smartlock.writeoffs", description="write-off records of released containers")
     partitions: int = Field(4, ge=1)
     app_id: str = "smartlock"
     rebalance_timeout_s: float = Field(
