@@ -22,7 +22,7 @@ from simulators.scenarios import KINDS, load_scenarios, parse_scenario
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trucks", type=int, default=100, help="road trucks (default 100)")
     parser.add_argument("--seed", type=int, default=1, help="same seed, same messages (default 1)")
-    parser.add_argument("--scenario", action="append", default=[], metavar="NAME[:PCT%%][:k=v,...]",
+    parser.add_argument("--scenario", action="append", default=[], metavar="NAME[:PCT%][:k=v,...]",
                         help=f"repeatable; names: {', '.join(KINDS)}")
     parser.add_argument("--scenarios", type=Path, default=None, help="YAML file with a 'scenarios:' list")
     parser.add_argument("--rail-containers", type=int, default=0, help="also run one train with N containers")
