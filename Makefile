@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 APT_PACKAGES := mosquitto redis-server
 
-.PHONY: setup system-deps demo test test-unit test-integration lint bench schema clean
+.PHONY: setup system-deps demo loop test test-unit test-integration lint bench schema clean
 
 setup: $(STAMP) system-deps
 
@@ -31,6 +31,10 @@ system-deps:
 
 demo: setup
 	$(BIN)/smartlock demo $(DEMO_ARGS)
+
+# The closed loop, narrated: declaration, binding, transit, gate verdicts, resolution, write-off.
+loop: setup
+	$(BIN)/smartlock loop
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bridge": ("pipeline.commands.bridge", "move lock messages from MQTT into Kafka"),
     "worker": ("pipeline.commands.worker", "run the Faust stream processor"),
     "demo": ("pipeline.commands.demo", "local demo: stack, bridge, worker, simulated fleet, live view"),
+    "loop": ("pipeline.commands.loop", "the closed loop on local servers: declare, bind, transit, gate, write-off"),
     "simulate": ("simulators.commands.simulate", "simulate a fleet of smart locks (live or to a trace)"),
     "record": ("simulators.commands.record", "record live MQTT traffic into a trace"),
     "replay": ("simulators.commands.replay", "republish a trace over MQTT"),

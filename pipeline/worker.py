@@ -75,7 +75,7 @@ class Outputs:
 
     def verdict_records(self, result: BatchResult) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Audit entries of the batch's verdicts, and write-offs of its releases."""
-        now = format_epoch(time.time())
+        now = format_epoch(int(time.time()))  # wall clock of the decision, to the second
         audits, writeoffs = [], []
         for o in result.outputs:
             if o.kind != "verdict":

@@ -1,0 +1,28 @@
+"""`smartlock loop` (the README's closed loop) runs end to end on its own local servers."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from pipeline.loop_demo import TRUCKS, run_loop
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_closed_loop_releases_writes_off_and_keeps_the_resolution(tmp_path: Path) -> None:
+    out = io.StringIO()
+    result = run_loop(tmp_path / "run", Console(file=out, width=200))
+    text = out.getvalue()
+    clean, detour = (lock for lock, *_ in TRUCKS)
+    assert result["verdicts"][clean]["verdict"] == "release"
+    assert result["verdicts"][detour]["verdict"] == "release"  # after the operator's resolution
+    assert "INSPECT" in text and "route_deviation" in text and "resolved" in text
+    records = {lock: rec for per_decl in result["writeoffs"].values() for lock, rec in per_decl.items()}
+    assert sorted(records) == sorted([clean, detour])
+    [deviation] = [a for a in records[detour]["evidence"]["alerts"] if a["type"] == "route_deviation"]
+    assert deviation["resolution"]["operator"] == "Wang Li"
+    assert not list((tmp_path / "run" / "gate-queue" / "pending").glob("*.json"))
