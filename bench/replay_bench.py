@@ -30,33 +30,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: tests.servers starts the broker
 
+from tests.builders import telemetry_trace  # noqa: E402
 from tests.servers import LocalBackend  # noqa: E402
 
 RATE = re.compile(r"(\d+) sent, (\d+) acknowledged in ([\d.]+) s \((\d+) msg/s\)")
-
-
-def telemetry_trace(path: Path, count: int, locks: int = 200) -> None:
-    """``count`` telemetry messages from ``locks`` locks, a round of fixes every 30 s of event time."""
-    with path.open("w", encoding="utf-8") as out:
-        for i in range(count):
-            seq = i // locks + 1
-            t = seq * 30
-            payload = {
-                "lock_id": f"LK-{i % locks:03d}",
-                "seq": seq,
-                "ts": f"2026-11-22T{8 + t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d}Z",
-                "lat": 29.3 + seq * 1e-4,
-                "lon": 120.1,
-                "seal": "sealed",
-                "battery_pct": 90.0,
-            }
-            out.write(
-                json.dumps(
-                    {"topic": f"bench/locks/LK-{i % locks:03d}/telemetry", "payload": payload},
-                    separators=(",", ":"),
-                )
-                + "\n"
-            )
 
 
 def run_cli(*args: str) -> dict[str, Any]:
@@ -95,7 +72,7 @@ def main() -> None:
             mqtt = backend.start("mqtt")
             server = ["--mqtt-host", mqtt.host, "--mqtt-port", str(mqtt.port)]
             trace = work / "telemetry.jsonl"
-            telemetry_trace(trace, args.messages)
+            telemetry_trace(trace, "bench", args.messages)
             result = median_of(args.rounds, "replay", str(trace), "--speed", "max", *server)
             print(json.dumps({"bench": "replay", "messages": args.messages, **result}), flush=True)
             fleet = work / "fleet.jsonl"

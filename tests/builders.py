@@ -7,9 +7,11 @@ says "2 km off the corridor" instead of spelling coordinates.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from pipeline.codec import decode, sign
@@ -185,3 +187,29 @@ def merge(*trips: Trip) -> list[tuple[str, dict[str, Any]]]:
         return (payload.get("ts", ""), item[0], item[1])
     tagged = [(i, j, m) for i, trip in enumerate(trips) for j, m in enumerate(trip.messages)]
     return [m for *_, m in sorted(tagged, key=when)]
+
+
+def telemetry_trace(
+    path: Path, prefix: str, count: int, locks: int = 200, step_s: int = 30
+) -> None:
+    """``count`` telemetry messages from ``locks`` locks, one round of fixes every ``step_s`` seconds."""
+    with path.open("w", encoding="utf-8") as out:
+        for i in range(count):
+            lock, seq = f"LK-{i % locks:03d}", i // locks + 1
+            t = seq * step_s
+            payload = {
+                "lock_id": lock,
+                "seq": seq,
+                "ts": f"2026-11-22T{8 + t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d}Z",
+                "lat": 29.3 + seq * 1e-4,
+                "lon": 120.1,
+                "seal": "sealed",
+                "battery_pct": 90.0,
+            }
+            out.write(
+                json.dumps(
+                    {"topic": f"{prefix}/locks/{lock}/telemetry", "payload": payload},
+                    separators=(",", ":"),
+                )
+                + "\n"
+            )

@@ -14,6 +14,7 @@ from pathlib import Path
 from pipeline.commands.common import add_server_args, settings_with_servers
 from pipeline.errors import ConfigError
 from pipeline.runtime import load_geofences
+from simulators.commands.replay import parse_speed
 from simulators.fleet import DEFAULT_START, Fleet, FleetConfig
 from simulators.publisher import publish_paced
 from simulators.scenarios import KINDS, load_scenarios, parse_scenario
@@ -51,18 +52,6 @@ def fleet_config(args: argparse.Namespace) -> FleetConfig:
             raise ConfigError(f"--start {args.start!r} is not an RFC 3339 time like 2026-11-22T08:00:00Z") from None
     return FleetConfig(trucks=args.trucks, seed=args.seed, start=start, spread_min=args.spread,
                        scenarios=tuple(specs), sign=args.sign, rail_containers=args.rail_containers)
-
-
-def parse_speed(text: str) -> float | None:
-    if text == "max":
-        return None
-    try:
-        speed = float(text)
-    except ValueError:
-        speed = 0.0
-    if speed <= 0:
-        raise ConfigError(f"--speed {text!r}: give a positive number or 'max'")
-    return speed
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from pipeline.mqtt import MqttClient, Received
+from tests.builders import telemetry_trace
 from tests.integration.procs import Pipeline
 from tests.servers import Endpoint
 
@@ -106,32 +107,6 @@ def test_record_then_replay_reproduces_the_messages_in_order(
     expected = [(r["topic"], r["payload"]) for r in map(json.loads, lines[:200] + lines[201:])]
     recorded = [m for m in messages(tmp_path / "recorded.jsonl") if tag in json.dumps(m)]
     assert recorded == expected
-
-
-def telemetry_trace(
-    path: Path, prefix: str, count: int, locks: int = 200, step_s: int = 30
-) -> None:
-    """``count`` telemetry messages from ``locks`` locks, one round of fixes every ``step_s`` seconds."""
-    with path.open("w", encoding="utf-8") as out:
-        for i in range(count):
-            lock, seq = f"LK-{i % locks:03d}", i // locks + 1
-            t = seq * step_s
-            payload = {
-                "lock_id": lock,
-                "seq": seq,
-                "ts": f"2026-11-22T{8 + t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d}Z",
-                "lat": 29.3 + seq * 1e-4,
-                "lon": 120.1,
-                "seal": "sealed",
-                "battery_pct": 90.0,
-            }
-            out.write(
-                json.dumps(
-                    {"topic": f"{prefix}/locks/{lock}/telemetry", "payload": payload},
-                    separators=(",", ":"),
-                )
-                + "\n"
-            )
 
 
 def test_replay_at_max_speed_acknowledges_every_one_of_100000_messages(
