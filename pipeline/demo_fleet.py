@@ -92,10 +92,14 @@ def _truck(n: int, route: CorridorRoute, depart: datetime, kind: str, rng: rando
     emit(t0, f"locks/{lock}/events", {"type": "sealed", "lat": round(lat, 6), "lon": round(lon, 6)})
     t, x_km, seal = interval_s, 0.0, "sealed"
     while x_km < route.length_km:
-        x_km = min(route.length_km, t * speed_ms / 1000)
-        y = rng.gauss(0, 8)
         into = t - incident_at
-        if kind == "detour" and 0 <= into <= 1200:
+        detouring = kind == "detour" and 0 <= into <= 1200
+        # Off the expressway the truck makes no progress along it (and its offset never
+        # sweeps round a bend of the corridor, which would look like a spoofed jump).
+        driven_s = t - (min(max(into, 0), 1200) if kind == "detour" else 0)
+        x_km = min(route.length_km, driven_s * speed_ms / 1000)
+        y = rng.gauss(0, 8)
+        if detouring:
             y += 2600 * math.sin(math.pi * into / 1200) ** 0.5  # off the ramp, 2-3 km out, back
         if kind == "breach" and into >= 0:
             seal = "tampered"

@@ -114,7 +114,7 @@ class Plan:
             into = t - incident_t if incident_t is not None else -1.0
             lateral = LANE_OFFSET_M
             if name == "detour" and 0 <= into <= params["minutes"] * 60:
-                speed = min(speed, 40.0)
+                speed = min(speed, 8.0)  # away from the expressway: little progress along it
                 lateral += _excursion(into, params["minutes"] * 60, params["distance_km"] * 1000)
             next_x = dwells[0].x_km if dwells else length
             x = min(x + speed * self.interval_s / 3600, max(next_x, x), length)
