@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from pipeline.errors import InfrastructureError
 from pipeline.live_view import LiveView
 from pipeline.mqtt import MqttClient
 from pipeline.stack import Ports, free_ports, port_in_use, start_stack, stop_stack
+from simulators.publisher import event_time
 
 Message = tuple[str, dict[str, Any]]
 
@@ -42,11 +42,6 @@ class FleetStats:
     def rate(self) -> float:
         end = self.finished or time.monotonic()
         return self.published / max(end - self.started, 1e-9)
-
-
-def _event_time(payload: dict[str, Any]) -> float | None:
-    ts = payload.get("ts")
-    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() if isinstance(ts, str) else None
 
 
 class FleetPublisher(threading.Thread):
@@ -80,13 +75,13 @@ class FleetPublisher(threading.Thread):
     def _run(self) -> None:
         first = self.paced_from
         if first is None:
-            first = next((t for _, p in self.messages if (t := _event_time(p)) is not None), 0.0)
+            first = next((t for _, p in self.messages if (t := event_time(p)) is not None), 0.0)
         start = time.monotonic()
         pending = []
         for topic, payload in self.messages:
             if self.stop_event.is_set():
                 return
-            ts = _event_time(payload)
+            ts = event_time(payload)
             if ts is not None:
                 delay = start + (ts - first) / self.speed - time.monotonic()
                 if delay > 0:

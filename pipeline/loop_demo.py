@@ -29,13 +29,15 @@ from rich.console import Console
 from pipeline.demo import DemoProcesses, _wait_worker, local_stack
 from pipeline.demo_fleet import CorridorRoute
 from pipeline.errors import InfrastructureError
-from pipeline.gate.client import GateClient, make_arrival
+from pipeline.gate.client import GateClient, Outcome, make_arrival
 from pipeline.gate.queue import FallbackQueue
+from pipeline.gate.report import show_outcome
+from pipeline.gate.resolution import publish_resolution
 from pipeline.geofence import Geofences, default_geofence_dir
-from pipeline.models import TOPIC_RESOLUTIONS, format_epoch
-from pipeline.mqtt import MqttClient
+from pipeline.models import format_epoch
 from pipeline.settings import load_settings
 from pipeline.stack import free_ports
+from simulators.fleet import Lock
 from simulators.publisher import publish_paced
 
 SHANGHAI = "+08:00"
@@ -72,17 +74,12 @@ def _http(url: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, 
         return exc.code, json.loads(exc.read())
 
 
-def _transit(route: CorridorRoute, lock: str, depart: datetime, detour: tuple[float, int] | None) -> list[tuple[str, dict[str, Any]]]:
+def _transit(route: CorridorRoute, lock_id: str, depart: datetime,
+             detour: tuple[float, int] | None) -> list[tuple[str, dict[str, Any]]]:
     """Sealing at the origin, a fix a minute at 85 km/h to the gate (with a detour if given)."""
-    t, seq, messages = depart.timestamp(), 0, []
-
-    def emit(kind: str, body: dict[str, Any]) -> None:
-        nonlocal seq
-        seq += 1
-        messages.append((f"locks/{lock}/{kind}", {"lock_id": lock, "seq": seq, "ts": format_epoch(t)} | body))
-
+    lock, t, messages = Lock(lock_id, None), depart.timestamp(), []
     lon, lat = route.at(0)
-    emit("events", {"type": "sealed", "lat": round(lat, 6), "lon": round(lon, 6)})
+    messages.append(lock.message("events", t, {"type": "sealed", "lat": round(lat, 6), "lon": round(lon, 6)}))
     x = 0.0
     while x < route.length_km:
         t += 60
@@ -93,7 +90,8 @@ def _transit(route: CorridorRoute, lock: str, depart: datetime, detour: tuple[fl
             step = 85 / 60
         x = min(route.length_km, x + step)
         lon, lat = route.at(x, y)
-        emit("telemetry", {"lat": round(lat, 6), "lon": round(lon, 6), "speed_kmh": 85.0, "seal": "sealed"})
+        messages.append(lock.message("telemetry", t, {"lat": round(lat, 6), "lon": round(lon, 6),
+                                                       "speed_kmh": 85.0, "seal": "sealed"}))
     return messages
 
 
@@ -173,7 +171,8 @@ def _narrate(console: Console, base: str, settings: Any, route: CorridorRoute, r
         bad_lock, container, plate, _ = TRUCKS[1]
         if verdicts[bad_lock]["verdict"] == "inspect":
             alert_id = verdicts[bad_lock]["reasons"][0].split()[3]
-            _resolve(settings, alert_id, declarations[bad_lock], bad_lock)
+            publish_resolution(settings, alert_id, declarations[bad_lock], bad_lock, "Wang Li",
+                               "police check at the Fenghua exit, confirmed by phone")
             console.print(f"5. operator Wang Li resolved {alert_id} (police check at the exit, confirmed)")
             for k in range(20):
                 outcome = gate.arrive(make_arrival("beilun-gate", plate, bad_lock, container,
@@ -202,24 +201,7 @@ def _wait_until(check: Any, timeout: float = 60.0) -> None:
         time.sleep(0.2)
 
 
-def _show(console: Console, outcome: Any, step: str) -> dict[str, Any]:
-    v = outcome.verdict
-    if v is None:
-        console.print(f"{step} NO VERDICT WITHIN 1 s — MANUAL INSPECTION MODE ({outcome.arrival['lock_id']})")
-        return {"verdict": None, "reasons": []}
-    reasons = f": {'; '.join(v['reasons'])}" if v["reasons"] else ""
-    console.print(f"{step} gate beilun-gate, lock {v['lock_id']}: {v['verdict'].upper()} in "
-                  f"{outcome.elapsed_s * 1000:.0f} ms{reasons}")
-    return v
-
-
-def _resolve(settings: Any, alert_id: str, declaration_id: str, lock: str) -> None:
-    payload = {"alert_id": alert_id, "declaration_id": declaration_id, "lock_id": lock, "operator": "Wang Li",
-               "note": "police check at the Fenghua exit, confirmed by phone",
-               "ts": format_epoch(int(time.time()))}
-    client = MqttClient("127.0.0.1", settings.mqtt.port, "loop-demo-operator")
-    client.connect()
-    try:
-        asyncio.run(client.publish_all([(TOPIC_RESOLUTIONS, json.dumps(payload).encode(), False)]))
-    finally:
-        client.disconnect()
+def _show(console: Console, outcome: Outcome, step: str) -> dict[str, Any]:
+    console.print(f"{step} gate beilun-gate:", end=" ")
+    show_outcome(console, outcome, timeout=1.0)
+    return outcome.verdict or {"verdict": None, "reasons": []}

@@ -27,6 +27,7 @@ from pipeline.demo_fleet import CorridorRoute, container_number
 from pipeline.geofence import Geofences
 from pipeline.models import format_epoch
 from simulators.motion import Motion, Plan, plan_trip
+from simulators.publisher import Payload
 from simulators.scenarios import ScenarioSpec, assign
 
 DEFAULT_START = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
@@ -34,7 +35,6 @@ ROAD_ROUTES = (("g1512-yiwu-beilun", "yiwu-origin", "beilun-gate"), ("g1512-yiwu
 RAIL_ROUTE = ("rail-yiwu-beilun", "yiwu-rail-origin", "beilun-rail-gate")
 TRAIN_ID = "X8001"
 
-Payload = dict[str, Any] | str
 #: (send time in epoch seconds, tie-breaker, topic, payload)
 Timed = tuple[float, int, str, Payload]
 
@@ -196,7 +196,7 @@ def _trip_messages(n: int, ids: dict[str, str], route: CorridorRoute, plan: Plan
         yield timed(plan.depart - 1800, "customs/declarations",
                     _declaration(ids, route, "road", plan.depart, plan.eta))
     yield timed(plan.depart, *lock.message("events", plan.depart, {"type": "sealed", **_position(route.at(0, -5))}))
-    buffered: list[Timed] = []
+    buffered: list[tuple[str, Payload]] = []
     for fix in plan.fixes():
         readings = []
         if fix.event is not None:  # e.g. the tamper event, just before the reading that shows it
@@ -206,10 +206,10 @@ def _trip_messages(n: int, ids: dict[str, str], route: CorridorRoute, plan: Plan
             "seal": fix.seal, "battery_pct": fix.battery,
         }))
         if fix.buffered:  # out of coverage: the lock stores the readings
-            buffered.extend((fix.t, 0, topic, payload) for topic, payload in readings)
+            buffered.extend(readings)
             continue
         if buffered and plan.upload_buffered:  # store and forward: a burst, oldest first
-            for _, _, b_topic, b_payload in buffered:
+            for b_topic, b_payload in buffered:
                 yield timed(fix.t, b_topic, b_payload)
         buffered = []
         for topic, payload in readings:

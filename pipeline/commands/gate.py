@@ -18,10 +18,9 @@ from rich.table import Table
 
 from pipeline.commands.common import add_server_args, settings_with_servers
 from pipeline.errors import ConfigError
-from pipeline.gate.client import GateClient, Outcome, make_arrival
+from pipeline.gate.client import GateClient, make_arrival
 from pipeline.gate.queue import FallbackQueue
-
-RELEASED, INSPECT, MANUAL = 0, 1, 3
+from pipeline.gate.report import INSPECT, MANUAL, RELEASED, show_outcome
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -37,25 +36,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for a verdict (default 1.0)")
     parser.add_argument("--queue-dir", type=Path, default=None, help="fallback queue (default: RUN_DIR/gate-GATE_ID)")
     add_server_args(parser)
-
-
-def _show(console: Console, outcome: Outcome, timeout: float) -> int:
-    a = outcome.arrival
-    seen = f"lock {a['lock_id']}  container {a['container_no']}  plate {a['vehicle_plate']}"
-    if outcome.verdict is None:
-        console.print(f"[bold yellow]NO VERDICT FROM THE PIPELINE WITHIN {timeout:g} s — MANUAL INSPECTION MODE[/]: "
-                      f"send the truck to manual inspection ({seen}). The arrival is queued and will be reconciled"
-                      f"{'' if outcome.published else ' (not yet delivered to the broker)'}.")
-        return MANUAL
-    v = outcome.verdict
-    if v["verdict"] == "release":
-        console.print(f"[bold green]RELEASE[/] → fast lane, declaration {v['declaration_id']} written off  "
-                      f"({seen}, {outcome.elapsed_s * 1000:.0f} ms)")
-        return RELEASED
-    console.print(f"[bold red]INSPECT[/] → inspection lane  ({seen}, {outcome.elapsed_s * 1000:.0f} ms)")
-    for reason in v["reasons"]:
-        console.print(f"  • {reason}")
-    return INSPECT
 
 
 def _reconcile(console: Console, client: GateClient, wait_s: float) -> int:
@@ -106,7 +86,7 @@ def _watch(console: Console, client: GateClient, gate_id: str) -> int:
         except (ValueError, KeyError) as exc:
             console.print(f"[red]unreadable arrival {line!r}: {exc}[/]")
             continue
-        _show(console, client.arrive(arrival), client.timeout)
+        show_outcome(console, client.arrive(arrival), client.timeout)
         if client.queue.pending():
             _reconcile(console, client, 0.0)
     return 0
@@ -133,6 +113,6 @@ def run(args: argparse.Namespace) -> int:
             arrival = make_arrival(args.gate_id, args.plate, args.lock, args.container, args.ts)
         except ValueError as exc:
             raise ConfigError(f"arrival: {exc}") from None
-        return _show(console, client.arrive(arrival), args.timeout)
+        return show_outcome(console, client.arrive(arrival), args.timeout)
     finally:
         client.close()

@@ -7,14 +7,10 @@ blocks release at the gate; the resolution stays in the trip's audit trail.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-from datetime import UTC, datetime
 
 from pipeline.commands.common import add_server_args, settings_with_servers
 from pipeline.errors import ConfigError
-from pipeline.models import TOPIC_RESOLUTIONS, AlertResolution, format_ts
-from pipeline.mqtt import MqttClient
+from pipeline.gate.resolution import publish_resolution
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -30,18 +26,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = settings_with_servers(args)
     try:
-        resolution = AlertResolution.model_validate({
-            "alert_id": args.alert_id, "declaration_id": args.declaration, "lock_id": args.lock,
-            "operator": args.operator, "note": args.note,
-            "ts": args.ts or format_ts(datetime.now(UTC).replace(microsecond=0)),
-        }).to_payload()
+        publish_resolution(settings, args.alert_id, args.declaration, args.lock, args.operator, args.note, args.ts)
     except ValueError as exc:
         raise ConfigError(f"resolution: {exc}") from None
-    client = MqttClient(settings.mqtt.host, settings.mqtt.port, f"{settings.mqtt.client_id_prefix}-resolve")
-    client.connect()
-    try:
-        asyncio.run(client.publish_all([(TOPIC_RESOLUTIONS, json.dumps(resolution, ensure_ascii=False).encode(), False)]))
-    finally:
-        client.disconnect()
     print(f"resolved {args.alert_id} ({args.declaration}, {args.lock}) by {args.operator}: {args.note}")
     return 0
