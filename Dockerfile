@@ -11,8 +11,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /opt/smartlock
 COPY pyproject.toml README.md ./
-COPY pipeline ./pipeline
-COPY simulators ./simulators
+COPY smartlock ./smartlock
 COPY geofences ./geofences
 RUN pip install . \
     && useradd --system --create-home --home-dir /var/lib/smartlock smartlock

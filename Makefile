@@ -46,7 +46,7 @@ test-integration: setup
 	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
 
 lint: setup
-	$(BIN)/ruff check pipeline simulators tests bench
+	$(BIN)/ruff check smartlock tests bench
 	$(BIN)/mypy
 
 bench: setup

@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.demo_fleet import CorridorRoute
-from pipeline.evaluate import evaluate
-from pipeline.geofence import Geofences, default_geofence_dir
-from pipeline.runtime import build_detector
-from pipeline.settings import load_settings
+from smartlock.core.evaluate import evaluate
+from smartlock.core.geofence import Geofences, default_geofence_dir
+from smartlock.runtime import build_detector
+from smartlock.settings import load_settings
+from smartlock.simulators.demo_fleet import CorridorRoute
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden" / "acceptance.jsonl"
@@ -49,7 +49,9 @@ def point_checks(geo: Geofences) -> dict[str, Any]:
     return {
         "bench": "point_check",
         "in_corridor_on_us": _per_call_us(lambda lon, lat: geo.in_corridor(corridor, lon, lat), on),
-        "in_corridor_off_us": _per_call_us(lambda lon, lat: geo.in_corridor(corridor, lon, lat), off),
+        "in_corridor_off_us": _per_call_us(
+            lambda lon, lat: geo.in_corridor(corridor, lon, lat), off
+        ),
         "zones_at_us": _per_call_us(geo.zones_at, on),
     }
 
@@ -58,7 +60,10 @@ def _scaled_trace(copies: int) -> str:
     """The golden trace ``copies`` times, each copy under its own lock and declaration ids,
     interleaved line by line so event time still advances as in one trace."""
     lines = GOLDEN.read_text(encoding="utf-8").splitlines(keepends=True)
-    renamed = [[line.replace("LK-", f"C{n}LK-").replace("DCL-", f"C{n}DCL-") for line in lines] for n in range(copies)]
+    renamed = [
+        [line.replace("LK-", f"C{n}LK-").replace("DCL-", f"C{n}DCL-") for line in lines]
+        for n in range(copies)
+    ]
     return "".join(line for group in zip(*renamed, strict=True) for line in group)
 
 
@@ -71,8 +76,12 @@ def evaluate_rate(copies: int = 5, rounds: int = 3) -> dict[str, Any]:
         summary = evaluate(detector, io.StringIO(trace), io.StringIO(), io.StringIO())
         samples.append(time.perf_counter() - start)
         messages = summary.messages
-    return {"bench": "evaluate", "messages": messages, "median_s": round(statistics.median(samples), 3),
-            "msg_per_s": round(messages / statistics.median(samples))}
+    return {
+        "bench": "evaluate",
+        "messages": messages,
+        "median_s": round(statistics.median(samples), 3),
+        "msg_per_s": round(messages / statistics.median(samples)),
+    }
 
 
 def main() -> None:

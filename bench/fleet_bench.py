@@ -13,9 +13,9 @@ import resource
 import statistics
 import time
 
-from pipeline.geofence import Geofences, default_geofence_dir
-from simulators.fleet import Fleet, FleetConfig, trace_line
-from simulators.scenarios import parse_scenario
+from smartlock.core.geofence import Geofences, default_geofence_dir
+from smartlock.simulators.fleet import Fleet, FleetConfig, trace_line
+from smartlock.simulators.scenarios import parse_scenario
 
 
 def rate(geo: Geofences, trucks: int, limit: int | None) -> tuple[int, float]:
@@ -31,11 +31,26 @@ def rate(geo: Geofences, trucks: int, limit: int | None) -> tuple[int, float]:
 def main() -> None:
     geo = Geofences.load(default_geofence_dir())
     runs = [rate(geo, 1000, None) for _ in range(3)]
-    print(json.dumps({"trucks": 1000, "messages": runs[0][0],
-                      "msg_per_s": round(statistics.median(r for _, r in runs))}))
+    print(
+        json.dumps(
+            {
+                "trucks": 1000,
+                "messages": runs[0][0],
+                "msg_per_s": round(statistics.median(r for _, r in runs)),
+            }
+        )
+    )
     count, per_s = rate(geo, 10_000, 300_000)
-    print(json.dumps({"trucks": 10_000, "messages": count, "msg_per_s": round(per_s),
-                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+    print(
+        json.dumps(
+            {
+                "trucks": 10_000,
+                "messages": count,
+                "msg_per_s": round(per_s),
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

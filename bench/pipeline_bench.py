@@ -16,9 +16,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from pipeline.demo import run_demo
-from pipeline.demo_fleet import DEMO_START, demo_fleet
-from pipeline.geofence import Geofences, default_geofence_dir
+from smartlock.core.geofence import Geofences, default_geofence_dir
+from smartlock.local.demo import run_demo
+from smartlock.simulators.demo_fleet import DEMO_START, demo_fleet
 
 
 def main() -> None:
@@ -32,8 +32,11 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as run_dir:
             figures = run_demo(
                 lambda: demo_fleet(geo, args.trucks, seed=11, detour_pct=5, breach_pct=5),
-                run_dir=Path(run_dir), duration=args.duration, speed=speed,
-                paced_from=DEMO_START.timestamp(), console=Console(file=io.StringIO()),
+                run_dir=Path(run_dir),
+                duration=args.duration,
+                speed=speed,
+                paced_from=DEMO_START.timestamp(),
+                console=Console(file=io.StringIO()),
             )
         print(json.dumps({"trucks": args.trucks, "speed": speed, **figures}))
 

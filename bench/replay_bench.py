@@ -39,7 +39,7 @@ RATE = re.compile(r"(\d+) sent, (\d+) acknowledged in ([\d.]+) s \((\d+) msg/s\)
 def run_cli(*args: str) -> dict[str, Any]:
     """Runs a smartlock command and reads the counts and rate from its summary line."""
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
+        [sys.executable, "-m", "smartlock.cli.main", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -80,7 +80,7 @@ def main() -> None:
                 [
                     sys.executable,
                     "-m",
-                    "pipeline.cli",
+                    "smartlock.cli.main",
                     "simulate",
                     "--trucks",
                     str(args.trucks),

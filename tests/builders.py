@@ -14,13 +14,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pipeline.codec import decode, sign
-from pipeline.core.detector import Detector, Output, Rejection
-from pipeline.core.engine import Engine
-from pipeline.demo_fleet import CorridorRoute
-from pipeline.geofence import Geofences
-from pipeline.models import format_ts
-from pipeline.settings import DetectionSettings
+from smartlock.contract.codec import decode, sign
+from smartlock.contract.models import format_ts
+from smartlock.core.detector import Detector, Output, Rejection
+from smartlock.core.engine import Engine
+from smartlock.core.geofence import Geofences
+from smartlock.core.limits import DetectionSettings
+from smartlock.simulators.demo_fleet import CorridorRoute
 
 LON0, LAT0 = 120.0, 29.5
 M_PER_DEG_LAT = 110_860.0
@@ -43,16 +43,31 @@ def synthetic_collections() -> dict[str, dict[str, Any]]:
     """A 50 km straight road corridor (buffer 300 m) with origin, gates and a rest area."""
     line = [list(lonlat(x)) for x in range(0, 51, 5)]
     features = [
-        {"type": "Feature", "geometry": {"type": "LineString", "coordinates": line},
-         "properties": {"kind": "corridor", "id": "test-road", "buffer_m": 300, "mode": "road"}},
-        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": _box(-1, 1, -1000, 1000)},
-         "properties": {"kind": "zone", "id": "test-origin", "role": "origin_site"}},
-        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": _box(49, 51, -1000, 1000)},
-         "properties": {"kind": "zone", "id": "test-gate", "role": "destination_gate"}},
-        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": _box(20, 20.6, 250, 700)},
-         "properties": {"kind": "zone", "id": "test-rest", "role": "rest_area"}},
-        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": _box(30, 31, 5000, 6000)},
-         "properties": {"kind": "zone", "id": "other-gate", "role": "destination_gate"}},
+        {
+            "type": "Feature",
+            "geometry": {"type": "LineString", "coordinates": line},
+            "properties": {"kind": "corridor", "id": "test-road", "buffer_m": 300, "mode": "road"},
+        },
+        {
+            "type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": _box(-1, 1, -1000, 1000)},
+            "properties": {"kind": "zone", "id": "test-origin", "role": "origin_site"},
+        },
+        {
+            "type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": _box(49, 51, -1000, 1000)},
+            "properties": {"kind": "zone", "id": "test-gate", "role": "destination_gate"},
+        },
+        {
+            "type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": _box(20, 20.6, 250, 700)},
+            "properties": {"kind": "zone", "id": "test-rest", "role": "rest_area"},
+        },
+        {
+            "type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": _box(30, 31, 5000, 6000)},
+            "properties": {"kind": "zone", "id": "other-gate", "role": "destination_gate"},
+        },
     ]
     return {"synthetic.geojson": {"type": "FeatureCollection", "features": features}}
 
@@ -80,14 +95,25 @@ class Trip:
 
     def declare(self, eta_h: float = 3.0, **overrides: Any) -> Trip:
         payload = {
-            "declaration_id": self.declaration_id, "lock_id": self.lock_id,
-            "container_no": self.container, "vehicle_plate": self.plate, "mode": "road",
+            "declaration_id": self.declaration_id,
+            "lock_id": self.lock_id,
+            "container_no": self.container,
+            "vehicle_plate": self.plate,
+            "mode": "road",
             "corridor_id": self.route.corridor_id if self.route else "test-road",
             "origin_site": self.route.origin if self.route else "test-origin",
             "destination_gate": self.route.gate if self.route else "test-gate",
-            "departure_ts": format_ts(self.t), "eta_ts": format_ts(self.t + timedelta(hours=eta_h)),
-            "cargo": [{"description": "polyester knitted scarves, 180x70 cm", "quantity": 1200,
-                       "unit": "pcs", "value": 5400.0, "currency": "USD"}],
+            "departure_ts": format_ts(self.t),
+            "eta_ts": format_ts(self.t + timedelta(hours=eta_h)),
+            "cargo": [
+                {
+                    "description": "polyester knitted scarves, 180x70 cm",
+                    "quantity": 1200,
+                    "unit": "pcs",
+                    "value": 5400.0,
+                    "currency": "USD",
+                }
+            ],
         } | overrides
         self.messages.append(("customs/declarations", payload))
         return self
@@ -97,18 +123,33 @@ class Trip:
             payload["sig"] = sign(payload, self.key)
         return payload
 
-    def fix(self, x_km: float, y_m: float = 0.0, dt: float = 30.0, seal: str = "sealed", **extra: Any) -> Trip:
+    def fix(
+        self, x_km: float, y_m: float = 0.0, dt: float = 30.0, seal: str = "sealed", **extra: Any
+    ) -> Trip:
         """Telemetry ``dt`` seconds after the previous message."""
         self.t += timedelta(seconds=dt)
         self.seq += 1
         lon, lat = self.where(x_km, y_m)
-        payload = {"lock_id": self.lock_id, "seq": self.seq, "ts": format_ts(self.t),
-                   "lat": round(lat, 7), "lon": round(lon, 7), "seal": seal} | extra
+        payload = {
+            "lock_id": self.lock_id,
+            "seq": self.seq,
+            "ts": format_ts(self.t),
+            "lat": round(lat, 7),
+            "lon": round(lon, 7),
+            "seal": seal,
+        } | extra
         self.messages.append((f"locks/{self.lock_id}/telemetry", self._signed(payload)))
         return self
 
-    def drive(self, x0_km: float, x1_km: float, step_km: float = 0.75, y_m: float = 0.0, dt: float = 30.0,
-              seal: str = "sealed") -> Trip:
+    def drive(
+        self,
+        x0_km: float,
+        x1_km: float,
+        step_km: float = 0.75,
+        y_m: float = 0.0,
+        dt: float = 30.0,
+        seal: str = "sealed",
+    ) -> Trip:
         """Fixes every ``dt`` seconds from x0 to x1 (inclusive), ``step_km`` apart (90 km/h)."""
         n = max(1, round(abs(x1_km - x0_km) / step_km))
         for i in range(n + 1):
@@ -118,19 +159,34 @@ class Trip:
     def event(self, type_: str, dt: float = 30.0, at: tuple[float, float] | None = None) -> Trip:
         self.t += timedelta(seconds=dt)
         self.seq += 1
-        payload: dict[str, Any] = {"lock_id": self.lock_id, "seq": self.seq, "ts": format_ts(self.t), "type": type_}
+        payload: dict[str, Any] = {
+            "lock_id": self.lock_id,
+            "seq": self.seq,
+            "ts": format_ts(self.t),
+            "type": type_,
+        }
         if at is not None:
             lon, lat = self.where(*at)
             payload |= {"lat": round(lat, 7), "lon": round(lon, 7)}
         self.messages.append((f"locks/{self.lock_id}/events", self._signed(payload)))
         return self
 
-    def arrive(self, gate: str | None = None, plate: str | None = None, container: str | None = None,
-               dt: float = 30.0) -> Trip:
+    def arrive(
+        self,
+        gate: str | None = None,
+        plate: str | None = None,
+        container: str | None = None,
+        dt: float = 30.0,
+    ) -> Trip:
         self.t += timedelta(seconds=dt)
         gate = gate or (self.route.gate if self.route else "test-gate")
-        payload = {"gate_id": gate, "ts": format_ts(self.t), "vehicle_plate": plate or self.plate,
-                   "lock_id": self.lock_id, "container_no": container or self.container}
+        payload = {
+            "gate_id": gate,
+            "ts": format_ts(self.t),
+            "vehicle_plate": plate or self.plate,
+            "lock_id": self.lock_id,
+            "container_no": container or self.container,
+        }
         self.messages.append((f"gates/{gate}/arrivals", payload))
         return self
 
@@ -148,8 +204,11 @@ class Run:
     engine: Engine
 
     def alerts(self, type_: str | None = None) -> list[dict[str, Any]]:
-        return [o.payload for o in self.outputs
-                if o.kind == "alert" and (type_ is None or o.payload["type"] == type_)]
+        return [
+            o.payload
+            for o in self.outputs
+            if o.kind == "alert" and (type_ is None or o.payload["type"] == type_)
+        ]
 
     def alert_types(self) -> list[str]:
         return [a["type"] for a in self.alerts()]
@@ -164,9 +223,13 @@ class Run:
         return [r.reason for _, r in self.rejections]
 
 
-def run(messages: list[tuple[str, dict[str, Any]]], limits: DetectionSettings | None = None,
-        geofences: Geofences | None = None, keys: dict[str, str] | None = None,
-        engine: Engine | None = None) -> Run:
+def run(
+    messages: list[tuple[str, dict[str, Any]]],
+    limits: DetectionSettings | None = None,
+    geofences: Geofences | None = None,
+    keys: dict[str, str] | None = None,
+    engine: Engine | None = None,
+) -> Run:
     """Feeds messages through a fresh (or the given) engine and collects what came out."""
     if engine is None:
         detector = Detector(limits or DetectionSettings(), geofences or synthetic_geofences(), keys)
@@ -182,9 +245,11 @@ def run(messages: list[tuple[str, dict[str, Any]]], limits: DetectionSettings | 
 
 def merge(*trips: Trip) -> list[tuple[str, dict[str, Any]]]:
     """Interleaves the messages of several trips by event time (declarations first), stably."""
+
     def when(item: tuple[int, int, tuple[str, dict[str, Any]]]) -> tuple[str, int, int]:
         _, _, (_, payload) = item
         return (payload.get("ts", ""), item[0], item[1])
+
     tagged = [(i, j, m) for i, trip in enumerate(trips) for j, m in enumerate(trip.messages)]
     return [m for *_, m in sorted(tagged, key=when)]
 

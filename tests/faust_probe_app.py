@@ -5,7 +5,7 @@ Two agents read ``{"key": str, "seq": int}`` records from the source topic:
 - ``count`` batches with ``stream.take_events(n, within=s)`` and keeps, per key, the
   sorted list of sequence numbers seen in the ``seen`` table (changelog-backed, in-memory
   store), writing each change to the changelog partition of the event that caused it,
-  the pattern ``pipeline/worker.py`` uses. After each batch it reports every touched
+  the pattern ``smartlock/stream/worker.py`` uses. After each batch it reports every touched
   key's count. Counting distinct ``seq`` makes re-processing after a crash harmless, as
   the detection core's per-lock sequence rule does.
 - ``sizes`` batches with ``stream.take(n, within=s)`` and reports only the batch size:
@@ -27,18 +27,25 @@ from typing import Any
 
 import faust
 
-from pipeline.faust_settings import faust_app_kwargs
+from smartlock.stream.faust_settings import faust_app_kwargs
 
 BATCH_MAX = 100
 BATCH_WITHIN_S = 0.2
 
 
 def create_app(
-    bootstrap: str, app_id: str, source: str, results: str, partitions: int, datadir: str | None = None
+    bootstrap: str,
+    app_id: str,
+    source: str,
+    results: str,
+    partitions: int,
+    datadir: str | None = None,
 ) -> faust.App:
     """The probe app: source topic, ``seen`` table, results topic, two agents."""
     app = faust.App(app_id, **faust_app_kwargs(bootstrap, local=True, datadir=datadir))
-    inbound = app.topic(source, key_type=str, value_type=None, value_serializer="json", partitions=partitions)
+    inbound = app.topic(
+        source, key_type=str, value_type=None, value_serializer="json", partitions=partitions
+    )
     outbound = app.topic(results, value_serializer="json", partitions=1)
     seen = app.Table("seen", default=list, partitions=partitions, key_type=str)
 
@@ -53,7 +60,9 @@ def create_app(
                 seen.send_changelog(event.message.partition, key, seqs)
                 touched[key] = len(seqs)
             for key, n in sorted(touched.items()):
-                await outbound.send(value={"agent": "count", "key": key, "count": n, "batch": len(events)})
+                await outbound.send(
+                    value={"agent": "count", "key": key, "count": n, "batch": len(events)}
+                )
 
     @app.agent(inbound)
     async def sizes(stream: faust.StreamT[Any]) -> None:
@@ -70,11 +79,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--source", required=True)
     parser.add_argument("--results", required=True)
     parser.add_argument("--partitions", type=int, default=2)
-    parser.add_argument("--datadir", default=None, help="Faust data directory (default: ./<app-id>-data)")
+    parser.add_argument(
+        "--datadir", default=None, help="Faust data directory (default: ./<app-id>-data)"
+    )
     parser.add_argument("--loglevel", default="warning")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.loglevel.upper())
-    app = create_app(args.bootstrap, args.app_id, args.source, args.results, args.partitions, args.datadir)
+    app = create_app(
+        args.bootstrap, args.app_id, args.source, args.results, args.partitions, args.datadir
+    )
     faust.Worker(app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
 
 

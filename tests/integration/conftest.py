@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.errors import InfrastructureError
+from smartlock.errors import InfrastructureError
 from tests.servers import Backend, Endpoint, describe_backend, make_backend
 
 
@@ -30,7 +30,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 @pytest.fixture(scope="session")
-def servers_backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+def servers_backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Backend]:
     """Starts servers on demand and stops them all at the end of the session."""
     backend = make_backend(tmp_path_factory.mktemp("servers"))
     request.config._smartlock_servers = backend  # type: ignore[attr-defined]  # for the summary

@@ -43,22 +43,24 @@ class Pipeline:
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.update({
-            "SMARTLOCK_MQTT__HOST": self.mqtt_host,
-            "SMARTLOCK_MQTT__PORT": str(self.mqtt_port),
-            "SMARTLOCK_MQTT__CLIENT_ID_PREFIX": self.prefix,
-            "SMARTLOCK_MQTT__SHARED_GROUP": f"{self.prefix}-bridges",
-            "SMARTLOCK_KAFKA__BOOTSTRAP": self.kafka,
-            "SMARTLOCK_KAFKA__APP_ID": f"{self.prefix}-app",
-            "SMARTLOCK_KAFKA__INBOUND_TOPIC": f"{self.prefix}.inbound",
-            "SMARTLOCK_KAFKA__ALERTS_TOPIC": f"{self.prefix}.alerts",
-            "SMARTLOCK_KAFKA__OUTPUTS_TOPIC": f"{self.prefix}.outputs",
-            "SMARTLOCK_KAFKA__DEADLETTER_TOPIC": f"{self.prefix}.deadletter",
-            "SMARTLOCK_KAFKA__WRITEOFFS_TOPIC": f"{self.prefix}.writeoffs",
-            "SMARTLOCK_REDIS__URL": self.redis_url,
-            "SMARTLOCK_REDIS__PREFIX": self.prefix,
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "SMARTLOCK_MQTT__HOST": self.mqtt_host,
+                "SMARTLOCK_MQTT__PORT": str(self.mqtt_port),
+                "SMARTLOCK_MQTT__CLIENT_ID_PREFIX": self.prefix,
+                "SMARTLOCK_MQTT__SHARED_GROUP": f"{self.prefix}-bridges",
+                "SMARTLOCK_KAFKA__BOOTSTRAP": self.kafka,
+                "SMARTLOCK_KAFKA__APP_ID": f"{self.prefix}-app",
+                "SMARTLOCK_KAFKA__INBOUND_TOPIC": f"{self.prefix}.inbound",
+                "SMARTLOCK_KAFKA__ALERTS_TOPIC": f"{self.prefix}.alerts",
+                "SMARTLOCK_KAFKA__OUTPUTS_TOPIC": f"{self.prefix}.outputs",
+                "SMARTLOCK_KAFKA__DEADLETTER_TOPIC": f"{self.prefix}.deadletter",
+                "SMARTLOCK_KAFKA__WRITEOFFS_TOPIC": f"{self.prefix}.writeoffs",
+                "SMARTLOCK_REDIS__URL": self.redis_url,
+                "SMARTLOCK_REDIS__PREFIX": self.prefix,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         if self.geofences is not None:
             env["SMARTLOCK_GEOFENCE_DIR"] = str(self.geofences)
         env.update(self.extra_env)
@@ -70,8 +72,10 @@ class Pipeline:
         if role == "worker":  # readiness is announced anew by this process (wait_worker_ready)
             self.redis().hdel(f"{self.prefix}:workers", name)
         log = open(self.workdir / f"{key}.log", "ab")  # noqa: SIM115 - the child process holds it
-        argv = [sys.executable, "-m", "pipeline.cli", role, "--name", name]
-        proc = subprocess.Popen(argv, cwd=self.workdir, env=self.env(), stdout=log, stderr=subprocess.STDOUT)
+        argv = [sys.executable, "-m", "smartlock.cli.main", role, "--name", name]
+        proc = subprocess.Popen(
+            argv, cwd=self.workdir, env=self.env(), stdout=log, stderr=subprocess.STDOUT
+        )
         self.procs[key] = proc
         return proc
 
@@ -92,9 +96,13 @@ class Pipeline:
                 return json.loads(raw)
             proc = self.procs.get(f"worker-{name}")
             if proc is not None and proc.poll() is not None:
-                raise AssertionError(f"worker {name} exited {proc.returncode}:\n{self.log(f'worker-{name}')}")
+                raise AssertionError(
+                    f"worker {name} exited {proc.returncode}:\n{self.log(f'worker-{name}')}"
+                )
             time.sleep(0.2)
-        raise AssertionError(f"worker {name} not ready in {timeout}s:\n{self.log(f'worker-{name}')}")
+        raise AssertionError(
+            f"worker {name} not ready in {timeout}s:\n{self.log(f'worker-{name}')}"
+        )
 
     def stop(self, key: str, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
         proc = self.procs.pop(key)

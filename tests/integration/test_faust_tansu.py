@@ -1,7 +1,7 @@
 """Faust on the Kafka-compatible test broker: batching, a changelog table, crash recovery.
 
 Runs ``tests/faust_probe_app.py`` as a worker process with the settings of
-``pipeline.faust_settings``: records produced to a topic are counted in a table; the
+``smartlock.stream.faust_settings``: records produced to a topic are counted in a table; the
 worker is killed with SIGKILL once its offsets are committed; a new worker must then
 recover the table from its changelog (the source is not replayed) and count on.
 """
@@ -52,18 +52,35 @@ class Probe:
 
     def spawn_worker(self) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / f"worker-{len(self.workers) + 1}.log", "wb")  # noqa: SIM115
-        argv = [sys.executable, "-m", "tests.faust_probe_app", "--bootstrap", self.bootstrap,
-                "--app-id", self.app_id, "--source", self.source, "--results", self.results,
-                "--partitions", str(PARTITIONS), "--datadir", str(self.log_dir / "faust-data"),
-                "--loglevel", "info"]
+        argv = [
+            sys.executable,
+            "-m",
+            "tests.faust_probe_app",
+            "--bootstrap",
+            self.bootstrap,
+            "--app-id",
+            self.app_id,
+            "--source",
+            self.source,
+            "--results",
+            self.results,
+            "--partitions",
+            str(PARTITIONS),
+            "--datadir",
+            str(self.log_dir / "faust-data"),
+            "--loglevel",
+            "info",
+        ]
         worker = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         self.workers.append(worker)
         return worker
 
     def worker_logs(self) -> str:
-        return "\n".join(f"--- {p}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-30:])
-                         for p in sorted(self.log_dir.glob("worker-*.log")))
+        return "\n".join(
+            f"--- {p}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-30:])
+            for p in sorted(self.log_dir.glob("worker-*.log"))
+        )
 
 
 @pytest.fixture
@@ -95,12 +112,15 @@ class Client:
         await admin.start()
         try:
             # Tansu would auto-create the topics with 4 partitions on the first produce.
-            await admin.create_topics([NewTopic(self.probe.source, PARTITIONS, 1), NewTopic(self.probe.results, 1, 1)])
+            await admin.create_topics(
+                [NewTopic(self.probe.source, PARTITIONS, 1), NewTopic(self.probe.results, 1, 1)]
+            )
         finally:
             await admin.close()
         self.producer = AIOKafkaProducer(bootstrap_servers=self.probe.bootstrap)
-        self.consumer = AIOKafkaConsumer(self.probe.results, bootstrap_servers=self.probe.bootstrap,
-                                         auto_offset_reset="earliest")
+        self.consumer = AIOKafkaConsumer(
+            self.probe.results, bootstrap_servers=self.probe.bootstrap, auto_offset_reset="earliest"
+        )
         await self.producer.start()
         await self.consumer.start()
         return self
@@ -121,7 +141,8 @@ class Client:
         started = time.monotonic()
         while any(self.counts.get(k) != expected for k in KEYS):
             assert time.monotonic() - started < timeout, (
-                f"counts {self.counts} did not reach {expected} in {timeout} s\n{self.probe.worker_logs()}")
+                f"counts {self.counts} did not reach {expected} in {timeout} s\n{self.probe.worker_logs()}"
+            )
             for messages in (await self.consumer.getmany(timeout_ms=200)).values():
                 for message in messages:
                     self._record(json.loads(message.value))
@@ -139,11 +160,17 @@ class Client:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         # Not end_offsets(): Tansu answers those wrongly for multi-record batches.
-        reader = AIOKafkaConsumer(bootstrap_servers=self.probe.bootstrap, group_id=self.probe.app_id,
-                                  enable_auto_commit=False)
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=self.probe.bootstrap,
+            group_id=self.probe.app_id,
+            enable_auto_commit=False,
+        )
         await reader.start()
         try:
-            offsets = [await reader.committed(TopicPartition(self.probe.source, p)) for p in range(PARTITIONS)]
+            offsets = [
+                await reader.committed(TopicPartition(self.probe.source, p))
+                for p in range(PARTITIONS)
+            ]
         finally:
             await reader.stop()
         return sum(o or 0 for o in offsets)
@@ -161,7 +188,9 @@ async def _kill_and_recover(probe: Probe) -> None:
         spawned = time.monotonic()
         await client.produce(range(1, PER_KEY + 1))
         await client.wait_counts(PER_KEY, timeout=60)
-        print(f"first worker counted {len(KEYS) * PER_KEY} records {time.monotonic() - spawned:.1f} s after spawn")
+        print(
+            f"first worker counted {len(KEYS) * PER_KEY} records {time.monotonic() - spawned:.1f} s after spawn"
+        )
 
         # Batching: take_events (count agent) and take (sizes agent) both group records.
         assert max(client.count_batches) > 1
@@ -179,7 +208,9 @@ async def _kill_and_recover(probe: Probe) -> None:
         respawned = time.monotonic()
         await client.produce(range(PER_KEY + 1, PER_KEY + 2))
         await client.wait_counts(PER_KEY + 1, timeout=60)
-        print(f"restarted worker recovered the table and counted on {time.monotonic() - respawned:.1f} s after spawn")
+        print(
+            f"restarted worker recovered the table and counted on {time.monotonic() - respawned:.1f} s after spawn"
+        )
 
         second.send_signal(signal.SIGTERM)
         assert second.wait(20) == 0, probe.worker_logs()

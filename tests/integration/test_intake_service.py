@@ -14,9 +14,9 @@ import pytest
 import redis
 from aiohttp.test_utils import TestClient, TestServer
 
-from pipeline.intake.service import create_app
-from pipeline.mqtt import MqttClient, Received
-from pipeline.settings import load_settings
+from smartlock.adapters.mqtt import MqttClient, Received
+from smartlock.services.intake.service import create_app
+from smartlock.settings import load_settings
 from tests.servers import Endpoint
 from tests.unit.test_intake_rules import road_form
 
@@ -60,8 +60,10 @@ class Declarations:
 
 
 def _settings(mqtt: Endpoint, redis_server: Endpoint, prefix: str) -> Any:
-    return load_settings(mqtt={"host": mqtt.host, "port": mqtt.port},
-                         redis={"url": redis_server.url, "prefix": prefix})
+    return load_settings(
+        mqtt={"host": mqtt.host, "port": mqtt.port},
+        redis={"url": redis_server.url, "prefix": prefix},
+    )
 
 
 async def _run(settings: Any, clock: Clock, scenario: Any) -> Any:
@@ -73,8 +75,9 @@ async def _run(settings: Any, clock: Clock, scenario: Any) -> Any:
         await client.close()
 
 
-def test_declare_bind_and_the_declaration_arrives_on_mqtt(mqtt_server: Endpoint, redis_server: Endpoint,
-                                                          unique: str) -> None:
+def test_declare_bind_and_the_declaration_arrives_on_mqtt(
+    mqtt_server: Endpoint, redis_server: Endpoint, unique: str
+) -> None:
     listener = Declarations(mqtt_server, unique)
     clock = Clock(NOW)
     prefix = f"test-{unique}"
@@ -82,26 +85,38 @@ def test_declare_bind_and_the_declaration_arrives_on_mqtt(mqtt_server: Endpoint,
 
     async def scenario(client: TestClient) -> tuple[str, dict[str, Any]]:
         assert (await client.get("/healthz")).status == 200
-        refused = await client.post("/declarations", json=road_form(cargo=[dict(form["cargo"][0], description="goods")]))
+        refused = await client.post(
+            "/declarations", json=road_form(cargo=[dict(form["cargo"][0], description="goods")])
+        )
         assert refused.status == 422
         assert (await refused.json())["errors"][0]["field"] == "cargo[0].description"
-        bad = await client.post("/declarations", data="{not json", headers={"Content-Type": "application/json"})
+        bad = await client.post(
+            "/declarations", data="{not json", headers={"Content-Type": "application/json"}
+        )
         assert bad.status == 400 and "not valid JSON" in (await bad.json())["error"]
         resp = await client.post("/declarations", json=form)
         assert resp.status == 201, await resp.text()
         accepted = await resp.json()
         reference = accepted["reference"]
         assert accepted["declaration_id"] == f"DCL-{unique}" and accepted["fee"]["total"] == "0.50"
-        assert (await (await client.get(f"/declarations/{reference}")).json())["status"] == "accepted"
+        assert (await (await client.get(f"/declarations/{reference}")).json())[
+            "status"
+        ] == "accepted"
         assert (await client.post("/declarations", json=form)).status == 409
         clock.now = NOW + timedelta(hours=9)  # 11:00Z, 35 minutes before arrival
-        mismatch = await client.post(f"/declarations/{reference}/bind", json={"vehicle_plate": "浙B88888"})
+        mismatch = await client.post(
+            f"/declarations/{reference}/bind", json={"vehicle_plate": "浙B88888"}
+        )
         assert mismatch.status == 422
-        bound = await client.post(f"/declarations/{reference}/bind", json={"vehicle_plate": "浙g 01345"})
+        bound = await client.post(
+            f"/declarations/{reference}/bind", json={"vehicle_plate": "浙g 01345"}
+        )
         assert bound.status == 200, await bound.text()
         record = await bound.json()
         assert record["status"] == "bound" and record["bound_at"] == "2026-11-23T11:00:00Z"
-        again = await client.post(f"/declarations/{reference}/bind", json={"vehicle_plate": "浙G01345"})
+        again = await client.post(
+            f"/declarations/{reference}/bind", json={"vehicle_plate": "浙G01345"}
+        )
         assert again.status == 409
         assert (await client.get("/declarations/CCRN-2611-0000-0")).status == 404
         fees = await client.post("/fees", json={"cargo": [{"value": 47001, "currency": "HKD"}]})
@@ -110,20 +125,29 @@ def test_declare_bind_and_the_declaration_arrives_on_mqtt(mqtt_server: Endpoint,
         return reference, accepted["declaration"]
 
     try:
-        reference, declaration = asyncio.run(_run(_settings(mqtt_server, redis_server, prefix), clock, scenario))
+        reference, declaration = asyncio.run(
+            _run(_settings(mqtt_server, redis_server, prefix), clock, scenario)
+        )
         arrived = listener.of(f"DCL-{unique}")
         assert arrived == [declaration]
-        assert arrived[0]["lock_id"] == f"LK-{unique}" and arrived[0]["eta_ts"] == "2026-11-23T11:35:00Z"
+        assert (
+            arrived[0]["lock_id"] == f"LK-{unique}"
+            and arrived[0]["eta_ts"] == "2026-11-23T11:35:00Z"
+        )
         r = redis.Redis.from_url(redis_server.url, decode_responses=True)
         assert r.hget(f"{prefix}:intake:{reference}", "status") == "bound"
         assert r.get(f"{prefix}:intake:declaration:DCL-{unique}") == reference
-        assert json.loads(r.hget(f"{prefix}:intake:{reference}", "record"))["declaration"] == declaration
+        assert (
+            json.loads(r.hget(f"{prefix}:intake:{reference}", "record"))["declaration"]
+            == declaration
+        )
     finally:
         listener.client.disconnect()
 
 
-def test_a_late_bind_is_refused_and_publishes_nothing(mqtt_server: Endpoint, redis_server: Endpoint,
-                                                      unique: str) -> None:
+def test_a_late_bind_is_refused_and_publishes_nothing(
+    mqtt_server: Endpoint, redis_server: Endpoint, unique: str
+) -> None:
     listener = Declarations(mqtt_server, unique)
     clock = Clock(NOW)
     form = road_form(lock_id=f"LK-{unique}")
@@ -134,16 +158,28 @@ def test_a_late_bind_is_refused_and_publishes_nothing(mqtt_server: Endpoint, red
         body = await resp.json()
         assert body["declaration_id"] == body["reference"]
         clock.now = datetime(2026, 11, 23, 11, 6, tzinfo=UTC)  # 29 minutes before arrival
-        late = await client.post(f"/declarations/{body['reference']}/bind", json={"vehicle_plate": "浙G01345"})
+        late = await client.post(
+            f"/declarations/{body['reference']}/bind", json={"vehicle_plate": "浙G01345"}
+        )
         assert late.status == 422
-        assert (await late.json())["errors"] == [{"field": "arrival", "message": (
-            "arrival: too late to bind; the driver binds at least 30 minutes before arrival at the control point, "
-            "i.e. by 2026-11-23 19:05 Asia/Shanghai; declare again with a later arrival")}]
-        assert (await (await client.get(f"/declarations/{body['reference']}")).json())["status"] == "accepted"
+        assert (await late.json())["errors"] == [
+            {
+                "field": "arrival",
+                "message": (
+                    "arrival: too late to bind; the driver binds at least 30 minutes before arrival at the control point, "
+                    "i.e. by 2026-11-23 19:05 Asia/Shanghai; declare again with a later arrival"
+                ),
+            }
+        ]
+        assert (await (await client.get(f"/declarations/{body['reference']}")).json())[
+            "status"
+        ] == "accepted"
         return str(body["declaration_id"])
 
     try:
-        declaration_id = asyncio.run(_run(_settings(mqtt_server, redis_server, f"test-{unique}"), clock, scenario))
+        declaration_id = asyncio.run(
+            _run(_settings(mqtt_server, redis_server, f"test-{unique}"), clock, scenario)
+        )
         assert listener.of(declaration_id, wait=1.0) == []
     finally:
         listener.client.disconnect()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from pipeline.loop_demo import TRUCKS, run_loop
+from smartlock.local.loop import TRUCKS, run_loop
 
 pytestmark = pytest.mark.integration
 
@@ -21,8 +21,12 @@ def test_the_closed_loop_releases_writes_off_and_keeps_the_resolution(tmp_path: 
     assert result["verdicts"][clean]["verdict"] == "release"
     assert result["verdicts"][detour]["verdict"] == "release"  # after the operator's resolution
     assert "INSPECT" in text and "route_deviation" in text and "resolved" in text
-    records = {lock: rec for per_decl in result["writeoffs"].values() for lock, rec in per_decl.items()}
+    records = {
+        lock: rec for per_decl in result["writeoffs"].values() for lock, rec in per_decl.items()
+    }
     assert sorted(records) == sorted([clean, detour])
-    [deviation] = [a for a in records[detour]["evidence"]["alerts"] if a["type"] == "route_deviation"]
+    [deviation] = [
+        a for a in records[detour]["evidence"]["alerts"] if a["type"] == "route_deviation"
+    ]
     assert deviation["resolution"]["operator"] == "Wang Li"
     assert not list((tmp_path / "run" / "gate-queue" / "pending").glob("*.json"))

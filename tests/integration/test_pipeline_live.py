@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from pipeline.core.detector import Detector
-from pipeline.evaluate import evaluate
-from pipeline.geofence import Geofences
-from pipeline.mqtt import MqttClient, Received
-from pipeline.settings import DetectionSettings
+from smartlock.adapters.mqtt import MqttClient, Received
+from smartlock.core.detector import Detector
+from smartlock.core.evaluate import evaluate
+from smartlock.core.geofence import Geofences
+from smartlock.core.limits import DetectionSettings
 from tests.builders import Trip, merge, synthetic_collections
 from tests.integration.procs import Pipeline
 
@@ -33,11 +33,15 @@ CONTAINERS = ["CSQU3054383", "MSCU1234566", "TGHU9876542"]
 
 def scenario_trace() -> list[tuple[str, dict[str, Any]]]:
     """A detour, a seal breach, a normal trip, an undeclared lock and matching and mismatching arrivals."""
-    detour = Trip("L1", "D1", container=CONTAINERS[0]).declare().event("sealed", at=(0, 0)).drive(0, 10)
+    detour = (
+        Trip("L1", "D1", container=CONTAINERS[0]).declare().event("sealed", at=(0, 0)).drive(0, 10)
+    )
     for i, y in enumerate((600, 1200, 1800, 2400, 2400, 1800, 1200, 600, 100)):
         detour.fix(10 + 0.25 * (i + 1), y)
     detour.drive(12.75, 50).arrive()
-    breach = Trip("L2", "D2", container=CONTAINERS[1]).declare().event("sealed", at=(0, 0)).drive(0, 20)
+    breach = (
+        Trip("L2", "D2", container=CONTAINERS[1]).declare().event("sealed", at=(0, 0)).drive(0, 20)
+    )
     breach.event("tamper", at=(20, 0)).drive(20.75, 50).arrive()
     normal = Trip("L3", "D3", container=CONTAINERS[2]).normal().arrive(plate="浙A99999")
     stray = Trip("L9", "none").fix(5).fix(6).fix(7)
@@ -45,11 +49,17 @@ def scenario_trace() -> list[tuple[str, dict[str, Any]]]:
 
 
 def write_trace(messages: list[tuple[str, dict[str, Any]]], path: Path) -> Path:
-    path.write_text("".join(json.dumps({"topic": t, "payload": p}, ensure_ascii=False) + "\n" for t, p in messages))
+    path.write_text(
+        "".join(
+            json.dumps({"topic": t, "payload": p}, ensure_ascii=False) + "\n" for t, p in messages
+        )
+    )
     return path
 
 
-def evaluate_lines(trace: Path, geofence_dir: Path, keys: dict[str, str] | None = None) -> list[dict[str, Any]]:
+def evaluate_lines(
+    trace: Path, geofence_dir: Path, keys: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     detector = Detector(DetectionSettings(), Geofences.load(geofence_dir), keys)
     out = io.StringIO()
     with open(trace, encoding="utf-8") as fh:
@@ -68,7 +78,9 @@ class Collector:
         self.messages: list[tuple[float, str, dict[str, Any]]] = []
         self.lock = threading.Lock()
         self.client = MqttClient(host, port, f"collector-{time.monotonic_ns()}")
-        self.client.subscribe(["monitoring/alerts/+", "monitoring/status/+", "gates/+/verdicts"], self._on)
+        self.client.subscribe(
+            ["monitoring/alerts/+", "monitoring/status/+", "gates/+/verdicts"], self._on
+        )
         self.client.connect()
 
     def _on(self, msg: Received) -> None:
@@ -95,17 +107,33 @@ def publish(host: str, port: int, messages: list[tuple[str, Any]]) -> None:
     client = MqttClient(host, port, f"publisher-{time.monotonic_ns()}")
     client.connect()
     try:
-        asyncio.run(client.publish_all(
-            [(t, p if isinstance(p, bytes) else json.dumps(p, ensure_ascii=False).encode(), False) for t, p in messages]
-        ))
+        asyncio.run(
+            client.publish_all(
+                [
+                    (
+                        t,
+                        p if isinstance(p, bytes) else json.dumps(p, ensure_ascii=False).encode(),
+                        False,
+                    )
+                    for t, p in messages
+                ]
+            )
+        )
     finally:
         client.disconnect()
 
 
-def kafka_values(bootstrap: str, topic: str, expected: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+def kafka_values(
+    bootstrap: str, topic: str, expected: int, timeout: float = 20.0
+) -> list[dict[str, Any]]:
     async def consume() -> list[dict[str, Any]]:
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                    enable_auto_commit=False, group_id=None)
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+        )
         await consumer.start()
         values: list[dict[str, Any]] = []
         try:
@@ -135,9 +163,17 @@ def geofence_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def pipeline(mqtt_server: Any, redis_server: Any, kafka_server: Any, tmp_path: Path, geofence_dir: Path) -> Iterator[Pipeline]:
-    p = Pipeline(mqtt_server.host, mqtt_server.port, kafka_server.bootstrap, redis_server.url, tmp_path,
-                 geofences=geofence_dir)
+def pipeline(
+    mqtt_server: Any, redis_server: Any, kafka_server: Any, tmp_path: Path, geofence_dir: Path
+) -> Iterator[Pipeline]:
+    p = Pipeline(
+        mqtt_server.host,
+        mqtt_server.port,
+        kafka_server.bootstrap,
+        redis_server.url,
+        tmp_path,
+        geofences=geofence_dir,
+    )
     yield p
     p.stop_all()
 
@@ -154,8 +190,10 @@ def wait_verdicts(pipeline: Pipeline, n: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while r.xlen(f"{pipeline.prefix}:verdicts") < n:
         if time.monotonic() > deadline:
-            raise AssertionError(f"only {r.xlen(f'{pipeline.prefix}:verdicts')} of {n} verdicts\n"
-                                 f"{pipeline.log('bridge-1')}\n{pipeline.log('worker-1')}")
+            raise AssertionError(
+                f"only {r.xlen(f'{pipeline.prefix}:verdicts')} of {n} verdicts\n"
+                f"{pipeline.log('bridge-1')}\n{pipeline.log('worker-1')}"
+            )
         time.sleep(0.1)
 
 
@@ -163,66 +201,100 @@ def wait_verdicts(pipeline: Pipeline, n: int, timeout: float = 30.0) -> None:
 
 
 def test_trace_comes_out_on_mqtt_kafka_and_redis_as_evaluate_says(
-    pipeline: Pipeline, collector: Collector, mqtt_server: Any, kafka_server: Any, tmp_path: Path, geofence_dir: Path,
+    pipeline: Pipeline,
+    collector: Collector,
+    mqtt_server: Any,
+    kafka_server: Any,
+    tmp_path: Path,
+    geofence_dir: Path,
 ) -> None:
     messages = scenario_trace()
     expected = evaluate_lines(write_trace(messages, tmp_path / "trace.jsonl"), geofence_dir)
     expected_ids = alert_ids(expected)
     assert {x["payload"]["type"] for x in expected if "alert_id" in x["payload"]} >= {
-        "route_deviation", "seal_breach", "unknown_lock"}
+        "route_deviation",
+        "seal_breach",
+        "unknown_lock",
+    }
     pipeline.start("worker")
     pipeline.start("bridge")
     pipeline.wait_worker_ready()
     publish(mqtt_server.host, mqtt_server.port, messages)
     wait_verdicts(pipeline, 3)
-    collector.wait_for(lambda: len({a["alert_id"] for a in collector.of("monitoring/alerts/")}) >= len(expected_ids))
+    collector.wait_for(
+        lambda: (
+            len({a["alert_id"] for a in collector.of("monitoring/alerts/")}) >= len(expected_ids)
+        )
+    )
 
     got = collector.of("monitoring/alerts/")
-    assert {a["alert_id"] for a in got} == expected_ids, [(a["type"], a["lock_id"], a["ts"]) for a in got if a["alert_id"] not in expected_ids]
+    assert {a["alert_id"] for a in got} == expected_ids, [
+        (a["type"], a["lock_id"], a["ts"]) for a in got if a["alert_id"] not in expected_ids
+    ]
     assert {a["alert_id"] for a in pipeline.alerts_in_redis()} == expected_ids
     kafka = kafka_values(kafka_server.bootstrap, f"{pipeline.prefix}.alerts", len(expected_ids))
     assert sorted(a["alert_id"] for a in kafka) == sorted(expected_ids)
     expected_verdicts = [x["payload"] for x in expected if x["topic"].endswith("/verdicts")]
-    assert sorted(collector.of("gates/"), key=lambda v: v["lock_id"]) == sorted(expected_verdicts, key=lambda v: v["lock_id"])
+    assert sorted(collector.of("gates/"), key=lambda v: v["lock_id"]) == sorted(
+        expected_verdicts, key=lambda v: v["lock_id"]
+    )
     trip = pipeline.redis().hgetall(f"{pipeline.prefix}:trip:L1")
     assert (trip["declaration_id"], trip["colour"], trip["verdict"]) == ("D1", "red", "inspect")
     assert pipeline.redis().geopos(f"{pipeline.prefix}:positions", "L3")[0] is not None
 
 
 def test_gate_gets_its_verdict_within_one_second(
-    pipeline: Pipeline, collector: Collector, mqtt_server: Any,
+    pipeline: Pipeline,
+    collector: Collector,
+    mqtt_server: Any,
 ) -> None:
     trip = Trip("L5", "D5", container=CONTAINERS[0]).normal()
     pipeline.start("worker")
     pipeline.start("bridge")
     pipeline.wait_worker_ready()
     publish(mqtt_server.host, mqtt_server.port, trip.messages)
-    collector.wait_for(lambda: any(s["state"] == "arrived" for s in collector.of("monitoring/status/")))
+    collector.wait_for(
+        lambda: any(s["state"] == "arrived" for s in collector.of("monitoring/status/"))
+    )
     latencies = []
     for n in range(5):
-        arrival = Trip("L5", "D5", container=CONTAINERS[0], t=trip.t).arrive(dt=60 * (n + 1), plate=f"浙A0000{n}")
+        arrival = Trip("L5", "D5", container=CONTAINERS[0], t=trip.t).arrive(
+            dt=60 * (n + 1), plate=f"浙A0000{n}"
+        )
         sent = time.monotonic()
         publish(mqtt_server.host, mqtt_server.port, arrival.messages)
         collector.wait_for(lambda n=n: len(collector.of("gates/")) > n, timeout=5)
-        latencies.append(next(t for t, topic, p in reversed(collector.messages) if topic.startswith("gates/")) - sent)
-    print('gate verdict latencies', [round(x, 3) for x in latencies])
+        latencies.append(
+            next(t for t, topic, p in reversed(collector.messages) if topic.startswith("gates/"))
+            - sent
+        )
+    print("gate verdict latencies", [round(x, 3) for x in latencies])
     assert max(latencies) < 1.0, latencies
     assert all(v["verdict"] == "inspect" for v in collector.of("gates/"))  # plates did not match
 
 
 def test_bridge_killed_mid_stream_loses_nothing(
-    pipeline: Pipeline, mqtt_server: Any, tmp_path: Path, geofence_dir: Path,
+    pipeline: Pipeline,
+    mqtt_server: Any,
+    tmp_path: Path,
+    geofence_dir: Path,
 ) -> None:
-    trips = [Trip(f"L{i}", f"D{i}", container=CONTAINERS[i % 3]).normal().arrive() for i in range(30)]
+    trips = [
+        Trip(f"L{i}", f"D{i}", container=CONTAINERS[i % 3]).normal().arrive() for i in range(30)
+    ]
     messages = merge(*trips)
     pipeline.start("worker")
     pipeline.start("bridge")
     pipeline.wait_worker_ready()
     half = len(messages) // 2
-    publisher = threading.Thread(target=publish, args=(mqtt_server.host, mqtt_server.port, messages[:half]))
+    publisher = threading.Thread(
+        target=publish, args=(mqtt_server.host, mqtt_server.port, messages[:half])
+    )
     publisher.start()
     time.sleep(0.05)
-    pipeline.stop("bridge-1", signal.SIGKILL)  # killed mid-stream, unacknowledged messages in flight
+    pipeline.stop(
+        "bridge-1", signal.SIGKILL
+    )  # killed mid-stream, unacknowledged messages in flight
     publisher.join()
     publish(mqtt_server.host, mqtt_server.port, messages[half:])  # published while no bridge runs
     pipeline.start("bridge")  # same name: resumes the persistent session
@@ -230,18 +302,28 @@ def test_bridge_killed_mid_stream_loses_nothing(
     r = pipeline.redis()
     for trip in trips:
         state = r.hgetall(f"{pipeline.prefix}:trip:{trip.lock_id}")
-        assert state["last_ts"] == trip.messages[-2][1]["ts"], trip.lock_id  # last telemetry reached the worker
+        assert state["last_ts"] == trip.messages[-2][1]["ts"], (
+            trip.lock_id
+        )  # last telemetry reached the worker
         assert state["verdict"] == "release", (trip.lock_id, state["verdict_reasons"])
     reasons = {d["reason"] for d in pipeline.dead_letters_in_redis()}
     assert reasons <= {"duplicate"}  # redelivered copies, recognised as such
 
 
 def test_worker_killed_and_restarted_recovers_trips_without_losing_or_repeating_alerts(
-    pipeline: Pipeline, mqtt_server: Any, kafka_server: Any, tmp_path: Path, geofence_dir: Path,
+    pipeline: Pipeline,
+    mqtt_server: Any,
+    kafka_server: Any,
+    tmp_path: Path,
+    geofence_dir: Path,
 ) -> None:
     messages = scenario_trace()
-    expected_ids = alert_ids(evaluate_lines(write_trace(messages, tmp_path / "t.jsonl"), geofence_dir))
-    cut = next(i for i, (t, p) in enumerate(messages) if t == "locks/L2/events" and p["type"] == "tamper")
+    expected_ids = alert_ids(
+        evaluate_lines(write_trace(messages, tmp_path / "t.jsonl"), geofence_dir)
+    )
+    cut = next(
+        i for i, (t, p) in enumerate(messages) if t == "locks/L2/events" and p["type"] == "tamper"
+    )
     pipeline.start("worker")
     pipeline.start("bridge")
     pipeline.wait_worker_ready()
@@ -268,40 +350,87 @@ def test_worker_killed_and_restarted_recovers_trips_without_losing_or_repeating_
 
 
 def test_malformed_and_unsigned_messages_are_dead_lettered_and_the_pipeline_goes_on(
-    pipeline: Pipeline, mqtt_server: Any, kafka_server: Any, tmp_path: Path,
+    pipeline: Pipeline,
+    mqtt_server: Any,
+    kafka_server: Any,
+    tmp_path: Path,
 ) -> None:
     keys = tmp_path / "keys.json"
     keys.write_text(json.dumps({"L1": "secret-1"}))
     pipeline.extra_env["SMARTLOCK_SIGNING__KEYS_FILE"] = str(keys)
     good = Trip("L1", "D1", container=CONTAINERS[0], key="secret-1").normal().arrive()
     unsigned = Trip("L1", "D1", container=CONTAINERS[0], seq=500, t=good.t).fix(50)
-    forged = Trip("L1", "D1", container=CONTAINERS[0], seq=501, t=good.t, key="guess").fix(50, seal="tampered")
+    forged = Trip("L1", "D1", container=CONTAINERS[0], seq=501, t=good.t, key="guess").fix(
+        50, seal="tampered"
+    )
     bad = [
         ("locks/L1/telemetry", b"{not json"),
-        ("locks/L1/telemetry", {"lock_id": "L1", "seq": 1, "ts": "yesterday", "lat": 0, "lon": 0, "seal": "sealed"}),
-        ("locks/L2/telemetry", {"lock_id": "L1", "seq": 1, "ts": "2026-11-22T08:00:00Z", "lat": 0, "lon": 0, "seal": "sealed"}),
+        (
+            "locks/L1/telemetry",
+            {"lock_id": "L1", "seq": 1, "ts": "yesterday", "lat": 0, "lon": 0, "seal": "sealed"},
+        ),
+        (
+            "locks/L2/telemetry",
+            {
+                "lock_id": "L1",
+                "seq": 1,
+                "ts": "2026-11-22T08:00:00Z",
+                "lat": 0,
+                "lon": 0,
+                "seal": "sealed",
+            },
+        ),
     ]
     pipeline.start("worker")
     pipeline.start("bridge")
     pipeline.wait_worker_ready()
-    publish(mqtt_server.host, mqtt_server.port, bad + unsigned.messages + forged.messages + good.messages)
+    publish(
+        mqtt_server.host,
+        mqtt_server.port,
+        bad + unsigned.messages + forged.messages + good.messages,
+    )
     wait_verdicts(pipeline, 1)
     dead = kafka_values(kafka_server.bootstrap, f"{pipeline.prefix}.deadletter", 5)
     reasons = sorted(d["reason"] for d in dead)
-    assert reasons == ["bad_signature", "invalid_json", "invalid_payload", "missing_signature", "topic_mismatch"]
+    assert reasons == [
+        "bad_signature",
+        "invalid_json",
+        "invalid_payload",
+        "missing_signature",
+        "topic_mismatch",
+    ]
     first = next(d for d in dead if d["reason"] == "invalid_json")
-    assert first["original_text"] == "{not json" and first["topic"] == "locks/L1/telemetry" and first["received_at"]
-    assert pipeline.redis().hget(f"{pipeline.prefix}:trip:L1", "verdict") == "release"  # forged tamper changed nothing
+    assert (
+        first["original_text"] == "{not json"
+        and first["topic"] == "locks/L1/telemetry"
+        and first["received_at"]
+    )
+    assert (
+        pipeline.redis().hget(f"{pipeline.prefix}:trip:L1", "verdict") == "release"
+    )  # forged tamper changed nothing
 
 
 def test_two_workers_share_the_partitions(
-    pipeline: Pipeline, collector: Collector, mqtt_server: Any, tmp_path: Path, geofence_dir: Path,
+    pipeline: Pipeline,
+    collector: Collector,
+    mqtt_server: Any,
+    tmp_path: Path,
+    geofence_dir: Path,
 ) -> None:
-    trips = [Trip(f"L{i}", f"D{i}", container=CONTAINERS[i % 3]).normal().arrive() for i in range(11)]
-    breach = Trip("L11", "D11", container=CONTAINERS[0]).declare().event("sealed", at=(0, 0)).drive(0, 10)
+    trips = [
+        Trip(f"L{i}", f"D{i}", container=CONTAINERS[i % 3]).normal().arrive() for i in range(11)
+    ]
+    breach = (
+        Trip("L11", "D11", container=CONTAINERS[0])
+        .declare()
+        .event("sealed", at=(0, 0))
+        .drive(0, 10)
+    )
     trips.append(breach.fix(10.5, seal="tampered").drive(11, 50).arrive())
     messages = merge(*trips)
-    expected_ids = alert_ids(evaluate_lines(write_trace(messages, tmp_path / "t.jsonl"), geofence_dir))
+    expected_ids = alert_ids(
+        evaluate_lines(write_trace(messages, tmp_path / "t.jsonl"), geofence_dir)
+    )
     pipeline.start("worker", "1")
     pipeline.start("worker", "2")
     pipeline.start("bridge")

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.mqtt import MqttClient, Received
+from smartlock.adapters.mqtt import MqttClient, Received
 from tests.builders import telemetry_trace
 from tests.integration.procs import Pipeline
 from tests.servers import Endpoint
@@ -29,7 +29,7 @@ GOLDEN = ROOT / "tests" / "golden" / "acceptance.jsonl"
 
 
 def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pipeline.cli", *args]
+    return [sys.executable, "-m", "smartlock.cli.main", *args]
 
 
 def server_args(server: Endpoint) -> list[str]:

@@ -12,8 +12,8 @@ import paho.mqtt.client as mqtt
 import pytest
 import redis
 
-from pipeline import stack
-from pipeline.errors import InfrastructureError
+from smartlock.errors import InfrastructureError
+from smartlock.local import stack
 from tests.servers import Endpoint
 
 BACKLOG = 5_000
@@ -23,7 +23,9 @@ class MqttProbe:
     """A paho MQTT 5 client for tests: connects, subscribes, collects messages."""
 
     def __init__(self, server: Endpoint, client_id: str, *, persistent: bool = False) -> None:
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        )
         self.client.max_inflight_messages_set(1000)
         self.client.max_queued_messages_set(0)
         self.server = server
@@ -42,7 +44,9 @@ class MqttProbe:
 
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = 3600
-        self.client.connect(self.server.host, self.server.port, clean_start=not self.persistent, properties=props)
+        self.client.connect(
+            self.server.host, self.server.port, clean_start=not self.persistent, properties=props
+        )
         self.client.loop_start()
         assert self.connected.wait(10), "no CONNACK from the MQTT broker"
         return self
@@ -68,7 +72,10 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 @pytest.mark.integration
 def test_mqtt_qos1_round_trip(mqtt_server: Endpoint, unique: str) -> None:
     topic = f"test/{unique}/roundtrip"
-    with MqttProbe(mqtt_server, f"sub-{unique}") as sub, MqttProbe(mqtt_server, f"pub-{unique}") as pub:
+    with (
+        MqttProbe(mqtt_server, f"sub-{unique}") as sub,
+        MqttProbe(mqtt_server, f"pub-{unique}") as pub,
+    ):
         sub.subscribe(topic)
         pub.client.publish(topic, b'{"hello": 1}', qos=1).wait_for_publish(10)
         wait_for(lambda: sub.received == [b'{"hello": 1}'], 10, "the QoS 1 message")
@@ -105,7 +112,9 @@ def test_kafka_produce_consume(kafka_server: Endpoint, unique: str) -> None:
             await producer.send_and_wait(topic, b"record-1", key=b"k")
         finally:
             await producer.stop()
-        consumer = AIOKafkaConsumer(bootstrap_servers=kafka_server.bootstrap, auto_offset_reset="earliest")
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=kafka_server.bootstrap, auto_offset_reset="earliest"
+        )
         await consumer.start()
         try:
             consumer.assign([TopicPartition(topic, 0)])
@@ -118,7 +127,9 @@ def test_kafka_produce_consume(kafka_server: Endpoint, unique: str) -> None:
 
 
 @pytest.mark.integration
-def test_mosquitto_keeps_qos1_backlog_of_offline_subscriber(mqtt_server: Endpoint, unique: str) -> None:
+def test_mosquitto_keeps_qos1_backlog_of_offline_subscriber(
+    mqtt_server: Endpoint, unique: str
+) -> None:
     """Mosquitto's default max_queued_messages (1000) would drop most of this backlog."""
     topic = f"test/{unique}/backlog"
     client_id = f"slow-{unique}"
@@ -148,7 +159,10 @@ def test_stack_starts_answers_and_stops_without_leftovers(tmp_path: Path) -> Non
         statuses = {s.name: s for s in stack.stack_status(run_dir)}
         assert all(s.running and s.healthy for s in statuses.values()), statuses
         assert {n: s.port for n, s in statuses.items()} == {
-            "mosquitto": ports.mqtt, "redis": ports.redis, "tansu": ports.kafka}
+            "mosquitto": ports.mqtt,
+            "redis": ports.redis,
+            "tansu": ports.kafka,
+        }
         assert info.kafka_bootstrap == f"127.0.0.1:{ports.kafka}"
         # Starting again adopts the running servers instead of failing on busy ports.
         assert stack.start_stack(run_dir, ports).servers == info.servers
@@ -158,7 +172,9 @@ def test_stack_starts_answers_and_stops_without_leftovers(tmp_path: Path) -> Non
     assert stopped == ["mosquitto", "redis", "tansu"]
     # The servers were children of this process: stopping also reaped them (no zombies).
     assert [pid for pid in pids if Path(f"/proc/{pid}").exists()] == []
-    assert not any(stack.port_in_use("127.0.0.1", p) for p in (ports.mqtt, ports.redis, ports.kafka))
+    assert not any(
+        stack.port_in_use("127.0.0.1", p) for p in (ports.mqtt, ports.redis, ports.kafka)
+    )
     assert not any(s.running for s in stack.stack_status(run_dir))
     assert list(run_dir.glob("*.pid")) == []
 
@@ -166,7 +182,9 @@ def test_stack_starts_answers_and_stops_without_leftovers(tmp_path: Path) -> Non
 @pytest.mark.integration
 def test_stack_refuses_a_busy_port_and_leaves_nothing_running(tmp_path: Path) -> None:
     ports = stack.Ports(*stack.free_ports(3))
-    blocker = stack.start_servers(tmp_path / "blocker", [stack.redis_server(tmp_path / "blocker", ports.redis)])
+    blocker = stack.start_servers(
+        tmp_path / "blocker", [stack.redis_server(tmp_path / "blocker", ports.redis)]
+    )
     try:
         with pytest.raises(InfrastructureError, match=f"port {ports.redis}.*--redis-port"):
             stack.start_stack(tmp_path / "run", ports)

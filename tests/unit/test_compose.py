@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 import yaml
 
-from pipeline.stack import mosquitto_config
+from smartlock.local.stack import mosquitto_config
 
 REPO = Path(__file__).resolve().parents[2]
 SERVERS = ("mosquitto", "redis", "kafka")
@@ -31,17 +31,29 @@ def test_compose_file_matches_the_compose_specification(compose: dict[str, Any])
     schema = json.loads((REPO / "tests" / "data" / "compose-spec.json").read_text())
     validator_class = jsonschema.validators.validator_for(schema)
     validator_class.check_schema(schema)
-    errors = sorted(validator_class(schema).iter_errors(compose), key=lambda e: list(e.absolute_path))
-    assert not errors, "\n".join(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors)
+    errors = sorted(
+        validator_class(schema).iter_errors(compose), key=lambda e: list(e.absolute_path)
+    )
+    assert not errors, "\n".join(
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors
+    )
 
 
 def test_the_schema_rejects_a_broken_compose_file(compose: dict[str, Any]) -> None:
     schema = json.loads((REPO / "tests" / "data" / "compose-spec.json").read_text())
-    broken = {**compose, "services": {**compose["services"], "redis": {**compose["services"]["redis"], "ports": 6379}}}
+    broken = {
+        **compose,
+        "services": {
+            **compose["services"],
+            "redis": {**compose["services"]["redis"], "ports": 6379},
+        },
+    }
     assert not jsonschema.validators.validator_for(schema)(schema).is_valid(broken)
 
 
-def test_every_server_has_a_health_check_and_the_pipeline_waits_for_it(compose: dict[str, Any]) -> None:
+def test_every_server_has_a_health_check_and_the_pipeline_waits_for_it(
+    compose: dict[str, Any],
+) -> None:
     services = compose["services"]
     assert services["mosquitto"]["image"] == "eclipse-mosquitto:2"
     assert services["redis"]["image"] == "redis:7"
@@ -49,7 +61,9 @@ def test_every_server_has_a_health_check_and_the_pipeline_waits_for_it(compose: 
     for name in SERVERS:
         assert services[name]["healthcheck"]["test"], name
     for name in ("bridge", "worker"):
-        assert services[name]["depends_on"] == {s: {"condition": "service_healthy"} for s in SERVERS}
+        assert services[name]["depends_on"] == {
+            s: {"condition": "service_healthy"} for s in SERVERS
+        }
         env = services[name]["environment"]
         assert env["SMARTLOCK_MQTT__HOST"] == "mosquitto"
         assert env["SMARTLOCK_KAFKA__BOOTSTRAP"] == "kafka:19092"
@@ -59,19 +73,24 @@ def test_every_server_has_a_health_check_and_the_pipeline_waits_for_it(compose: 
     assert services["demo-fleet"]["profiles"] == ["demo"]
 
 
-def test_mosquitto_in_docker_uses_the_same_config_as_the_local_stack(compose: dict[str, Any]) -> None:
+def test_mosquitto_in_docker_uses_the_same_config_as_the_local_stack(
+    compose: dict[str, Any],
+) -> None:
     mount = "./deploy/mosquitto.conf:/mosquitto/config/mosquitto.conf:ro"
     assert mount in compose["services"]["mosquitto"]["volumes"]
     text = (REPO / "deploy" / "mosquitto.conf").read_text()
     assert text == mosquitto_config(1883, None, "/mosquitto/data", None), (
-        "deploy/mosquitto.conf drifted from pipeline.stack.mosquitto_config; regenerate it with "
-        "python -c \"from pipeline.stack import mosquitto_config; "
-        "print(mosquitto_config(1883, None, '/mosquitto/data', None), end='')\" > deploy/mosquitto.conf")
+        "deploy/mosquitto.conf drifted from smartlock.local.stack.mosquitto_config; regenerate it with "
+        'python -c "from smartlock.local.stack import mosquitto_config; '
+        "print(mosquitto_config(1883, None, '/mosquitto/data', None), end='')\" > deploy/mosquitto.conf"
+    )
     assert "max_queued_messages 0" in text and "persistence true" in text
 
 
 def test_dockerfile_installs_the_package_on_python_311_slim() -> None:
     text = (REPO / "Dockerfile").read_text()
-    assert [line for line in text.splitlines() if line.startswith("FROM")] == ["FROM python:3.11-slim"]
+    assert [line for line in text.splitlines() if line.startswith("FROM")] == [
+        "FROM python:3.11-slim"
+    ]
     assert "pip install ." in text
     assert 'CMD ["smartlock", "worker"]' in text

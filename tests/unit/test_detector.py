@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from pipeline.settings import DetectionSettings
+from smartlock.core.limits import DetectionSettings
 from tests.builders import CONTAINER, Trip, merge, run
 
 
@@ -17,7 +17,13 @@ def test_normal_trip_raises_nothing_and_is_released() -> None:
     assert r.verdicts()[-1]["verdict"] == "release"
     assert r.verdicts()[-1]["reasons"] == []
     assert r.statuses()[-1]["state"] == "released"
-    assert [s["state"] for s in r.statuses()] == ["declared", "sealed", "in_transit", "arrived", "released"]
+    assert [s["state"] for s in r.statuses()] == [
+        "declared",
+        "sealed",
+        "in_transit",
+        "arrived",
+        "released",
+    ]
 
 
 def test_unsealing_inside_gate_after_release_closes_the_trip_without_breach() -> None:
@@ -46,7 +52,9 @@ def test_detour_raises_one_deviation_within_two_fixes_and_rejoined_on_return() -
     assert deviations[0]["severity"] == "red"
     # 150 m is inside the 300 m buffer; 450 m is the first fix outside, 900 m the second.
     assert deviations[0]["detail"]["fixes_outside"] == 2
-    seq_of_alert = next(p["seq"] for t, p in trip.messages if p.get("ts") == deviations[0]["ts"] and "seq" in p)
+    seq_of_alert = next(
+        p["seq"] for t, p in trip.messages if p.get("ts") == deviations[0]["ts"] and "seq" in p
+    )
     assert seq_of_alert == second_outside_seq
     assert r.alert_types() == ["route_deviation", "route_rejoined"]
     rejoined = r.alerts("route_rejoined")[0]
@@ -93,7 +101,9 @@ def test_imprecise_fixes_are_not_judged() -> None:
 # ------------------------------------------------------------------ seal
 
 
-@pytest.mark.parametrize("how", ["telemetry_tampered", "telemetry_unsealed", "event_tamper", "event_unsealed"])
+@pytest.mark.parametrize(
+    "how", ["telemetry_tampered", "telemetry_unsealed", "event_tamper", "event_unsealed"]
+)
 def test_seal_breach_in_transit(how: str) -> None:
     trip = Trip().declare().event("sealed", at=(0, 0)).drive(0, 10)
     if how.startswith("telemetry"):
@@ -111,7 +121,9 @@ def test_seal_breach_in_transit(how: str) -> None:
 
 def test_repeated_breach_readings_raise_one_alert_per_episode() -> None:
     trip = Trip().declare().event("sealed", at=(0, 0)).drive(0, 5)
-    trip.fix(5.5, seal="tampered").fix(6, seal="tampered").fix(6.5, seal="sealed").fix(7, seal="unsealed")
+    trip.fix(5.5, seal="tampered").fix(6, seal="tampered").fix(6.5, seal="sealed").fix(
+        7, seal="unsealed"
+    )
     assert run(trip.messages).alert_types() == ["seal_breach", "seal_breach"]
 
 
@@ -149,8 +161,15 @@ def test_short_stop_is_not_reported() -> None:
 
 
 def test_signal_lost_fires_from_the_watermark_of_other_locks() -> None:
-    silent = Trip(lock_id="L1", declaration_id="D1").declare().event("sealed", at=(0, 0)).drive(0, 3)
-    other = Trip(lock_id="L2", declaration_id="D2", container="MSCU1234566").declare().event("sealed", at=(0, 0)).drive(0, 30)
+    silent = (
+        Trip(lock_id="L1", declaration_id="D1").declare().event("sealed", at=(0, 0)).drive(0, 3)
+    )
+    other = (
+        Trip(lock_id="L2", declaration_id="D2", container="MSCU1234566")
+        .declare()
+        .event("sealed", at=(0, 0))
+        .drive(0, 30)
+    )
     r = run(merge(silent, other))
     lost = r.alerts("signal_lost")
     assert [a["lock_id"] for a in lost] == ["L1"]
@@ -177,7 +196,9 @@ def test_signal_lost_clears_when_the_lock_is_heard_again() -> None:
 
 
 def test_overdue_fires_in_event_time() -> None:
-    trip = Trip().declare(eta_h=1.0).event("sealed", at=(0, 0)).drive(0, 30, dt=240)  # 41 fixes x 4 min
+    trip = (
+        Trip().declare(eta_h=1.0).event("sealed", at=(0, 0)).drive(0, 30, dt=240)
+    )  # 41 fixes x 4 min
     r = run(trip.messages)
     overdue = r.alerts("overdue")
     assert len(overdue) == 1
@@ -185,7 +206,14 @@ def test_overdue_fires_in_event_time() -> None:
 
 
 def test_no_overdue_when_arrived_in_time() -> None:
-    r = run(Trip().declare(eta_h=1.0).event("sealed", at=(0, 0)).drive(0, 50, dt=50).arrive(dt=7200).messages)
+    r = run(
+        Trip()
+        .declare(eta_h=1.0)
+        .event("sealed", at=(0, 0))
+        .drive(0, 50, dt=50)
+        .arrive(dt=7200)
+        .messages
+    )
     assert "overdue" not in r.alert_types()
 
 
@@ -254,7 +282,9 @@ def test_verdict_wrong_gate() -> None:
 
 def test_verdict_container_mismatch() -> None:
     v = _verdict(Trip().normal().arrive(container="MSCU1234566"))
-    assert v["reasons"] == [f"container read at gate MSCU1234566 does not match declared {CONTAINER}"]
+    assert v["reasons"] == [
+        f"container read at gate MSCU1234566 does not match declared {CONTAINER}"
+    ]
 
 
 def test_verdict_plate_mismatch_and_plate_normalisation() -> None:
@@ -275,9 +305,17 @@ def test_verdict_unresolved_red_alert_then_resolved_releases() -> None:
     v = r.verdicts()[-1]
     deviation = r.alerts("route_deviation")[0]
     assert v["verdict"] == "inspect"
-    assert v["reasons"] == [f"unresolved red alert {deviation['alert_id']} (route_deviation at {deviation['ts']})"]
-    resolution = {"alert_id": deviation["alert_id"], "declaration_id": "D1", "lock_id": "L1",
-                  "operator": "wang.li", "note": "detour for road works, confirmed by police", "ts": "2026-11-22T12:00:00Z"}
+    assert v["reasons"] == [
+        f"unresolved red alert {deviation['alert_id']} (route_deviation at {deviation['ts']})"
+    ]
+    resolution = {
+        "alert_id": deviation["alert_id"],
+        "declaration_id": "D1",
+        "lock_id": "L1",
+        "operator": "wang.li",
+        "note": "detour for road works, confirmed by police",
+        "ts": "2026-11-22T12:00:00Z",
+    }
     trip.messages.append(("monitoring/resolutions", resolution))
     trip.arrive(dt=60)
     r = run(trip.messages)
@@ -287,16 +325,27 @@ def test_verdict_unresolved_red_alert_then_resolved_releases() -> None:
 
 def test_verdict_not_in_gate_zone() -> None:
     trip = Trip().declare().event("sealed", at=(0, 0)).drive(0, 45).arrive()
-    assert _verdict(trip)["reasons"] == ["last fix (" + trip.messages[-2][1]["ts"] + ") is not inside gate zone test-gate"]
+    assert _verdict(trip)["reasons"] == [
+        "last fix (" + trip.messages[-2][1]["ts"] + ") is not inside gate zone test-gate"
+    ]
 
 
 def test_verdict_no_position() -> None:
     trip = Trip().declare().event("sealed", at=(0, 0)).arrive()
-    assert _verdict(trip)["reasons"] == ["no position received; arrival inside gate zone test-gate not shown"]
+    assert _verdict(trip)["reasons"] == [
+        "no position received; arrival inside gate zone test-gate not shown"
+    ]
 
 
 def test_verdict_lists_every_reason() -> None:
-    trip = Trip().declare().event("sealed", at=(0, 0)).drive(0, 10).fix(10.5, seal="tampered").drive(11, 40)
+    trip = (
+        Trip()
+        .declare()
+        .event("sealed", at=(0, 0))
+        .drive(0, 10)
+        .fix(10.5, seal="tampered")
+        .drive(11, 40)
+    )
     v = _verdict(trip.arrive(plate="浙A00000", container="MSCU1234566"))
     assert len(v["reasons"]) == 5  # container, plate, seal, unresolved breach, not in gate zone
 
@@ -338,28 +387,49 @@ def test_second_declaration_for_a_busy_lock_is_refused() -> None:
 
 def test_declaration_naming_unknown_geofences_is_refused() -> None:
     assert run(Trip().declare(corridor_id="nowhere").messages).reasons() == ["unknown_corridor"]
-    assert run(Trip().declare(destination_gate="test-rest").messages).reasons() == ["unknown_destination_gate"]
+    assert run(Trip().declare(destination_gate="test-rest").messages).reasons() == [
+        "unknown_destination_gate"
+    ]
     assert run(Trip().declare(mode="rail").messages).reasons() == ["mode_mismatch"]
 
 
-
 def test_a_vague_declaration_published_on_mqtt_is_refused_with_the_intake_rules() -> None:
-    vague = [{"description": "electronics", "quantity": 10, "unit": "pcs", "value": 100.0, "currency": "USD"}]
+    vague = [
+        {
+            "description": "electronics",
+            "quantity": 10,
+            "unit": "pcs",
+            "value": 100.0,
+            "currency": "USD",
+        }
+    ]
     r = run(Trip().declare(cargo=vague).event("sealed", at=(0, 0)).drive(0, 2).messages)
     assert r.reasons()[0] == "declaration_rules"
     assert "electronics" in r.rejections[0][1].detail and "too vague" in r.rejections[0][1].detail
-    assert [a["type"] for a in r.alerts()] == ["unknown_lock"]  # never bound: the lock is undeclared
+    assert [a["type"] for a in r.alerts()] == [
+        "unknown_lock"
+    ]  # never bound: the lock is undeclared
+
 
 @pytest.mark.parametrize("case", ["missing", "wrong", "unknown_key"])
 def test_signing_rejections_change_nothing(case: str) -> None:
     keys = {"L1": "k1-secret"}
     trip = Trip(key="k1-secret").declare().event("sealed", at=(0, 0)).drive(0, 3)
-    forged = Trip(lock_id="L1", seq=100, t=trip.t, key={"wrong": "other", "missing": None, "unknown_key": None}[case])
+    forged = Trip(
+        lock_id="L1",
+        seq=100,
+        t=trip.t,
+        key={"wrong": "other", "missing": None, "unknown_key": None}[case],
+    )
     if case == "unknown_key":
         forged.lock_id = "L7"
     forged.fix(3.5, 5000).fix(4, 6000).fix(4.5, 7000, seal="tampered")
     r = run(trip.messages + forged.messages, keys=keys)
-    expected = {"missing": "missing_signature", "wrong": "bad_signature", "unknown_key": "unknown_lock_key"}[case]
+    expected = {
+        "missing": "missing_signature",
+        "wrong": "bad_signature",
+        "unknown_key": "unknown_lock_key",
+    }[case]
     assert r.reasons() == [expected] * 3
     assert r.alerts() == []
     # The forged high seq did not advance the counter: the genuine next message is accepted.
@@ -381,7 +451,9 @@ def test_store_and_forward_detour_still_raises_deviation_stamped_in_the_gap() ->
     other = Trip(lock_id="L2", declaration_id="D2", container="MSCU1234566").declare().drive(0, 40)
     gap_start = silent.t
     buffered = Trip(lock_id="L1", seq=silent.seq, t=silent.t)
-    buffered.fix(10.75).fix(11.2, 1500).fix(11.4, 2500).fix(11.6, 2500).fix(11.8, 1200).fix(12.0).drive(12.75, 16)
+    buffered.fix(10.75).fix(11.2, 1500).fix(11.4, 2500).fix(11.6, 2500).fix(11.8, 1200).fix(
+        12.0
+    ).drive(12.75, 16)
     # The lock uploads its 15 minutes of stored fixes after the other lock has moved on.
     r = run(merge(silent, other) + buffered.messages)
     deviation = r.alerts("route_deviation")

@@ -7,7 +7,11 @@ from hypothesis import strategies as st
 
 from tests.builders import Trip, merge, run
 
-PROFILE = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+PROFILE = settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 @st.composite
@@ -18,7 +22,11 @@ def trips(draw: st.DrawFn, lock: str = "L1", declaration: str = "D1") -> Trip:
     trip.event("sealed", at=(0, 0))
     x = 0.0
     while x < 50:
-        incident = draw(st.sampled_from(["drive", "drive", "detour", "breach", "stop", "silence", "jump", "multipath"]))
+        incident = draw(
+            st.sampled_from(
+                ["drive", "drive", "detour", "breach", "stop", "silence", "jump", "multipath"]
+            )
+        )
         if incident == "detour":
             for y in draw(st.lists(st.integers(400, 3000), min_size=1, max_size=6)):
                 x += 0.3
@@ -47,8 +55,13 @@ def _alert_ids(messages: list) -> list[str]:
 
 
 @PROFILE
-@given(trip=trips(), picks=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 10_000)), max_size=25))
-def test_duplicates_shuffled_in_never_create_extra_alerts(trip: Trip, picks: list[tuple[int, int]]) -> None:
+@given(
+    trip=trips(),
+    picks=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 10_000)), max_size=25),
+)
+def test_duplicates_shuffled_in_never_create_extra_alerts(
+    trip: Trip, picks: list[tuple[int, int]]
+) -> None:
     base = trip.messages
     expected = _alert_ids(base)
     assert len(expected) == len(set(expected))
@@ -81,4 +94,7 @@ def test_alert_ids_are_stable_and_independent_of_other_locks(a: Trip, b: Trip) -
     # Interleaving with another lock can only move the watermark earlier, which may
     # reveal a silence sooner, never change what an alert is called.
     assert set(alone) <= ids_a
-    assert {x["type"] for x in together if x["alert_id"] in ids_a - set(alone)} <= {"signal_lost", "overdue"}
+    assert {x["type"] for x in together if x["alert_id"] in ids_a - set(alone)} <= {
+        "signal_lost",
+        "overdue",
+    }

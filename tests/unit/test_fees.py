@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.commands import fees as fees_command
-from pipeline.intake.fees import (
+from smartlock.cli.commands import fees as fees_command
+from smartlock.services.intake.fees import (
     FeeItem,
     UnknownCurrency,
     declaration_charge,
@@ -24,18 +24,21 @@ def _fee(value: str, **kw: object) -> dict[str, object]:
     return estimate_fee([FeeItem(Decimal(value), **kw)]).to_dict()  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("value", "charge", "exempt"), [
-    ("0", "0.00", True),
-    ("400", "0.00", True),
-    ("400.01", "0.50", False),
-    ("46000", "0.50", False),
-    ("46000.01", "0.75", False),
-    ("46001", "0.75", False),
-    ("47000", "0.75", False),
-    ("47001", "1.00", False),
-    ("48000", "1.00", False),
-    ("100000", "14.00", False),
-])
+@pytest.mark.parametrize(
+    ("value", "charge", "exempt"),
+    [
+        ("0", "0.00", True),
+        ("400", "0.00", True),
+        ("400.01", "0.50", False),
+        ("46000", "0.50", False),
+        ("46000.01", "0.75", False),
+        ("46001", "0.75", False),
+        ("47000", "0.75", False),
+        ("47001", "1.00", False),
+        ("48000", "1.00", False),
+        ("100000", "14.00", False),
+    ],
+)
 def test_declaration_charge_at_the_boundaries(value: str, charge: str, exempt: bool) -> None:
     fee = _fee(value)
     assert (fee["declaration_charge"], fee["exempt"], fee["total"]) == (charge, exempt, charge)
@@ -47,7 +50,11 @@ def test_training_levy_is_per_thousand_or_part_on_hk_garments_and_footwear() -> 
     assert training_levy(Decimal("1000")) == Decimal("0.30")
     assert training_levy(Decimal("1000.01")) == Decimal("0.60")
     fee = _fee("47001", garment_or_footwear=True, origin="HK")
-    assert (fee["declaration_charge"], fee["training_levy"], fee["total"]) == ("1.00", "14.40", "15.40")
+    assert (fee["declaration_charge"], fee["training_levy"], fee["total"]) == (
+        "1.00",
+        "14.40",
+        "15.40",
+    )
 
 
 def test_levy_needs_both_garments_and_hong_kong_origin() -> None:
@@ -62,7 +69,9 @@ def test_small_consignment_is_exempt_from_levy_too() -> None:
 
 
 def test_lines_add_up_and_only_levied_lines_pay_the_levy() -> None:
-    fee = estimate_fee([FeeItem(Decimal("30000"), "HKD", True, "HK"), FeeItem(Decimal("17001"), "HKD")])
+    fee = estimate_fee(
+        [FeeItem(Decimal("30000"), "HKD", True, "HK"), FeeItem(Decimal("17001"), "HKD")]
+    )
     assert fee.value_hkd == Decimal("47001.00")
     assert fee.levied_value_hkd == Decimal("30000.00")
     assert (fee.declaration_charge, fee.training_levy) == (Decimal("1.00"), Decimal("9.00"))
@@ -72,7 +81,9 @@ def test_fixed_rates_convert_and_unknown_currency_is_refused() -> None:
     assert to_hkd(Decimal("5400"), "USD") == Decimal("42120.00")
     assert to_hkd(Decimal("100"), "cny") == Decimal("108.00")
     assert declaration_charge(to_hkd(Decimal("5900"), "USD")) == Decimal("0.75")  # HK$46,020.00
-    with pytest.raises(UnknownCurrency, match="currency 'JPY' has no fixed HK\\$ rate; declare the value in one of"):
+    with pytest.raises(
+        UnknownCurrency, match="currency 'JPY' has no fixed HK\\$ rate; declare the value in one of"
+    ):
         to_hkd(Decimal("1"), "JPY")
 
 
@@ -91,13 +102,29 @@ def test_fees_command_prints_the_breakdown(capsys: pytest.CaptureFixture[str]) -
 
 def test_fees_command_reads_a_form(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
     form = tmp_path / "form.json"
-    form.write_text(json.dumps({"cargo": [
-        {"value": 30000, "currency": "HKD", "garment_or_footwear": True, "origin": "HK"},
-        {"value": 2180, "currency": "USD"},  # HK$17,004.00
-    ]}), encoding="utf-8")
+    form.write_text(
+        json.dumps(
+            {
+                "cargo": [
+                    {
+                        "value": 30000,
+                        "currency": "HKD",
+                        "garment_or_footwear": True,
+                        "origin": "HK",
+                    },
+                    {"value": 2180, "currency": "USD"},  # HK$17,004.00
+                ]
+            }
+        ),
+        encoding="utf-8",
+    )
     parser = argparse.ArgumentParser()
     fees_command.configure(parser)
     assert fees_command.run(parser.parse_args([str(form), "--json"])) == 0
     fee = json.loads(capsys.readouterr().out)
     assert (fee["value_hkd"], fee["declaration_charge"], fee["training_levy"], fee["total"]) == (
-        "47004.00", "1.00", "9.00", "10.00")
+        "47004.00",
+        "1.00",
+        "9.00",
+        "10.00",
+    )

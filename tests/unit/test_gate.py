@@ -7,38 +7,74 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.core.state import AlertRecord, Fix, Trip
-from pipeline.core.writeoff import audit_entry, writeoff_record
-from pipeline.gate.client import make_arrival
-from pipeline.gate.queue import FallbackQueue, arrival_key
-from pipeline.models import AlertType, Severity, TripState
+from smartlock.contract.models import AlertType, Severity, TripState
+from smartlock.core.state import AlertRecord, Fix, Trip
+from smartlock.core.writeoff import audit_entry, writeoff_record
+from smartlock.services.gate.client import make_arrival
+from smartlock.services.gate.queue import FallbackQueue, arrival_key
 
 
 def trip(**changes: object) -> Trip:
-    base = Trip(declaration_id="D1", declaration_digest="x", container_no="CSQU3054383", vehicle_plate="浙G01345",
-                mode="road", corridor_id="c", origin_site="o", destination_gate="beilun-gate",
-                departure_ts=1_795_000_000, eta_ts=1_795_010_000, state=TripState.RELEASED,
-                sealed_ts=1_795_000_100, position=Fix(seq=9, ts=1_795_009_000, lat=29.9, lon=121.8),
-                in_destination=True)
+    base = Trip(
+        declaration_id="D1",
+        declaration_digest="x",
+        container_no="CSQU3054383",
+        vehicle_plate="浙G01345",
+        mode="road",
+        corridor_id="c",
+        origin_site="o",
+        destination_gate="beilun-gate",
+        departure_ts=1_795_000_000,
+        eta_ts=1_795_010_000,
+        state=TripState.RELEASED,
+        sealed_ts=1_795_000_100,
+        position=Fix(seq=9, ts=1_795_009_000, lat=29.9, lon=121.8),
+        in_destination=True,
+    )
     return base.model_copy(update=changes)
 
 
-VERDICT = {"gate_id": "beilun-gate", "declaration_id": "D1", "lock_id": "L1", "ts": "2026-11-19T10:00:00Z",
-           "verdict": "release", "reasons": []}
+VERDICT = {
+    "gate_id": "beilun-gate",
+    "declaration_id": "D1",
+    "lock_id": "L1",
+    "ts": "2026-11-19T10:00:00Z",
+    "verdict": "release",
+    "reasons": [],
+}
 
 
 def test_a_release_writes_off_with_who_when_and_the_evidence() -> None:
-    resolved = AlertRecord(alert_id="al-1", type=AlertType.ROUTE_DEVIATION, severity=Severity.RED, ts=1_795_005_000,
-                           open=False, resolved_by="Wang Li", resolved_note="police check", resolved_ts=1_795_008_000)
-    record = writeoff_record(trip(alerts=[resolved]), VERDICT, "smartlock automatic gate verification (worker 1)",
-                             "2026-11-23T03:00:00Z")
+    resolved = AlertRecord(
+        alert_id="al-1",
+        type=AlertType.ROUTE_DEVIATION,
+        severity=Severity.RED,
+        ts=1_795_005_000,
+        open=False,
+        resolved_by="Wang Li",
+        resolved_note="police check",
+        resolved_ts=1_795_008_000,
+    )
+    record = writeoff_record(
+        trip(alerts=[resolved]),
+        VERDICT,
+        "smartlock automatic gate verification (worker 1)",
+        "2026-11-23T03:00:00Z",
+    )
     assert record["kind"] == "writeoff" and record["container_no"] == "CSQU3054383"
     assert record["decided_by"] == "smartlock automatic gate verification (worker 1)"
-    assert (record["arrival_ts"], record["processed_at"]) == ("2026-11-19T10:00:00Z", "2026-11-23T03:00:00Z")
+    assert (record["arrival_ts"], record["processed_at"]) == (
+        "2026-11-19T10:00:00Z",
+        "2026-11-23T03:00:00Z",
+    )
     assert record["evidence"]["seal"] == {"sealed_ts": "2026-11-18T11:08:20Z", "intact": True}
     assert record["evidence"]["last_fix"]["inside_gate_zone"] is True
     [alert] = record["evidence"]["alerts"]
-    assert alert["resolution"] == {"operator": "Wang Li", "note": "police check", "ts": "2026-11-18T13:20:00Z"}
+    assert alert["resolution"] == {
+        "operator": "Wang Li",
+        "note": "police check",
+        "ts": "2026-11-18T13:20:00Z",
+    }
     json.dumps(record)  # persisted as JSON
 
 
@@ -50,15 +86,22 @@ def test_no_write_off_without_a_release_of_this_declaration() -> None:
 
 
 def test_an_inspect_of_an_unknown_lock_is_audited_too() -> None:
-    entry = audit_entry(None, VERDICT | {"declaration_id": None, "verdict": "inspect", "reasons": ["no open declaration"]},
-                        "w", "t")
+    entry = audit_entry(
+        None,
+        VERDICT
+        | {"declaration_id": None, "verdict": "inspect", "reasons": ["no open declaration"]},
+        "w",
+        "t",
+    )
     assert entry["verdict"] == "inspect" and entry["evidence"] == {"declaration": None}
 
 
 def test_the_fallback_queue_keeps_arrivals_until_their_verdict_is_known(tmp_path: Path) -> None:
     arrival = make_arrival("beilun-gate", "浙G01345", "L1", "CSQU3054383", "2026-11-23T03:00:00Z")
     queue = FallbackQueue(tmp_path)
-    key = queue.add(arrival, published=False, queued_at="2026-11-23T03:00:01Z", decision="manual inspection")
+    key = queue.add(
+        arrival, published=False, queued_at="2026-11-23T03:00:01Z", decision="manual inspection"
+    )
     assert key == arrival_key(arrival)
     again = FallbackQueue(tmp_path)  # a restarted gate client sees the same queue
     [entry] = again.pending()
@@ -68,11 +111,18 @@ def test_the_fallback_queue_keeps_arrivals_until_their_verdict_is_known(tmp_path
     again.reconcile(key, VERDICT | {"lock_id": "L1"}, "2026-11-23T03:10:00Z")
     assert again.pending() == []
     [done] = again.done()
-    assert done["verdict"]["verdict"] == "release" and done["manual_decision"] == "manual inspection"
+    assert (
+        done["verdict"]["verdict"] == "release" and done["manual_decision"] == "manual inspection"
+    )
     assert not list(tmp_path.rglob("*.tmp"))
 
 
 def test_a_gate_arrival_is_validated_before_it_is_sent() -> None:
     with pytest.raises(ValueError):
         make_arrival("beilun-gate", "浙G01345", "L1", "CSQU3054383", "yesterday")
-    assert make_arrival("beilun-gate", "浙G01345", "L1", "csqu 3054383", "2026-11-23T03:00:00Z")["container_no"] == "CSQU3054383"
+    assert (
+        make_arrival("beilun-gate", "浙G01345", "L1", "csqu 3054383", "2026-11-23T03:00:00Z")[
+            "container_no"
+        ]
+        == "CSQU3054383"
+    )

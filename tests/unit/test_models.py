@@ -6,16 +6,38 @@ import json
 
 import pytest
 
-from pipeline.codec import canonical_json, decode, sign, signature_valid
-from pipeline.errors import MessageError
-from pipeline.models import LockTelemetry, TransitDeclaration, iso6346_check_digit
+from smartlock.contract.codec import canonical_json, decode, sign, signature_valid
+from smartlock.contract.models import LockTelemetry, TransitDeclaration, iso6346_check_digit
+from smartlock.errors import MessageError
 
-TELEMETRY = {"lock_id": "L1", "seq": 1, "ts": "2026-11-22T08:15:00Z", "lat": 29.3, "lon": 120.1, "seal": "sealed"}
+TELEMETRY = {
+    "lock_id": "L1",
+    "seq": 1,
+    "ts": "2026-11-22T08:15:00Z",
+    "lat": 29.3,
+    "lon": 120.1,
+    "seal": "sealed",
+}
 DECLARATION = {
-    "declaration_id": "D1", "lock_id": "L1", "container_no": "CSQU3054383", "vehicle_plate": "浙G12345",
-    "mode": "road", "corridor_id": "c", "origin_site": "o", "destination_gate": "g",
-    "departure_ts": "2026-11-22T08:00:00Z", "eta_ts": "2026-11-22T11:00:00Z",
-    "cargo": [{"description": "cotton T-shirts, men's, size L", "quantity": 500, "unit": "pcs", "value": 2000, "currency": "USD"}],
+    "declaration_id": "D1",
+    "lock_id": "L1",
+    "container_no": "CSQU3054383",
+    "vehicle_plate": "浙G12345",
+    "mode": "road",
+    "corridor_id": "c",
+    "origin_site": "o",
+    "destination_gate": "g",
+    "departure_ts": "2026-11-22T08:00:00Z",
+    "eta_ts": "2026-11-22T11:00:00Z",
+    "cargo": [
+        {
+            "description": "cotton T-shirts, men's, size L",
+            "quantity": 500,
+            "unit": "pcs",
+            "value": 2000,
+            "currency": "USD",
+        }
+    ],
 }
 
 
@@ -79,10 +101,20 @@ def test_declaration_rules() -> None:
     with pytest.raises(ValueError, match="eta_ts must be after departure_ts"):
         TransitDeclaration.model_validate(dict(DECLARATION, eta_ts="2026-11-22T07:00:00Z"))
     with pytest.raises(ValueError, match="only a rail declaration"):
-        TransitDeclaration.model_validate(dict(DECLARATION, locks=[{"lock_id": "L1", "container_no": "CSQU3054383"}]))
-    rail = TransitDeclaration.model_validate(dict(
-        DECLARATION, mode="rail", train_id="T1",
-        locks=[{"lock_id": "L1", "container_no": "CSQU3054383"}, {"lock_id": "L2", "container_no": "MSCU1234566"}]))
+        TransitDeclaration.model_validate(
+            dict(DECLARATION, locks=[{"lock_id": "L1", "container_no": "CSQU3054383"}])
+        )
+    rail = TransitDeclaration.model_validate(
+        dict(
+            DECLARATION,
+            mode="rail",
+            train_id="T1",
+            locks=[
+                {"lock_id": "L1", "container_no": "CSQU3054383"},
+                {"lock_id": "L2", "container_no": "MSCU1234566"},
+            ],
+        )
+    )
     assert [c.lock_id for c in rail.bound_locks()] == ["L1", "L2"]
 
 

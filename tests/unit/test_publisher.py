@@ -9,9 +9,9 @@ from collections import deque
 
 import pytest
 
-from pipeline.errors import ConfigError, InfrastructureError
-from simulators.commands.replay import TraceReader, parse_speed, summary_line
-from simulators.publisher import (
+from smartlock.cli.commands.replay import TraceReader, parse_speed, summary_line
+from smartlock.errors import ConfigError, InfrastructureError
+from smartlock.simulators.publisher import (
     Pacer,
     PublishReport,
     _settle,
@@ -21,7 +21,7 @@ from simulators.publisher import (
     publish_paced,
     timed,
 )
-from simulators.recorder import payload_of
+from smartlock.simulators.recorder import payload_of
 
 
 def ts(seconds: int) -> float:

@@ -8,14 +8,16 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from pipeline.schema import asyncapi, asyncapi_yaml, json_schemas
+from smartlock.contract.schema import asyncapi, asyncapi_yaml, json_schemas
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def test_committed_asyncapi_document_is_current() -> None:
     committed = (DOCS / "asyncapi.yaml").read_text(encoding="utf-8")
-    assert committed == asyncapi_yaml(), "docs/asyncapi.yaml is stale: run `make schema` and commit it"
+    assert committed == asyncapi_yaml(), (
+        "docs/asyncapi.yaml is stale: run `make schema` and commit it"
+    )
 
 
 def test_committed_json_schemas_are_current() -> None:
@@ -36,14 +38,27 @@ def test_asyncapi_document_is_well_formed() -> None:
             ref = doc["components"]["messages"][name]["payload"]["$ref"]
             assert ref.removeprefix("#/components/schemas/") in doc["components"]["schemas"]
     addresses = {c["address"] for c in doc["channels"].values()}
-    assert {"customs/declarations", "locks/{lock_id}/telemetry", "locks/{lock_id}/events",
-            "gates/{gate_id}/arrivals", "gates/{gate_id}/verdicts",
-            "monitoring/alerts/{declaration_id}", "monitoring/status/{declaration_id}"} <= addresses
+    assert {
+        "customs/declarations",
+        "locks/{lock_id}/telemetry",
+        "locks/{lock_id}/events",
+        "gates/{gate_id}/arrivals",
+        "gates/{gate_id}/verdicts",
+        "monitoring/alerts/{declaration_id}",
+        "monitoring/status/{declaration_id}",
+    } <= addresses
 
 
 def test_schema_accepts_a_contract_example_and_refuses_a_bad_one() -> None:
     schema = json_schemas()["LockTelemetry"]
-    good = {"lock_id": "L1", "seq": 3, "ts": "2026-11-22T08:15:00Z", "lat": 29.3, "lon": 120.1, "seal": "sealed"}
+    good = {
+        "lock_id": "L1",
+        "seq": 3,
+        "ts": "2026-11-22T08:15:00Z",
+        "lat": 29.3,
+        "lon": 120.1,
+        "seal": "sealed",
+    }
     jsonschema.validate(good, schema)
     bad = dict(good, seal="open")
     try:

@@ -1,0 +1,203 @@
+"""A thin adapter over paho-mqtt 2.x (MQTT 5).
+
+paho calls back on its own network thread. Everything that arrives is turned into a
+:class:`Received` at exactly one place (:func:`_from_paho_message`) and handed to the
+asyncio loop; a failure on paho's thread is stored and re-raised in the caller's thread
+(:meth:`MqttClient.raise_if_failed`), so a callback never dies silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from smartlock.errors import InfrastructureError
+
+
+@dataclass(frozen=True)
+class Received:
+    """One inbound MQTT message, as the project sees it."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    retain: bool
+    received_at: datetime
+
+
+def _from_paho_message(msg: paho.MQTTMessage) -> Received:
+    return Received(
+        topic=msg.topic,
+        payload=bytes(msg.payload),
+        mid=msg.mid,
+        qos=msg.qos,
+        retain=bool(msg.retain),
+        received_at=datetime.now(UTC),
+    )
+
+
+class MqttClient:
+    """A connected MQTT 5 client.
+
+    Args:
+        host: broker host.
+        port: broker port.
+        client_id: stable id; with ``persistent=True`` the broker keeps the session (and
+            queued QoS 1 messages) while the client is away.
+        persistent: keep the session for a day after disconnect (clean_start off).
+        manual_ack: acknowledge inbound QoS 1 messages only when :meth:`ack` is called.
+        max_inflight: outbound QoS 1 messages in flight at once.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        client_id: str,
+        *,
+        persistent: bool = False,
+        manual_ack: bool = False,
+        max_inflight: int = 1000,
+    ) -> None:
+        self.host, self.port = host, port
+        self._client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=paho.MQTTv5,
+            manual_ack=manual_ack,
+        )
+        self._client.max_inflight_messages_set(max_inflight)
+        self._client.max_queued_messages_set(0)
+        self._persistent = persistent
+        self._connected = threading.Event()
+        self._failure: BaseException | None = None
+        self._on_receive: Callable[[Received], None] | None = None
+        self._subscriptions: list[tuple[str, int]] = []
+        self._client.on_connect = self._handle_connect
+        self._client.on_message = self._handle_message
+        self._client.on_disconnect = self._handle_disconnect
+
+    # ----------------------------------------------------------------- paho thread
+
+    def _handle_connect(
+        self, client: paho.Client, userdata: object, flags: object, reason: object, props: object
+    ) -> None:
+        try:
+            if getattr(reason, "is_failure", False):
+                self._failure = InfrastructureError(
+                    f"MQTT broker {self.host}:{self.port} refused connection: {reason}"
+                )
+                return
+            if self._subscriptions:
+                opts = [(t, SubscribeOptions(qos=q)) for t, q in self._subscriptions]
+                client.subscribe(opts)
+            self._connected.set()
+        except BaseException as exc:  # noqa: BLE001 - stored and re-raised in the caller's thread
+            self._failure = exc
+
+    def _handle_disconnect(
+        self, client: paho.Client, userdata: object, flags: object, reason: object, props: object
+    ) -> None:
+        self._connected.clear()
+
+    def _handle_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        try:
+            if self._on_receive is not None:
+                self._on_receive(_from_paho_message(msg))
+        except BaseException as exc:  # noqa: BLE001
+            self._failure = exc
+
+    # ----------------------------------------------------------------- caller side
+
+    def raise_if_failed(self) -> None:
+        """Re-raises a failure that happened on paho's network thread."""
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+
+    def connect(self, timeout: float = 10.0) -> None:
+        """Connects and starts paho's network thread; waits for the CONNACK."""
+        props = Properties(PacketTypes.CONNECT)
+        if self._persistent:
+            props.SessionExpiryInterval = 86_400
+        props.ReceiveMaximum = 65_535
+        try:
+            self._client.connect(
+                self.host,
+                self.port,
+                keepalive=30,
+                clean_start=not self._persistent,
+                properties=props,
+            )
+        except OSError as exc:
+            raise InfrastructureError(
+                f"cannot reach MQTT broker at {self.host}:{self.port} ({exc}); start it with `smartlock stack up`"
+            ) from exc
+        self._client.loop_start()
+        if not self._connected.wait(timeout):
+            self.raise_if_failed()
+            raise InfrastructureError(
+                f"no CONNACK from MQTT broker {self.host}:{self.port} within {timeout}s"
+            )
+        self.raise_if_failed()
+
+    def subscribe(
+        self, topics: Iterable[str], on_receive: Callable[[Received], None], qos: int = 1
+    ) -> None:
+        """Subscribes (again after every reconnect); ``on_receive`` runs on paho's thread."""
+        self._on_receive = on_receive
+        self._subscriptions = [(t, qos) for t in topics]
+        if self._connected.is_set():
+            self._client.subscribe([(t, SubscribeOptions(qos=q)) for t, q in self._subscriptions])
+
+    def ack(self, received: Received) -> None:
+        """Acknowledges an inbound QoS 1 message (with ``manual_ack``)."""
+        if received.qos > 0:
+            self._client.ack(received.mid, received.qos)
+
+    def publish(
+        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
+    ) -> paho.MQTTMessageInfo:
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise InfrastructureError(
+                f"MQTT publish to {topic} failed: {paho.error_string(info.rc)}"
+            )
+        return info
+
+    async def publish_all(
+        self, messages: Iterable[tuple[str, bytes, bool]], qos: int = 1, timeout: float = 10.0
+    ) -> None:
+        """Publishes messages and waits until the broker acknowledged every one."""
+        infos = [
+            self.publish(topic, payload, qos=qos, retain=retain)
+            for topic, payload, retain in messages
+        ]
+        if infos and qos > 0:
+            await asyncio.to_thread(_wait_all, infos, timeout)
+        self.raise_if_failed()
+
+    def disconnect(self) -> None:
+        try:
+            self._client.disconnect()
+        finally:
+            self._client.loop_stop()
+
+
+def _wait_all(infos: list[paho.MQTTMessageInfo], timeout: float) -> None:
+    for info in infos:
+        info.wait_for_publish(timeout)
+        if not info.is_published():
+            raise InfrastructureError(
+                f"MQTT broker did not acknowledge message {info.mid} within {timeout}s"
+            )

@@ -1,0 +1,154 @@
+"""Live trip state in Redis, for gates and the monitoring dashboard (one call per read).
+
+Keys (``<p>`` is the configured prefix, default ``smartlock``):
+
+* ``<p>:trip:<lock_id>``: hash of the lock's current trip (declaration, state, colour,
+  position, open alerts, last verdict);
+* ``<p>:decl:<declaration_id>``: set of the lock ids the declaration binds;
+* ``<p>:positions``: GEO index of current positions, member = lock id;
+* ``<p>:alerts``: stream of alerts (field ``json`` holds the Alert payload), each alert id
+  added once (``<p>:alert_ids`` remembers them, so a reprocessed event adds nothing);
+* ``<p>:verdicts`` and ``<p>:deadletters``: streams of gate verdicts and dead letters;
+* ``<p>:writeoff:<declaration_id>``: hash lock id -> write-off record (JSON) of each
+  released container, written once (a reprocessed arrival does not overwrite it);
+* ``<p>:audit:<declaration_id>``: stream of audit entries, one per gate verdict (JSON, field
+  ``json``), with who decided, when and on which evidence (alerts and their resolutions).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from smartlock.contract.codec import DeadLetter
+from smartlock.contract.models import format_epoch
+from smartlock.core.detector import Output, colour
+from smartlock.core.state import LockState
+
+
+def trip_fields(state: LockState) -> dict[str, str]:
+    """The Redis hash of a lock's current trip (strings only)."""
+    trip = state.trip
+    if trip is None:
+        return {
+            "lock_id": state.lock_id,
+            "declaration_id": "",
+            "state": "undeclared",
+            "colour": "amber" if state.unknown_alert else "green",
+        }
+    pos = trip.position
+    return {
+        "lock_id": state.lock_id,
+        "declaration_id": trip.declaration_id,
+        "container_no": trip.container_no,
+        "vehicle_plate": trip.vehicle_plate,
+        "corridor_id": trip.corridor_id,
+        "destination_gate": trip.destination_gate,
+        "state": trip.state.value,
+        "colour": colour(trip).value,
+        "seal_intact": "1" if trip.seal_intact else "0",
+        "lat": f"{pos.lat:.7f}" if pos else "",
+        "lon": f"{pos.lon:.7f}" if pos else "",
+        "last_ts": format_epoch(trip.last_heard_ts) if trip.last_heard_ts is not None else "",
+        "open_alerts": json.dumps(trip.open_alert_ids()),
+        "verdict": trip.verdict or "",
+        "verdict_reasons": json.dumps(trip.verdict_reasons, ensure_ascii=False),
+    }
+
+
+class RedisState:
+    """Writes the live view; every write of a batch goes in one pipeline round trip."""
+
+    def __init__(self, url: str, prefix: str, stream_maxlen: int = 100_000) -> None:
+        self.client = aioredis.Redis.from_url(url, decode_responses=True)
+        self.p = prefix
+        self.maxlen = stream_maxlen
+
+    async def write(
+        self, states: Iterable[LockState], outputs: Iterable[Output], dead: Iterable[DeadLetter]
+    ) -> None:
+        alerts = [o for o in outputs if o.kind == "alert"]
+        seen: list[int] = []
+        if alerts:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for o in alerts:
+                    pipe.sadd(f"{self.p}:alert_ids", o.payload["alert_id"])
+                seen = await pipe.execute()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for state in states:
+                fields = trip_fields(state)
+                pipe.hset(f"{self.p}:trip:{state.lock_id}", mapping=fields)
+                if fields["declaration_id"]:
+                    pipe.sadd(f"{self.p}:decl:{fields['declaration_id']}", state.lock_id)
+                if fields.get("lat"):
+                    pipe.geoadd(
+                        f"{self.p}:positions",
+                        (float(fields["lon"]), float(fields["lat"]), state.lock_id),
+                    )
+            for o, added in zip(alerts, seen, strict=True):
+                if added:  # first time this alert id is seen: a reprocessed event adds nothing
+                    pipe.xadd(
+                        f"{self.p}:alerts",
+                        _stream_fields(o.payload),
+                        maxlen=self.maxlen,
+                        approximate=True,
+                    )
+            for o in outputs:
+                if o.kind == "verdict":
+                    pipe.xadd(
+                        f"{self.p}:verdicts",
+                        _stream_fields(o.payload),
+                        maxlen=self.maxlen,
+                        approximate=True,
+                    )
+            for d in dead:
+                pipe.xadd(
+                    f"{self.p}:deadletters",
+                    {"json": json.dumps(d.to_record(), ensure_ascii=False)},
+                    maxlen=self.maxlen,
+                    approximate=True,
+                )
+            await pipe.execute()
+
+    async def write_verdict_records(
+        self, audits: list[dict[str, Any]], writeoffs: list[dict[str, Any]]
+    ) -> None:
+        """Appends audit entries and stores write-offs (first one per declaration and lock wins)."""
+        if not audits and not writeoffs:
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for entry in audits:
+                key = f"{self.p}:audit:{entry['declaration_id'] or 'undeclared'}"
+                pipe.xadd(
+                    key,
+                    {"json": json.dumps(entry, ensure_ascii=False, sort_keys=True)},
+                    maxlen=self.maxlen,
+                    approximate=True,
+                )
+            for record in writeoffs:
+                pipe.hsetnx(
+                    f"{self.p}:writeoff:{record['declaration_id']}",
+                    record["lock_id"],
+                    json.dumps(record, ensure_ascii=False, sort_keys=True),
+                )
+            await pipe.execute()
+
+    async def trip(self, lock_id: str) -> dict[str, Any]:
+        """The current trip hash of a lock (empty if unknown)."""
+        return await self.client.hgetall(f"{self.p}:trip:{lock_id}")
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def _stream_fields(payload: dict[str, Any]) -> dict[str, str]:
+    fields = {
+        k: str(payload[k])
+        for k in ("alert_id", "declaration_id", "lock_id", "type", "severity", "verdict", "gate_id")
+        if payload.get(k) is not None
+    }
+    fields["json"] = json.dumps(payload, ensure_ascii=False, sort_keys=True)
+    return fields

@@ -1,0 +1,36 @@
+"""CLI flags shared by the commands that talk to the servers."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from smartlock.runtime import settings_from_args
+from smartlock.settings import Settings
+
+
+def add_server_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=None, help="TOML settings file")
+    parser.add_argument(
+        "--geofences", type=Path, default=None, help="geofence directory (default: shipped)"
+    )
+    parser.add_argument("--mqtt-host", default=None)
+    parser.add_argument("--mqtt-port", type=int, default=None)
+    parser.add_argument("--kafka", default=None, help="Kafka bootstrap host:port")
+    parser.add_argument("--redis", default=None, help="Redis URL, e.g. redis://127.0.0.1:6379/0")
+
+
+def settings_with_servers(args: argparse.Namespace) -> Settings:
+    """Settings from file and environment, with the server flags on top."""
+    base = settings_from_args(args)
+    updates: dict[str, Any] = {}
+    if args.mqtt_host or args.mqtt_port:
+        updates["mqtt"] = base.mqtt.model_copy(
+            update={k: v for k, v in (("host", args.mqtt_host), ("port", args.mqtt_port)) if v}
+        )
+    if args.kafka:
+        updates["kafka"] = base.kafka.model_copy(update={"bootstrap": args.kafka})
+    if args.redis:
+        updates["redis"] = base.redis.model_copy(update={"url": args.redis})
+    return base.model_copy(update=updates) if updates else base

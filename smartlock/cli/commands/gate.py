@@ -1,0 +1,161 @@
+"""`smartlock gate GATE_ID`: the gate-side client.
+
+One arrival (``--plate --lock --container``), a camera feed on stdin (``--watch``), a
+train's containers (``--batch MANIFEST.json``), or the fallback queue (``--reconcile``).
+Exit codes: 0 released, 1 inspect, 3 no verdict in time (manual inspection, queued).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from smartlock.cli.commands.common import add_server_args, settings_with_servers
+from smartlock.errors import ConfigError
+from smartlock.services.gate.client import GateClient, make_arrival
+from smartlock.services.gate.queue import FallbackQueue
+from smartlock.services.gate.report import INSPECT, MANUAL, RELEASED, show_outcome
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("gate_id", help="the gate, e.g. beilun-gate")
+    parser.add_argument("--plate", help="vehicle plate from the number-plate camera")
+    parser.add_argument("--lock", help="lock id read at the gate")
+    parser.add_argument("--container", help="container number read at the gate")
+    parser.add_argument("--ts", default=None, help="arrival time, RFC 3339 UTC (default: now)")
+    parser.add_argument(
+        "--watch",
+        action="store_true",
+        help="read arrivals from stdin: 'PLATE LOCK CONTAINER' or JSON per line",
+    )
+    parser.add_argument(
+        "--batch",
+        type=Path,
+        default=None,
+        help='a train: JSON {"vehicle_plate": TRAIN, "containers": [{"lock_id", "container_no"}, ...]}',
+    )
+    parser.add_argument(
+        "--reconcile", action="store_true", help="settle the fallback queue and exit"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=1.0, help="seconds to wait for a verdict (default 1.0)"
+    )
+    parser.add_argument(
+        "--queue-dir",
+        type=Path,
+        default=None,
+        help="fallback queue (default: RUN_DIR/gate-GATE_ID)",
+    )
+    add_server_args(parser)
+
+
+def _reconcile(console: Console, client: GateClient, wait_s: float) -> int:
+    settled = client.reconcile(wait_s)
+    for entry in settled:
+        a, v = entry["arrival"], entry["verdict"]
+        console.print(
+            f"reconciled: lock {a['lock_id']} at {a['ts']}: manual {entry['manual_decision']}, "
+            f"pipeline {v['verdict']}{' (' + '; '.join(v['reasons']) + ')' if v['reasons'] else ''}"
+        )
+    left = len(client.queue.pending())
+    if left:
+        console.print(
+            f"[yellow]{left} arrival(s) still without a verdict; the pipeline is not answering yet[/]"
+        )
+    return 0 if not left else MANUAL
+
+
+def _batch(console: Console, client: GateClient, gate_id: str, manifest: Path) -> int:
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        arrivals = [
+            make_arrival(
+                gate_id, data["vehicle_plate"], c["lock_id"], c["container_no"], data.get("ts")
+            )
+            for c in data["containers"]
+        ]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"batch manifest {manifest}: {exc}") from None
+    outcomes = client.arrive_all(arrivals)
+    table = Table(title=f"{gate_id}: train {data['vehicle_plate']}, {len(arrivals)} containers")
+    for col in ("lock", "container", "verdict", "reasons"):
+        table.add_column(col)
+    for o in outcomes:
+        verdict = o.verdict["verdict"] if o.verdict else "MANUAL INSPECTION (no verdict in time)"
+        table.add_row(
+            o.arrival["lock_id"],
+            o.arrival["container_no"],
+            verdict,
+            "; ".join(o.verdict["reasons"]) if o.verdict else "",
+        )
+    console.print(table)
+    released = sum(1 for o in outcomes if o.verdict and o.verdict["verdict"] == "release")
+    manual = sum(1 for o in outcomes if o.verdict is None)
+    console.print(
+        f"released and written off: {released}; inspect: {len(outcomes) - released - manual}; "
+        f"manual (queued): {manual}"
+    )
+    return MANUAL if manual else RELEASED if released == len(outcomes) else INSPECT
+
+
+def _watch(console: Console, client: GateClient, gate_id: str) -> int:
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            fields: dict[str, Any] = (
+                json.loads(line)
+                if line.startswith("{")
+                else dict(
+                    zip(("vehicle_plate", "lock_id", "container_no"), line.split(), strict=True)
+                )
+            )
+            arrival = make_arrival(
+                gate_id,
+                fields["vehicle_plate"],
+                fields["lock_id"],
+                fields["container_no"],
+                fields.get("ts"),
+            )
+        except (ValueError, KeyError) as exc:
+            console.print(f"[red]unreadable arrival {line!r}: {exc}[/]")
+            continue
+        show_outcome(console, client.arrive(arrival), client.timeout)
+        if client.queue.pending():
+            _reconcile(console, client, 0.0)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_with_servers(args)
+    console = Console(soft_wrap=True)  # a gate's log keeps each verdict on one line
+    queue = FallbackQueue(args.queue_dir or settings.run_dir / f"gate-{args.gate_id}")
+    client = GateClient(args.gate_id, settings, queue, args.timeout)
+    client.connect()
+    try:
+        if args.reconcile:
+            return _reconcile(console, client, wait_s=10.0)
+        if queue.pending():  # the pipeline may be back: settle what waited, quickly
+            _reconcile(console, client, wait_s=0.0)
+        if args.batch is not None:
+            return _batch(console, client, args.gate_id, args.batch)
+        if args.watch:
+            return _watch(console, client, args.gate_id)
+        if not (args.plate and args.lock and args.container):
+            raise ConfigError(
+                "give --plate, --lock and --container (or --watch, --batch, --reconcile)"
+            )
+        try:
+            arrival = make_arrival(args.gate_id, args.plate, args.lock, args.container, args.ts)
+        except ValueError as exc:
+            raise ConfigError(f"arrival: {exc}") from None
+        return show_outcome(console, client.arrive(arrival), args.timeout)
+    finally:
+        client.close()

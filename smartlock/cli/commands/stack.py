@@ -1,0 +1,76 @@
+"""`smartlock stack up|down|status`: the local Mosquitto, Redis and Tansu servers.
+
+Ports and the run directory default to the settings (``--config`` file, then
+``SMARTLOCK_...`` environment, then defaults 1883, 6379, 9092 and ``.run/``), so the
+stack listens where ``smartlock bridge`` and ``smartlock worker`` will look. Flags win.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from smartlock.errors import ConfigError
+from smartlock.local import stack
+from smartlock.settings import load_settings
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "action",
+        choices=("up", "down", "status"),
+        help="up: start and wait until all answer; down: stop; status: show (exit 1 unless all answer)",
+    )
+    parser.add_argument("--config", type=Path, default=None, help="TOML settings file")
+    parser.add_argument(
+        "--run-dir", type=Path, default=None, help="configs, logs, pid files (default: .run)"
+    )
+    parser.add_argument("--mqtt-port", type=int, default=None, help="Mosquitto port (default 1883)")
+    parser.add_argument("--redis-port", type=int, default=None, help="Redis port (default 6379)")
+    parser.add_argument(
+        "--kafka-port", type=int, default=None, help="Tansu (Kafka API) port (default 9092)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to wait for the servers to answer"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    run_dir, ports = _resolve(args)
+    if args.action == "up":
+        info = stack.start_stack(run_dir, ports, timeout=args.timeout)
+        for server in info.servers.values():
+            print(
+                f"{server.name:<10} pid {server.pid:<7} {server.host}:{server.port:<6} log {server.log}"
+            )
+        print(
+            f"MQTT {info.host}:{info.mqtt_port}  Kafka {info.kafka_bootstrap}  Redis {info.redis_url}"
+        )
+        return 0
+    if args.action == "down":
+        stopped = stack.stop_stack(run_dir)
+        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        return 0
+    statuses = stack.stack_status(run_dir)
+    for s in statuses:
+        state = "answering" if s.healthy else ("running, not answering" if s.running else "stopped")
+        where = f"port {s.port}" if s.port else ""
+        print(f"{s.name:<10} {state:<24} {'pid ' + str(s.pid) if s.pid else '':<11} {where}")
+    return 0 if all(s.healthy for s in statuses) else 1
+
+
+def _resolve(args: argparse.Namespace) -> tuple[Path, stack.Ports]:
+    """Run directory and ports: flags first, then the settings."""
+    settings = load_settings(args.config)
+    redis_port = urlsplit(settings.redis.url).port or 6379
+    try:
+        kafka_port = int(settings.kafka.bootstrap.split(",")[0].rsplit(":", 1)[1])
+    except (IndexError, ValueError) as exc:
+        raise ConfigError(f"kafka.bootstrap {settings.kafka.bootstrap!r} is not host:port") from exc
+    ports = stack.Ports(
+        mqtt=args.mqtt_port or settings.mqtt.port,
+        redis=args.redis_port or redis_port,
+        kafka=args.kafka_port or kafka_port,
+    )
+    return args.run_dir or settings.run_dir, ports

@@ -1,0 +1,32 @@
+"""`smartlock worker`: run the Faust stream processor."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from smartlock.cli.commands.common import add_server_args, settings_with_servers
+from smartlock.runtime import build_detector
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_server_args(parser)
+    parser.add_argument("--name", default="1", help="worker name (MQTT client id suffix, data dir)")
+    parser.add_argument(
+        "--web-port", type=int, default=None, help="Faust web port (default: disabled)"
+    )
+    parser.add_argument("--loglevel", default="warning")
+
+
+def run(args: argparse.Namespace) -> int:
+    from smartlock.stream.worker import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    settings = settings_with_servers(args)
+    app = create_app(settings, build_detector(settings), args.name)
+    app.conf.web_enabled = args.web_port is not None
+    if args.web_port is not None:
+        app.conf.web_port = args.web_port
+    worker = app.Worker(loglevel=args.loglevel, quiet=True)
+    worker.execute_from_commandline()
+    return 0

@@ -1,0 +1,89 @@
+"""Offline evaluation of a trace (CONTRACT section 5): no broker, deterministic output."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+from smartlock.contract.codec import decode
+from smartlock.core.detector import Detector, Output
+from smartlock.core.engine import Engine
+from smartlock.errors import MessageError
+
+
+@dataclass
+class EvaluationSummary:
+    lines: int = 0
+    messages: int = 0
+    malformed: int = 0
+    rejected: int = 0
+    outputs: int = 0
+
+
+def iter_trace(lines: Iterable[str]) -> Iterator[tuple[int, str, Any]]:
+    """Yields (line number, topic, payload) for each non-blank trace line.
+
+    Raises:
+        MessageError: for a line that is not ``{"topic": str, "payload": ...}`` JSON, with
+            the line number in its detail.
+    """
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise MessageError("-", "invalid_json", f"line {number}: not JSON: {exc}") from None
+        if (
+            not isinstance(record, dict)
+            or not isinstance(record.get("topic"), str)
+            or "payload" not in record
+        ):
+            raise MessageError(
+                "-",
+                "invalid_line",
+                f'line {number}: expected {{"topic": "...", "payload": {{...}}}}',
+            )
+        yield number, record["topic"], record["payload"]
+
+
+def dumps_line(output: Output) -> str:
+    """The byte-stable JSON Lines form of an output message."""
+    return json.dumps(output.line(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def evaluate(detector: Detector, trace: IO[str], out: IO[str], err: IO[str]) -> EvaluationSummary:
+    """Runs the detector over a trace, writing outputs to ``out`` and problems to ``err``.
+
+    Malformed lines and rejected messages are reported on ``err`` with their line numbers
+    and counted; processing goes on.
+    """
+    engine = Engine(detector)
+    summary = EvaluationSummary()
+    for number, line in enumerate(trace, start=1):
+        if not line.strip():
+            continue
+        summary.lines += 1
+        try:
+            [(_, topic, payload)] = list(iter_trace([line]))
+            # A string payload is the raw text as published (CONTRACT section 5 traces of
+            # malformed messages); any other JSON value is what the payload parsed to.
+            env = decode(topic, payload if isinstance(payload, dict | str) else json.dumps(payload))
+        except MessageError as exc:
+            summary.malformed += 1
+            detail = exc.detail.removeprefix("line 1: ")
+            err.write(f"line {number}: malformed: {exc.topic}: {exc.reason}: {detail}\n")
+            continue
+        summary.messages += 1
+        outcome = engine.feed(env)
+        for lock_id, rejection in outcome.rejections:
+            summary.rejected += 1
+            err.write(
+                f"line {number}: rejected ({lock_id}): {rejection.reason}: {rejection.detail}\n"
+            )
+        for output in outcome.outputs:
+            out.write(dumps_line(output) + "\n")
+        summary.outputs += len(outcome.outputs)
+    return summary

@@ -1,0 +1,53 @@
+"""Gate verdict rules (CONTRACT section 4)."""
+
+from __future__ import annotations
+
+from smartlock.contract.models import GateArrival, Severity, Verdict, format_epoch, normalise_plate
+from smartlock.core.state import Trip
+
+
+def judge_arrival(trip: Trip | None, arrival: GateArrival) -> tuple[Verdict, list[str]]:
+    """Decides release or inspect for a gate arrival, with every reason for inspect.
+
+    ``release`` only if the lock and container match an open declaration for this gate,
+    the plate matches, the seal stayed sealed from sealing to arrival, no red alert is
+    unresolved, and the trip's newest fix lies inside the destination gate zone.
+
+    Args:
+        trip: the lock's current trip, or None if no declaration ever bound the lock.
+        arrival: what the gate read.
+    """
+    if trip is None or not trip.is_open:
+        return Verdict.INSPECT, [f"no open declaration binds lock {arrival.lock_id}"]
+    reasons: list[str] = []
+    if trip.destination_gate != arrival.gate_id:
+        reasons.append(
+            f"declaration {trip.declaration_id} is for gate {trip.destination_gate}, "
+            f"not {arrival.gate_id}"
+        )
+    if arrival.container_no != trip.container_no:
+        reasons.append(
+            f"container read at gate {arrival.container_no} does not match declared {trip.container_no}"
+        )
+    if normalise_plate(arrival.vehicle_plate) != normalise_plate(trip.vehicle_plate):
+        reasons.append(
+            f"vehicle plate {arrival.vehicle_plate} does not match declared {trip.vehicle_plate}"
+        )
+    if trip.sealed_ts is None:
+        reasons.append("lock was never sealed")
+    elif not trip.seal_intact:
+        reasons.append("seal was opened or tampered with after sealing")
+    for record in trip.alerts:
+        if record.open and record.severity is Severity.RED:
+            reasons.append(
+                f"unresolved red alert {record.alert_id} ({record.type.value} at {format_epoch(record.ts)})"
+            )
+    if trip.position is None:
+        reasons.append(
+            f"no position received; arrival inside gate zone {trip.destination_gate} not shown"
+        )
+    elif not trip.in_destination:
+        reasons.append(
+            f"last fix ({format_epoch(trip.position.ts)}) is not inside gate zone {trip.destination_gate}"
+        )
+    return (Verdict.INSPECT, reasons) if reasons else (Verdict.RELEASE, [])

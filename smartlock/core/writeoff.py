@@ -1,0 +1,111 @@
+"""Write-off records and audit entries for gate verdicts (pure; persisted by the worker).
+
+A ``release`` writes the declaration off (CONTRACT section 4). The record says who or what
+decided, when, and on which evidence: what the gate read, the seal history, where the lock
+last was, and every alert of the trip with its resolution (operator, note, time), so a red
+alert that an operator resolved before the release stays on file. Every verdict, release
+or inspect, also becomes an audit entry of the same shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from smartlock.contract.models import format_epoch
+from smartlock.core.state import Trip
+
+AUTOMATIC = "smartlock automatic gate verification"
+
+
+def _alert_evidence(trip: Trip) -> list[dict[str, Any]]:
+    alerts = []
+    for record in trip.alerts:
+        entry: dict[str, Any] = {
+            "alert_id": record.alert_id,
+            "type": record.type.value,
+            "severity": record.severity.value,
+            "ts": format_epoch(record.ts),
+            "open": record.open,
+        }
+        if record.resolved_by is not None:
+            entry["resolution"] = {
+                "operator": record.resolved_by,
+                "note": record.resolved_note,
+                "ts": format_epoch(record.resolved_ts) if record.resolved_ts is not None else None,
+            }
+        alerts.append(entry)
+    return alerts
+
+
+def evidence(trip: Trip | None, verdict: dict[str, Any]) -> dict[str, Any]:
+    """What the verdict rested on (the arrival's reads come from the verdict itself)."""
+    if trip is None:
+        return {"declaration": None}
+    pos = trip.position
+    return {
+        "declaration": {
+            "declaration_id": trip.declaration_id,
+            "container_no": trip.container_no,
+            "vehicle_plate": trip.vehicle_plate,
+            "destination_gate": trip.destination_gate,
+            "train_id": trip.train_id,
+        },
+        "seal": {
+            "sealed_ts": format_epoch(trip.sealed_ts) if trip.sealed_ts is not None else None,
+            "intact": trip.seal_intact,
+        },
+        "last_fix": (
+            {
+                "ts": format_epoch(pos.ts),
+                "lat": pos.lat,
+                "lon": pos.lon,
+                "inside_gate_zone": trip.in_destination,
+            }
+            if pos is not None
+            else None
+        ),
+        "alerts": _alert_evidence(trip),
+    }
+
+
+def audit_entry(
+    trip: Trip | None, verdict: dict[str, Any], decided_by: str, processed_at: str
+) -> dict[str, Any]:
+    """One verdict as an audit entry.
+
+    Args:
+        trip: the lock's trip after the verdict (None for an unknown lock).
+        verdict: the GateVerdict payload.
+        decided_by: who or what decided (the worker's name is part of it).
+        processed_at: wall-clock time the verdict was made (the verdict's ``ts`` is event time).
+    """
+    return {
+        "kind": "verdict",
+        "declaration_id": verdict.get("declaration_id"),
+        "lock_id": verdict["lock_id"],
+        "gate_id": verdict["gate_id"],
+        "verdict": verdict["verdict"],
+        "reasons": list(verdict.get("reasons", [])),
+        "decided_by": decided_by,
+        "arrival_ts": verdict["ts"],
+        "processed_at": processed_at,
+        "evidence": evidence(trip, verdict),
+    }
+
+
+def writeoff_record(
+    trip: Trip, verdict: dict[str, Any], decided_by: str, processed_at: str
+) -> dict[str, Any]:
+    """The write-off of one lock's container under its declaration, after a ``release``.
+
+    Raises:
+        ValueError: the verdict is not a release of this trip's declaration.
+    """
+    if verdict["verdict"] != "release" or verdict.get("declaration_id") != trip.declaration_id:
+        raise ValueError(
+            f"no write-off: verdict {verdict['verdict']} for declaration {verdict.get('declaration_id')}"
+        )
+    entry = audit_entry(trip, verdict, decided_by, processed_at)
+    entry["kind"] = "writeoff"
+    entry["container_no"] = trip.container_no
+    return entry

@@ -1,0 +1,299 @@
+"""The closed loop, end to end on local servers, narrated: declaration to write-off.
+
+Brings up Mosquitto, Redis and the Kafka-compatible broker, a bridge, a worker and the
+intake service; then, for two trucks: the declarant submits the declaration over HTTP, the
+driver binds reference and plate, the lock is sealed at the Yiwu origin site and reports
+along the G1512 (the second truck takes a twenty-minute detour off the expressway), and the
+Beilun gate asks for its verdict. The first is released and written off; the second goes to
+inspection with its reason, an operator resolves the alert, and its next arrival is released.
+Times are taken from the wall clock (declarations must be submitted ahead of time); the
+trucks' event times are then simulated as fast as the broker takes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import redis
+from rich.console import Console
+
+from smartlock.contract.models import format_epoch
+from smartlock.core.geofence import Geofences, default_geofence_dir
+from smartlock.errors import InfrastructureError
+from smartlock.local.demo import DemoProcesses, _wait_worker, local_stack
+from smartlock.local.stack import free_ports
+from smartlock.services.gate.client import GateClient, Outcome, make_arrival
+from smartlock.services.gate.queue import FallbackQueue
+from smartlock.services.gate.report import show_outcome
+from smartlock.services.gate.resolution import publish_resolution
+from smartlock.settings import load_settings
+from smartlock.simulators.demo_fleet import CorridorRoute
+from smartlock.simulators.fleet import Lock
+from smartlock.simulators.publisher import publish_paced
+
+SHANGHAI = "+08:00"
+TRUCKS = [
+    ("LK-0001", "CSQU3054383", "浙G01345", None),
+    ("LK-0002", "MSCU1234566", "浙G02468", (60.0, 20)),
+]
+
+
+def _local(ts: datetime) -> str:
+    return (ts + timedelta(hours=8)).strftime("%Y-%m-%d %H:%M") + f" {SHANGHAI}"
+
+
+def _form(lock: str, container: str, plate: str, depart: datetime) -> dict[str, Any]:
+    address = {
+        "street": "Chouzhou North Road",
+        "number": "1088",
+        "district": "Futian",
+        "city": "Yiwu",
+        "postal_code": "322000",
+        "country": "CN",
+    }
+    return {
+        "consignor": {"name": "Yiwu Scarf Co.", "address": address},
+        "consignee": {
+            "name": "Harbour Trading Ltd",
+            "address": {
+                "street": "Canton Road",
+                "number": "3",
+                "district": "Tsim Sha Tsui",
+                "city": "Hong Kong",
+                "country": "HK",
+            },
+        },
+        "cargo": [
+            {
+                "description": "polyester knitted scarves, 180x70 cm",
+                "packaging": "corrugated carton",
+                "packages": 120,
+                "quantity": 1200,
+                "unit": "pcs",
+                "value": 5400,
+                "currency": "USD",
+                "origin": "CN",
+            }
+        ],
+        "mode": "road",
+        "lock_id": lock,
+        "container_no": container,
+        "vehicle_plate": plate,
+        "corridor_id": "g1512-yiwu-beilun",
+        "origin_site": "yiwu-origin",
+        "destination_gate": "beilun-gate",
+        "departure": _local(depart),
+        "arrival": _local(depart + timedelta(hours=4)),
+    }
+
+
+def _http(url: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+    data = json.dumps(body, ensure_ascii=False).encode() if body is not None else None
+    req = urllib.request.Request(
+        url,
+        data=data,
+        headers={"Content-Type": "application/json"},
+        method="POST" if body is not None else "GET",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _transit(
+    route: CorridorRoute, lock_id: str, depart: datetime, detour: tuple[float, int] | None
+) -> list[tuple[str, dict[str, Any]]]:
+    """Sealing at the origin, a fix a minute at 85 km/h to the gate (with a detour if given)."""
+    lock, t, messages = Lock(lock_id, None), depart.timestamp(), []
+    lon, lat = route.at(0)
+    messages.append(
+        lock.message("events", t, {"type": "sealed", "lat": round(lat, 6), "lon": round(lon, 6)})
+    )
+    x = 0.0
+    while x < route.length_km:
+        t += 60
+        y = 0.0
+        if (
+            detour is not None and detour[0] <= x < detour[0] + 2
+        ):  # off the ramp, 2.5 km out, and back
+            y, step = 2500.0, 2.0 / detour[1]
+        else:
+            step = 85 / 60
+        x = min(route.length_km, x + step)
+        lon, lat = route.at(x, y)
+        messages.append(
+            lock.message(
+                "telemetry",
+                t,
+                {"lat": round(lat, 6), "lon": round(lon, 6), "speed_kmh": 85.0, "seal": "sealed"},
+            )
+        )
+    return messages
+
+
+def run_loop(run_dir: Path, console: Console | None = None) -> dict[str, Any]:
+    """Runs the loop; returns what happened (verdicts, write-offs) for tests and the caller."""
+    console = console or Console(soft_wrap=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    geo = Geofences.load(default_geofence_dir())
+    route = CorridorRoute(geo, "g1512-yiwu-beilun", "yiwu-origin", "beilun-gate")
+    result: dict[str, Any] = {}
+    with local_stack(run_dir, console) as ports:
+        [intake_port] = free_ports(1)
+        env = dict(os.environ) | {
+            "SMARTLOCK_MQTT__PORT": str(ports.mqtt),
+            "SMARTLOCK_KAFKA__BOOTSTRAP": f"127.0.0.1:{ports.kafka}",
+            "SMARTLOCK_REDIS__URL": f"redis://127.0.0.1:{ports.redis}/0",
+            "SMARTLOCK_INTAKE__PORT": str(intake_port),
+            "PYTHONUNBUFFERED": "1",
+        }
+        procs = DemoProcesses(run_dir, env)
+        try:
+            for role in ("worker", "bridge", "intake"):
+                procs.start(role)
+            _wait_worker(ports.redis, procs, console, threading.Event())
+            settings = load_settings(
+                mqtt={"port": ports.mqtt}, redis={"url": env["SMARTLOCK_REDIS__URL"]}
+            )
+            base = f"http://127.0.0.1:{intake_port}"
+            _wait_http(f"{base}/healthz", procs)
+            result = _narrate(console, base, settings, route, ports.redis, run_dir)
+        finally:
+            procs.stop()
+    return result
+
+
+def _wait_http(url: str, procs: DemoProcesses, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            procs.check()
+            if time.monotonic() > deadline:
+                raise InfrastructureError(f"intake service did not answer at {url}") from None
+            time.sleep(0.2)
+
+
+def _narrate(
+    console: Console, base: str, settings: Any, route: CorridorRoute, redis_port: int, run_dir: Path
+) -> dict[str, Any]:
+    depart = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=45)
+    r = redis.Redis(port=redis_port, decode_responses=True)
+    declarations = {}
+    for lock, container, plate, _ in TRUCKS:
+        status, body = _http(f"{base}/declarations", _form(lock, container, plate, depart))
+        if status != 201:
+            raise InfrastructureError(f"declaration refused: {body}")
+        console.print(
+            f"1. declaration accepted for {lock} ({plate}): reference {body['reference']}, "
+            f"fee HK$ {body['fee']['total']}"
+        )
+        status, bound = _http(
+            f"{base}/declarations/{body['reference']}/bind", {"vehicle_plate": plate}
+        )
+        if status != 200:
+            raise InfrastructureError(f"binding refused: {bound}")
+        console.print(
+            f"2. driver bound {body['reference']} to {plate}; the declaration is now on customs/declarations"
+        )
+        declarations[lock] = body["declaration_id"]
+    messages = [m for lock, _, _, detour in TRUCKS for m in _transit(route, lock, depart, detour)]
+    messages.sort(key=lambda m: m[1]["ts"])
+    report = asyncio.run(
+        publish_paced(messages, "127.0.0.1", settings.mqtt.port, speed=None, client_id="loop-demo")
+    )
+    console.print(
+        f"3. sealed at yiwu-origin, {report.acked} lock messages along the G1512 ({len(TRUCKS)} trucks)"
+    )
+    for lock, *_ in TRUCKS:
+        last = next(p["ts"] for _, p in reversed(messages) if p["lock_id"] == lock)
+        _wait_until(
+            lambda lock=lock, last=last: r.hget(f"smartlock:trip:{lock}", "last_ts") == last
+        )
+    gate = GateClient("beilun-gate", settings, FallbackQueue(run_dir / "gate-queue"), timeout=1.0)
+    gate.connect()
+    arrive_at = datetime.fromisoformat(messages[-1][1]["ts"].replace("Z", "+00:00")) + timedelta(
+        minutes=2
+    )
+    verdicts = {}
+    try:
+        for n, (lock, container, plate, _) in enumerate(TRUCKS):
+            outcome = gate.arrive(
+                make_arrival(
+                    "beilun-gate",
+                    plate,
+                    lock,
+                    container,
+                    format_epoch(arrive_at.timestamp() + 60 * n),
+                )
+            )
+            verdicts[lock] = _show(console, outcome, "4.")
+        bad_lock, container, plate, _ = TRUCKS[1]
+        if verdicts[bad_lock]["verdict"] == "inspect":
+            alert_id = verdicts[bad_lock]["reasons"][0].split()[3]
+            publish_resolution(
+                settings,
+                alert_id,
+                declarations[bad_lock],
+                bad_lock,
+                "Wang Li",
+                "police check at the Fenghua exit, confirmed by phone",
+            )
+            console.print(
+                f"5. operator Wang Li resolved {alert_id} (police check at the exit, confirmed)"
+            )
+            for k in range(20):
+                outcome = gate.arrive(
+                    make_arrival(
+                        "beilun-gate",
+                        plate,
+                        bad_lock,
+                        container,
+                        format_epoch(arrive_at.timestamp() + 600 + 60 * k),
+                    )
+                )
+                if outcome.verdict and outcome.verdict["verdict"] == "release":
+                    break
+            verdicts[bad_lock] = _show(console, outcome, "6.")
+    finally:
+        gate.close()
+    writeoffs = {
+        d: {lock: json.loads(v) for lock, v in r.hgetall(f"smartlock:writeoff:{d}").items()}
+        for d in declarations.values()
+    }
+    for declaration, records in writeoffs.items():
+        for record in records.values():
+            resolved = [a["resolution"] for a in record["evidence"]["alerts"] if "resolution" in a]
+            console.print(
+                f"7. write-off {declaration}: container {record['container_no']} by {record['decided_by']}"
+                f" at {record['processed_at']}; seal intact {record['evidence']['seal']['intact']}"
+                + (f"; resolved alerts: {resolved}" if resolved else "")
+            )
+    return {"verdicts": verdicts, "writeoffs": writeoffs}
+
+
+def _wait_until(check: Any, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise InfrastructureError("the worker did not process the trucks' messages in time")
+        time.sleep(0.2)
+
+
+def _show(console: Console, outcome: Outcome, step: str) -> dict[str, Any]:
+    console.print(f"{step} gate beilun-gate:", end=" ")
+    show_outcome(console, outcome, timeout=1.0)
+    return outcome.verdict or {"verdict": None, "reasons": []}

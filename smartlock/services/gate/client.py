@@ -1,0 +1,238 @@
+"""The gate-side client.
+
+It subscribes to the gate's verdicts, publishes what the gate saw (plate from the
+number-plate camera, lock and container read at the gate) as a GateArrival, and waits
+up to ``timeout`` (one second) for the verdict. When none comes (the pipeline is down,
+or the broker does not take the arrival), it switches to manual inspection: it says so,
+and queues the arrival on disk. :meth:`GateClient.reconcile` later publishes what was not
+delivered and collects the verdicts the pipeline made, from MQTT or from the Redis
+verdict stream, so nothing the gate saw is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from smartlock.adapters.mqtt import MqttClient, Received
+from smartlock.contract.models import GateArrival, format_ts, verdict_topic
+from smartlock.errors import InfrastructureError
+from smartlock.services.gate.queue import FallbackQueue, arrival_key
+from smartlock.settings import Settings
+
+MANUAL = "manual inspection"
+
+
+@dataclass
+class Outcome:
+    """What happened to one arrival at the gate."""
+
+    arrival: dict[str, Any]
+    verdict: dict[str, Any] | None
+    elapsed_s: float
+    published: bool
+
+    @property
+    def manual(self) -> bool:
+        return self.verdict is None
+
+
+def make_arrival(
+    gate_id: str, plate: str, lock_id: str, container_no: str, ts: str | None = None
+) -> dict[str, Any]:
+    """A validated GateArrival payload (``ts`` defaults to now, to the second)."""
+    when = ts or format_ts(datetime.now(UTC).replace(microsecond=0))
+    return GateArrival.model_validate(
+        {
+            "gate_id": gate_id,
+            "ts": when,
+            "vehicle_plate": plate,
+            "lock_id": lock_id,
+            "container_no": container_no,
+        }
+    ).to_payload()
+
+
+def _match_key(payload: dict[str, Any]) -> tuple[str, float] | None:
+    try:
+        ts = datetime.fromisoformat(str(payload["ts"]).replace("Z", "+00:00")).timestamp()
+        return str(payload["lock_id"]), ts
+    except (KeyError, ValueError):
+        return None
+
+
+class GateClient:
+    """One gate's connection to the pipeline.
+
+    Args:
+        gate_id: the gate (a ``destination_gate`` zone id).
+        settings: MQTT and Redis locations.
+        queue: where arrivals wait while the pipeline does not answer.
+        timeout: seconds to wait for a verdict before manual inspection.
+    """
+
+    def __init__(
+        self, gate_id: str, settings: Settings, queue: FallbackQueue, timeout: float = 1.0
+    ) -> None:
+        self.gate_id, self.settings, self.queue, self.timeout = gate_id, settings, queue, timeout
+        self._verdicts: dict[tuple[str, float], dict[str, Any]] = {}
+        self._cond = threading.Condition()
+        self._mqtt: MqttClient | None = None
+
+    # ----------------------------------------------------------------- connection
+
+    def connect(self) -> bool:
+        """Connects and subscribes to the gate's verdicts; False when the broker is unreachable."""
+        client = MqttClient(
+            self.settings.mqtt.host,
+            self.settings.mqtt.port,
+            f"{self.settings.mqtt.client_id_prefix}-gate-{self.gate_id}-{uuid.uuid4().hex[:6]}",
+        )
+        client.subscribe([verdict_topic(self.gate_id)], self._on_verdict)
+        try:
+            client.connect(timeout=min(self.timeout * 3, 5.0))
+        except InfrastructureError:
+            return False
+        self._mqtt = client
+        # The SUBSCRIBE goes out on connect; a PINGREQ round trip would not prove it took
+        # effect, so publish nothing before the broker had a moment to install it.
+        time.sleep(0.05)
+        return True
+
+    def close(self) -> None:
+        if self._mqtt is not None:
+            self._mqtt.disconnect()
+            self._mqtt = None
+
+    def _on_verdict(self, received: Received) -> None:
+        try:
+            payload = json.loads(received.payload)
+        except ValueError:
+            return
+        key = _match_key(payload) if isinstance(payload, dict) else None
+        if key is not None:
+            with self._cond:
+                self._verdicts[key] = payload
+                self._cond.notify_all()
+
+    # ----------------------------------------------------------------- arrivals
+
+    def _publish(self, arrivals: Iterable[dict[str, Any]]) -> bool:
+        if self._mqtt is None and not self.connect():
+            return False
+        assert self._mqtt is not None
+        try:
+            infos = [
+                self._mqtt.publish(
+                    f"gates/{a['gate_id']}/arrivals",
+                    json.dumps(a, ensure_ascii=False).encode(),
+                    qos=1,
+                )
+                for a in arrivals
+            ]
+            deadline = time.monotonic() + self.timeout
+            for info in infos:
+                info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+            return all(info.is_published() for info in infos)
+        except (InfrastructureError, RuntimeError, ValueError):
+            return False
+
+    def _wait(
+        self, keys: list[tuple[str, float]], deadline: float
+    ) -> dict[tuple[str, float], dict[str, Any]]:
+        with self._cond:
+            while True:
+                found = {k: self._verdicts[k] for k in keys if k in self._verdicts}
+                left = deadline - time.monotonic()
+                if len(found) == len(keys) or left <= 0:
+                    return found
+                self._cond.wait(left)
+
+    def arrive_all(self, arrivals: list[dict[str, Any]]) -> list[Outcome]:
+        """Publishes arrivals together and waits for their verdicts (one timeout for the lot).
+
+        An arrival without a verdict in time goes to manual inspection and into the queue.
+        """
+        start = time.monotonic()
+        published = self._publish(arrivals)
+        keys = [_match_key(a) for a in arrivals]
+        found = (
+            self._wait([k for k in keys if k is not None], start + self.timeout)
+            if published
+            else {}
+        )
+        elapsed = time.monotonic() - start
+        outcomes = []
+        now = format_ts(datetime.now(UTC))
+        for arrival, key in zip(arrivals, keys, strict=True):
+            verdict = found.get(key) if key is not None else None
+            if verdict is None:
+                self.queue.add(arrival, published, now, MANUAL)
+            outcomes.append(Outcome(arrival, verdict, elapsed, published))
+        return outcomes
+
+    def arrive(self, arrival: dict[str, Any]) -> Outcome:
+        """Publishes one arrival and waits for its verdict."""
+        return self.arrive_all([arrival])[0]
+
+    # ----------------------------------------------------------------- fallback
+
+    def _verdicts_in_redis(
+        self, wanted: set[tuple[str, float]]
+    ) -> dict[tuple[str, float], dict[str, Any]]:
+        client = redis.Redis.from_url(
+            self.settings.redis.url, decode_responses=True, socket_timeout=2
+        )
+        found: dict[tuple[str, float], dict[str, Any]] = {}
+        try:
+            for _, fields in client.xrevrange(
+                f"{self.settings.redis.prefix}:verdicts", count=100_000
+            ):
+                payload = json.loads(fields.get("json", "{}"))
+                key = _match_key(payload)
+                if key in wanted and payload.get("gate_id") == self.gate_id and key not in found:
+                    found[key] = payload
+        except redis.RedisError:
+            return found
+        finally:
+            client.close()
+        return found
+
+    def reconcile(self, wait_s: float = 5.0) -> list[dict[str, Any]]:
+        """Settles the queue: re-publishes undelivered arrivals, collects verdicts, records them.
+
+        Returns the entries reconciled now (with their ``verdict``); the rest stay pending.
+        """
+        entries = self.queue.pending()
+        if not entries:
+            return []
+        undelivered = [e for e in entries if not e["published"]]
+        if undelivered and self._publish([e["arrival"] for e in undelivered]):
+            for entry in undelivered:
+                self.queue.mark_published(entry["key"])
+        wanted = {k for e in entries if (k := _match_key(e["arrival"])) is not None}
+        deadline = time.monotonic() + wait_s
+        found: dict[tuple[str, float], dict[str, Any]] = {}
+        while True:
+            found.update(self._verdicts_in_redis(wanted - set(found)))
+            with self._cond:
+                found.update({k: self._verdicts[k] for k in wanted if k in self._verdicts})
+            if len(found) == len(wanted) or time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
+        now = format_ts(datetime.now(UTC))
+        settled = []
+        for entry in entries:
+            verdict = found.get(_match_key(entry["arrival"]))  # type: ignore[arg-type]
+            if verdict is not None:
+                self.queue.reconcile(arrival_key(entry["arrival"]), verdict, now)
+                settled.append(entry | {"verdict": verdict})
+        return settled

@@ -1,0 +1,310 @@
+"""The HTTP request and response bodies, as pydantic models, and the OpenAPI document.
+
+The models document the API (``GET /openapi.json``, ``docs/openapi.json``); the rules in
+:mod:`smartlock.services.intake.rules` do the validation, so that every broken rule gets its own
+message the declarant can act on.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import models_json_schema
+
+from smartlock.contract.models import TransitDeclaration
+
+LOCAL_TIME = (
+    "YYYY-MM-DD HH:MM and a zone: an offset (+08:00) or an IANA name (Asia/Shanghai); no seconds"
+)
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Address(_Doc):
+    """A complete address: street, number, district, city, country; postal code outside Hong Kong."""
+
+    street: str = Field(examples=["Canton Road"])
+    number: str = Field(examples=["3"])
+    district: str = Field(examples=["Tsim Sha Tsui"])
+    city: str = Field(examples=["Hong Kong"])
+    postal_code: str | None = Field(
+        None, description="required unless country is HK", examples=["322000"]
+    )
+    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166 alpha-2", examples=["HK"])
+
+
+class Party(_Doc):
+    """Consignor (shipper) or consignee (receiver): core data items 1 and 2."""
+
+    name: str
+    address: Address
+
+
+class CargoLine(_Doc):
+    """One cargo line: core data items 3 to 7, plus what the training levy needs."""
+
+    description: str = Field(
+        description="specific: name, model and material; vague words such as "
+        "'electronics', 'food', 'goods' are refused",
+        examples=["Bluetooth earphones, model X12, ABS plastic"],
+    )
+    packaging: str = Field(
+        description="packaging material and type", examples=["corrugated carton"]
+    )
+    packages: int = Field(gt=0, description="number of packages", examples=[120])
+    quantity: float = Field(gt=0, examples=[1200])
+    unit: str = Field(examples=["pcs"])
+    value: float = Field(gt=0, examples=[5400.0])
+    currency: str = Field(
+        description="one of the fixed-rate currencies (setting intake.hkd_rates)", examples=["USD"]
+    )
+    origin: str = Field(
+        pattern=r"^[A-Z]{2}$",
+        description="place of origin, ISO 3166 alpha-2 (HK for Hong Kong)",
+        examples=["CN"],
+    )
+    garment_or_footwear: bool = Field(
+        False,
+        description="garments or footwear (Cap. 318 schedule 1); with "
+        "origin HK the training levy applies",
+    )
+
+
+class RailLock(_Doc):
+    lock_id: str
+    container_no: str = Field(description="ISO 6346 with check digit", examples=["CSQU3054383"])
+
+
+class DeclarationForm(_Doc):
+    """``POST /declarations``: the eight core data items and the transit data."""
+
+    declaration_id: str | None = Field(None, description="omit to use the reference number")
+    consignor: Party
+    consignee: Party
+    cargo: list[CargoLine] = Field(min_length=1)
+    mode: Literal["road", "rail"] = "road"
+    lock_id: str | None = Field(None, description="road: the smart lock on the container")
+    container_no: str | None = Field(
+        None, description="road: ISO 6346 with check digit", examples=["CSQU3054383"]
+    )
+    vehicle_plate: str | None = Field(
+        None,
+        description="road: mainland (浙G12345, 浙GD12345, 粤Z1234港) or "
+        "Hong Kong (AB1234) plate; rail: optional, defaults to train_id",
+    )
+    train_id: str | None = Field(None, description="rail only")
+    locks: list[RailLock] | None = Field(
+        None, description="rail only: every container and its lock"
+    )
+    corridor_id: str = Field(examples=["g1512-yiwu-beilun"])
+    origin_site: str = Field(examples=["yiwu-origin"])
+    destination_gate: str = Field(examples=["beilun-gate"])
+    departure: str = Field(
+        description=f"departure time: {LOCAL_TIME}", examples=["2026-11-23 16:05 +08:00"]
+    )
+    arrival: str = Field(
+        description=f"arrival at the control point (gate): {LOCAL_TIME}",
+        examples=["2026-11-23 19:35 Asia/Shanghai"],
+    )
+
+
+class FieldErrorModel(_Doc):
+    field: str = Field(description="dotted path, e.g. cargo[0].description")
+    message: str = Field(description="what to fix; starts with the field")
+
+
+class Errors(_Doc):
+    """422: every broken rule at once."""
+
+    errors: list[FieldErrorModel]
+
+
+class Problem(_Doc):
+    """400, 404, 409, 503: one message."""
+
+    error: str
+
+
+class Fee(_Doc):
+    """Fee breakdown in HK$ (amounts as exact decimal strings)."""
+
+    currency: Literal["HKD"]
+    value_hkd: str
+    levied_value_hkd: str
+    exempt: bool
+    declaration_charge: str
+    training_levy: str
+    total: str
+
+
+class FeeRequest(_Doc):
+    """``POST /fees``: cargo lines (value, currency, origin, garment_or_footwear are used); a full
+    declaration form is accepted too."""
+
+    model_config = ConfigDict(extra="allow")
+    cargo: list[dict[str, Any]]
+
+
+class Accepted(_Doc):
+    """201: the declaration is accepted; give the reference to the driver."""
+
+    reference: str = Field(
+        pattern=r"^CCRN-\d{4}-[0-9A-Z]{4}-[0-9A-Z]$", examples=["CCRN-2611-JRQ6-5"]
+    )
+    declaration_id: str
+    status: Literal["accepted"]
+    fee: Fee
+    declaration: TransitDeclaration
+
+
+class BindRequest(_Doc):
+    """``POST /declarations/{reference}/bind``: the driver's vehicle plate."""
+
+    vehicle_plate: str
+
+
+class Record(_Doc):
+    """A stored declaration."""
+
+    model_config = ConfigDict(extra="allow")
+    reference: str
+    declaration_id: str
+    status: Literal["accepted", "bound"]
+    submitted_at: str
+    bound_at: str | None
+    vehicle_plate: str
+    fee: Fee
+    declaration: TransitDeclaration
+    intake: dict[str, Any]
+
+
+def _response(description: str, model: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": description}
+    if model:
+        out["content"] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{model}"}}}
+    return out
+
+
+def _body(model: str) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model}"}}},
+    }
+
+
+_REF = [{"name": "reference", "in": "path", "required": True, "schema": {"type": "string"}}]
+
+
+def openapi() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the intake service, generated from the models."""
+    models: list[type[BaseModel]] = [
+        DeclarationForm,
+        FieldErrorModel,
+        Errors,
+        Problem,
+        Fee,
+        FeeRequest,
+        Accepted,
+        BindRequest,
+        Record,
+    ]
+    _, defs = models_json_schema(
+        [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
+    )
+    paths = {
+        "/declarations": {
+            "post": {
+                "summary": "Submit a declaration (Hong Kong road cargo rules)",
+                "operationId": "submitDeclaration",
+                "requestBody": _body("DeclarationForm"),
+                "responses": {
+                    "201": _response("accepted, with its reference number and fee", "Accepted"),
+                    "400": _response("body is not a JSON object", "Problem"),
+                    "409": _response("declaration id already declared", "Problem"),
+                    "422": _response("refused; every broken rule with what to fix", "Errors"),
+                },
+            }
+        },
+        "/declarations/{reference}": {
+            "get": {
+                "summary": "A declaration by reference",
+                "operationId": "getDeclaration",
+                "parameters": _REF,
+                "responses": {
+                    "200": _response("the record", "Record"),
+                    "404": _response("unknown", "Problem"),
+                },
+            }
+        },
+        "/declarations/{reference}/bind": {
+            "post": {
+                "summary": "Bind reference and vehicle (driver, at least 30 minutes before arrival)",
+                "description": "On success the contract TransitDeclaration is published on MQTT "
+                "customs/declarations (QoS 1) and acknowledged before the answer.",
+                "operationId": "bindDeclaration",
+                "parameters": _REF,
+                "requestBody": _body("BindRequest"),
+                "responses": {
+                    "200": _response("bound and published", "Record"),
+                    "400": _response("body is not a JSON object", "Problem"),
+                    "404": _response("unknown reference", "Problem"),
+                    "409": _response("already bound (or a bind is in progress)", "Problem"),
+                    "422": _response("plate mismatch or too late", "Errors"),
+                    "503": _response("MQTT broker did not acknowledge; retry", "Problem"),
+                },
+            }
+        },
+        "/fees": {
+            "post": {
+                "summary": "Fee estimate (HK$)",
+                "operationId": "estimateFee",
+                "requestBody": _body("FeeRequest"),
+                "responses": {
+                    "200": _response("the breakdown", "Fee"),
+                    "400": _response("bad body", "Problem"),
+                    "422": _response("bad cargo lines", "Errors"),
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "operationId": "openapi",
+                "responses": {"200": {"description": "OpenAPI 3.1"}},
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Liveness",
+                "operationId": "healthz",
+                "responses": {"200": {"description": "ok"}},
+            }
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "smartlock declaration intake",
+            "version": "1.0.0",
+            "description": "Declarations after the Hong Kong road cargo system rules; bound "
+            "declarations are published on MQTT customs/declarations. See docs/intake.md.",
+        },
+        "paths": paths,
+        "components": {"schemas": defs["$defs"]},
+    }
+
+
+def openapi_json() -> str:
+    """The document as committed in ``docs/openapi.json`` (sorted keys, 2-space indent)."""
+    return json.dumps(openapi(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_openapi(path: Path) -> Path:
+    """Writes :func:`openapi_json` to ``path``."""
+    path.write_text(openapi_json(), encoding="utf-8")
+    return path

@@ -1,0 +1,285 @@
+"""The intake HTTP service (aiohttp): submit, look up and bind declarations; estimate fees.
+
+:class:`IntakeService` holds the logic between the rules and the store and answers
+``(status, body)``; the aiohttp handlers only read JSON and write JSON. A bind publishes the
+contract TransitDeclaration on MQTT ``customs/declarations`` (QoS 1) and answers only after
+the broker acknowledged it: that is how the pipeline learns of a declaration.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from aiohttp import web
+
+from smartlock.contract.models import TransitDeclaration, normalise_plate
+from smartlock.errors import InfrastructureError
+from smartlock.services.intake.fees import estimate_fee
+from smartlock.services.intake.forms import openapi
+from smartlock.services.intake.reference import normalise_reference
+from smartlock.services.intake.rules import (
+    DEFAULT_LIMITS,
+    DEFAULT_TZ,
+    Accepted,
+    FieldError,
+    Limits,
+    Places,
+    bind_errors,
+    fee_items,
+    validate_submission,
+)
+from smartlock.services.intake.store import DeclarationStore, DuplicateDeclaration, MemoryStore
+
+DECLARATIONS_TOPIC = "customs/declarations"
+Publish = Callable[[str, bytes], Awaitable[None]]
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The real clock."""
+    return datetime.now(UTC)
+
+
+def _errors(errors: list[FieldError]) -> dict[str, Any]:
+    return {"errors": [e.to_dict() for e in errors]}
+
+
+class IntakeService:
+    """Submission, lookup, binding and fee estimate, transport-free.
+
+    Args:
+        store: where records live.
+        publish: async ``(topic, payload)`` that returns once the broker acknowledged (QoS 1).
+        clock: the time source (injected so tests are deterministic).
+        places: known corridors and zones (default: shipped geofences).
+        limits: timing limits and currency table.
+        tz: the zone for local times in messages.
+    """
+
+    def __init__(
+        self,
+        store: DeclarationStore,
+        publish: Publish,
+        clock: Clock = utc_now,
+        *,
+        places: Places | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        tz: str = DEFAULT_TZ,
+    ) -> None:
+        self.store, self.publish, self.clock = store, publish, clock
+        self.places, self.limits, self.tz = places, limits, tz
+
+    async def submit(self, form: Any) -> tuple[int, dict[str, Any]]:
+        """Validates and stores a form: 201 with reference and fee, 422 with every error, 409 duplicate id."""
+        now = self.clock()
+        result = validate_submission(form, now, self.tz, places=self.places, limits=self.limits)
+        if not isinstance(result, Accepted):
+            return 422, _errors(result.errors)
+        fee = estimate_fee(fee_items(result.intake["cargo"], self.limits), self.limits.hkd_rates)  # type: ignore[arg-type]
+        try:
+            record = await self.store.create(result, fee.to_dict(), now)
+        except DuplicateDeclaration as exc:
+            return 409, {"error": str(exc)}
+        return 201, {
+            key: record[key]
+            for key in ("reference", "declaration_id", "status", "fee", "declaration")
+        }
+
+    async def get(self, reference: str) -> tuple[int, dict[str, Any]]:
+        """200 with the record, or 404."""
+        record = await self.store.get(normalise_reference(reference))
+        if record is None:
+            return 404, {
+                "error": f"no declaration with reference {reference}; check the reference number"
+            }
+        return 200, record
+
+    async def bind(
+        self, reference: str, vehicle_plate: Any, now: datetime | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """Binds reference and vehicle and publishes the declaration; 200, 404, 409, 422 or 503."""
+        now = now or self.clock()
+        reference = normalise_reference(reference)
+        record = await self.store.get(reference)
+        if record is None:
+            return 404, {
+                "error": f"no declaration with reference {reference}; check the reference number"
+            }
+        if record["status"] == "bound":
+            return 409, {
+                "error": f"declaration {reference} is already bound to {record['vehicle_plate']} "
+                f"(at {record['bound_at']})"
+            }
+        decl = TransitDeclaration.model_validate(record["declaration"])
+        errors = bind_errors(
+            record["vehicle_plate"], vehicle_plate, decl.eta_ts, now, self.tz, self.limits
+        )
+        if errors:
+            return 422, _errors(errors)
+        if not await self.store.claim_binding(reference):
+            return 409, {"error": f"declaration {reference} is being bound or is already bound"}
+        payload = json.dumps(decl.to_payload(), ensure_ascii=False).encode("utf-8")
+        try:
+            await self.publish(DECLARATIONS_TOPIC, payload)
+        except InfrastructureError as exc:
+            await self.store.release_binding(reference)
+            return 503, {"error": f"declaration {reference} not bound: {exc}; try again"}
+        return 200, await self.store.mark_bound(reference, normalise_plate(str(vehicle_plate)), now)
+
+    def fees(self, body: Any) -> tuple[int, dict[str, Any]]:
+        """200 with the fee breakdown of ``body["cargo"]``, or 422."""
+        if not isinstance(body, dict):
+            return 400, {"error": 'the body must be a JSON object {"cargo": [...]}'}
+        items = fee_items(body.get("cargo"), self.limits)
+        if items and isinstance(items[0], FieldError):
+            return 422, _errors(items)  # type: ignore[arg-type]
+        return 200, estimate_fee(items, self.limits.hkd_rates).to_dict()  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- aiohttp shell
+
+SERVICE = web.AppKey("service", IntakeService)
+
+
+async def _json_body(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise web.HTTPBadRequest(
+            text=json.dumps(
+                {
+                    "error": f"body is not valid JSON ({exc}); send a JSON "
+                    "object with Content-Type application/json"
+                }
+            ),
+            content_type="application/json",
+        ) from exc
+
+
+def _reply(result: tuple[int, dict[str, Any]]) -> web.Response:
+    status, body = result
+    return web.json_response(body, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+async def _submit(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        return _reply((400, {"error": "the body must be a JSON object (the declaration form)"}))
+    return _reply(await request.app[SERVICE].submit(body))
+
+
+async def _get(request: web.Request) -> web.Response:
+    return _reply(await request.app[SERVICE].get(request.match_info["reference"]))
+
+
+async def _bind(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        return _reply((400, {"error": 'the body must be a JSON object {"vehicle_plate": "..."}'}))
+    return _reply(
+        await request.app[SERVICE].bind(request.match_info["reference"], body.get("vehicle_plate"))
+    )
+
+
+async def _fees(request: web.Request) -> web.Response:
+    return _reply(request.app[SERVICE].fees(await _json_body(request)))
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi(), dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def build_app(service: IntakeService) -> web.Application:
+    """The aiohttp application around an :class:`IntakeService`."""
+    app = web.Application()
+    app[SERVICE] = service
+    app.router.add_post("/declarations", _submit)
+    app.router.add_get("/declarations/{reference}", _get)
+    app.router.add_post("/declarations/{reference}/bind", _bind)
+    app.router.add_post("/fees", _fees)
+    app.router.add_get("/openapi.json", _openapi)
+    app.router.add_get("/healthz", _healthz)
+    return app
+
+
+def limits_from(settings: Any) -> Limits:
+    """Limits from the ``intake`` settings section."""
+    intake = settings.intake
+    return Limits(
+        intake.max_days_before_departure,
+        intake.min_minutes_before_arrival,
+        {k.upper(): Decimal(v) for k, v in intake.hkd_rates.items()},
+    )
+
+
+def create_app(
+    settings: Any, clock: Clock = utc_now, places: Places | None = None
+) -> web.Application:
+    """The service with Redis storage and MQTT publishing from ``settings``; connects on start-up.
+
+    Args:
+        settings: the frozen :class:`smartlock.settings.Settings`.
+        clock: the time source (tests pass a fixed clock).
+        places: known corridors and zones (default: from ``settings.geofence_dir`` or shipped).
+    """
+    import redis.asyncio as aioredis
+
+    from smartlock.adapters.mqtt import MqttClient
+    from smartlock.services.intake.store import RedisStore
+
+    if places is None:
+        from smartlock.runtime import load_geofences
+
+        places = Places.from_geofences(load_geofences(settings))
+    mqtt = MqttClient(
+        settings.mqtt.host,
+        settings.mqtt.port,
+        f"{settings.mqtt.client_id_prefix}-intake-{uuid.uuid4().hex[:8]}",
+    )
+    redis = aioredis.from_url(settings.redis.url, decode_responses=True)
+
+    async def publish(topic: str, payload: bytes) -> None:
+        await mqtt.publish_all([(topic, payload, False)], qos=1)
+
+    service = IntakeService(
+        RedisStore(redis, settings.redis.prefix),
+        publish,
+        clock,
+        places=places,
+        limits=limits_from(settings),
+        tz=settings.intake.timezone,
+    )
+    app = build_app(service)
+
+    async def lifecycle(app: web.Application) -> Any:
+        await _ping_redis(redis, settings.redis.url)
+        mqtt.connect()
+        yield
+        mqtt.disconnect()
+        await redis.aclose()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+async def _ping_redis(redis: Any, url: str) -> None:
+    try:
+        await redis.ping()
+    except Exception as exc:  # noqa: BLE001 - any connection failure means the same to the operator
+        raise InfrastructureError(
+            f"cannot reach Redis at {url} ({exc}); start it with `smartlock stack up`"
+        ) from exc
+
+
+def memory_app(publish: Publish, clock: Clock = utc_now, **kwargs: Any) -> web.Application:
+    """The service with an in-memory store (tests and demos without Redis)."""
+    return build_app(IntakeService(MemoryStore(), publish, clock, **kwargs))

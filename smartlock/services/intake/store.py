@@ -1,0 +1,187 @@
+"""Where accepted declarations live: Redis (service) or memory (tests).
+
+Redis keys (``<p>`` is ``redis.prefix``, default ``smartlock``):
+
+* ``<p>:intake:<reference>``: hash, field ``record`` = the record as JSON, ``status``
+  (``accepted`` / ``bound``) and, while a bind is publishing, ``binding``;
+* ``<p>:intake:declaration:<declaration_id>``: the reference of that declaration id (unique);
+* ``<p>:intake:counter:<YYMM>``: the month's reference counter.
+
+A record is a JSON object: ``reference``, ``declaration_id``, ``status``, ``submitted_at``,
+``bound_at`` (null until bound), ``vehicle_plate``, ``fee``, ``declaration`` (the contract
+payload) and ``intake`` (consignor, consignee, cargo details, local times).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Protocol
+
+from smartlock.contract.models import format_ts
+from smartlock.errors import SmartlockError
+from smartlock.services.intake.reference import make_reference, month_key
+from smartlock.services.intake.rules import Accepted
+
+
+class IntakeError(SmartlockError):
+    """A declaration cannot be stored or bound as asked.
+
+    Attributes:
+        reference: the reference concerned, if any.
+    """
+
+    def __init__(self, message: str, reference: str | None = None) -> None:
+        self.reference = reference
+        super().__init__(message)
+
+
+class DuplicateDeclaration(IntakeError):
+    """The declaration id is already taken by another accepted declaration."""
+
+
+def new_record(
+    reference: str, accepted: Accepted, fee: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    """The stored record of a freshly accepted declaration."""
+    decl = accepted.with_reference(reference).declaration
+    return {
+        "reference": reference,
+        "declaration_id": decl.declaration_id,
+        "status": "accepted",
+        "submitted_at": format_ts(now),
+        "bound_at": None,
+        "vehicle_plate": decl.vehicle_plate,
+        "fee": fee,
+        "declaration": decl.to_payload(),
+        "intake": accepted.intake,
+    }
+
+
+class DeclarationStore(Protocol):
+    """What the service needs from a store."""
+
+    async def create(
+        self, accepted: Accepted, fee: dict[str, Any], now: datetime
+    ) -> dict[str, Any]: ...
+    async def get(self, reference: str) -> dict[str, Any] | None: ...
+    async def reference_of(self, declaration_id: str) -> str | None: ...
+    async def claim_binding(self, reference: str) -> bool: ...
+    async def release_binding(self, reference: str) -> None: ...
+    async def mark_bound(self, reference: str, plate: str, now: datetime) -> dict[str, Any]: ...
+
+
+class MemoryStore:
+    """An in-process store with the same behaviour as :class:`RedisStore` (tests, demos)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, dict[str, Any]] = {}
+        self.by_declaration: dict[str, str] = {}
+        self._counters: dict[str, int] = {}
+        self._binding: set[str] = set()
+
+    async def create(
+        self, accepted: Accepted, fee: dict[str, Any], now: datetime
+    ) -> dict[str, Any]:
+        month = month_key(now)
+        self._counters[month] = self._counters.get(month, 0) + 1
+        reference = make_reference(self._counters[month], now)
+        record = new_record(reference, accepted, fee, now)
+        if record["declaration_id"] in self.by_declaration:
+            raise DuplicateDeclaration(
+                f"declaration id {record['declaration_id']} is already declared "
+                f"(reference {self.by_declaration[record['declaration_id']]}); "
+                "use a new id or omit it",
+                reference,
+            )
+        self.by_declaration[record["declaration_id"]] = reference
+        self.records[reference] = record
+        return json.loads(json.dumps(record))
+
+    async def get(self, reference: str) -> dict[str, Any] | None:
+        record = self.records.get(reference)
+        return json.loads(json.dumps(record)) if record else None
+
+    async def reference_of(self, declaration_id: str) -> str | None:
+        return self.by_declaration.get(declaration_id)
+
+    async def claim_binding(self, reference: str) -> bool:
+        if reference in self._binding or self.records[reference]["status"] != "accepted":
+            return False
+        self._binding.add(reference)
+        return True
+
+    async def release_binding(self, reference: str) -> None:
+        self._binding.discard(reference)
+
+    async def mark_bound(self, reference: str, plate: str, now: datetime) -> dict[str, Any]:
+        record = self.records[reference]
+        record.update(status="bound", bound_at=format_ts(now), bound_plate=plate)
+        return json.loads(json.dumps(record))
+
+
+class RedisStore:
+    """Declarations in Redis (see the module docstring for the keys).
+
+    Args:
+        client: a ``redis.asyncio.Redis`` client (``decode_responses=True``).
+        prefix: key prefix (setting ``redis.prefix``).
+    """
+
+    def __init__(self, client: Any, prefix: str) -> None:
+        self._redis = client
+        self._prefix = prefix
+
+    def _key(self, reference: str) -> str:
+        return f"{self._prefix}:intake:{reference}"
+
+    def _index(self, declaration_id: str) -> str:
+        return f"{self._prefix}:intake:declaration:{declaration_id}"
+
+    async def create(
+        self, accepted: Accepted, fee: dict[str, Any], now: datetime
+    ) -> dict[str, Any]:
+        month = month_key(now)
+        counter = await self._redis.incr(f"{self._prefix}:intake:counter:{month}")
+        reference = make_reference(int(counter), now)
+        record = new_record(reference, accepted, fee, now)
+        if not await self._redis.set(self._index(record["declaration_id"]), reference, nx=True):
+            other = await self._redis.get(self._index(record["declaration_id"]))
+            raise DuplicateDeclaration(
+                f"declaration id {record['declaration_id']} is already declared "
+                f"(reference {other}); use a new id or omit it",
+                reference,
+            )
+        await self._redis.hset(
+            self._key(reference),
+            mapping={"record": json.dumps(record, ensure_ascii=False), "status": "accepted"},
+        )
+        return record
+
+    async def get(self, reference: str) -> dict[str, Any] | None:
+        raw = await self._redis.hget(self._key(reference), "record")
+        return json.loads(raw) if raw else None
+
+    async def reference_of(self, declaration_id: str) -> str | None:
+        value = await self._redis.get(self._index(declaration_id))
+        return str(value) if value else None
+
+    async def claim_binding(self, reference: str) -> bool:
+        # HSETNX is the atomic claim: two concurrent binds cannot both publish.
+        if await self._redis.hget(self._key(reference), "status") != "accepted":
+            return False
+        return bool(await self._redis.hsetnx(self._key(reference), "binding", "1"))
+
+    async def release_binding(self, reference: str) -> None:
+        await self._redis.hdel(self._key(reference), "binding")
+
+    async def mark_bound(self, reference: str, plate: str, now: datetime) -> dict[str, Any]:
+        record = await self.get(reference)
+        if record is None:
+            raise IntakeError(f"declaration {reference} vanished while binding", reference)
+        record.update(status="bound", bound_at=format_ts(now), bound_plate=plate)
+        await self._redis.hset(
+            self._key(reference),
+            mapping={"record": json.dumps(record, ensure_ascii=False), "status": "bound"},
+        )
+        return record

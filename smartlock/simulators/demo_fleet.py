@@ -1,0 +1,179 @@
+"""A minimal fleet for the live demo: trucks already spread along the G1512 corridors.
+
+Departures are staggered from half an hour before the demo's start to an hour after it;
+the messages before the start are published as a short catch-up burst, the rest at the
+demo's pace. A few trucks leave the expressway for a twenty-minute detour, a few have
+their seal tampered with, both within the demo's first minutes of event time (or soon
+after a later departure), so red trips show up within seconds.
+(The full simulator, with every scenario, lives in ``simulators/``.)
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from smartlock.contract.models import format_ts, iso6346_check_digit
+from smartlock.core.geofence import Geofences
+
+Message = tuple[str, dict[str, Any]]
+DEMO_START = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+ROUTES = [("g1512-yiwu-beilun", "beilun-gate"), ("g1512-yiwu-daxie", "daxie-gate")]
+
+
+class CorridorRoute:
+    """Positions along a corridor: ``x_km`` from its start, ``y_m`` to the left of the centre line."""
+
+    def __init__(self, geofences: Geofences, corridor_id: str, origin: str, gate: str) -> None:
+        self.geofences = geofences
+        self.corridor_id, self.origin, self.gate = corridor_id, origin, gate
+        self.line = geofences.corridors[corridor_id].line
+        self.length_km = self.line.length / 1000
+
+    def at(self, x_km: float, y_m: float = 0.0) -> tuple[float, float]:
+        """(lon, lat) of the point."""
+        d = min(max(x_km * 1000, 0.0), self.line.length)
+        a = self.line.interpolate(max(d - 50, 0.0))
+        b = self.line.interpolate(min(d + 50, self.line.length))
+        p = self.line.interpolate(d)
+        dx, dy = b.x - a.x, b.y - a.y
+        norm = math.hypot(dx, dy) or 1.0
+        return self.geofences.to_lonlat(p.x - dy / norm * y_m, p.y + dx / norm * y_m)
+
+
+def container_number(n: int) -> str:
+    body = f"SLKU{n % 1_000_000:06d}"
+    return body + str(iso6346_check_digit(body))
+
+
+def demo_fleet(
+    geofences: Geofences,
+    trucks: int = 300,
+    seed: int = 7,
+    detour_pct: float = 3.0,
+    breach_pct: float = 2.0,
+    interval_s: float = 30.0,
+) -> list[Message]:
+    """Every message of the fleet, in publish order (event time; declarations first)."""
+    rng = random.Random(seed)
+    routes = [CorridorRoute(geofences, c, "yiwu-origin", g) for c, g in ROUTES]
+    messages: list[tuple[float, int, Message]] = []
+    for n in range(trucks):
+        route = routes[n % len(routes)]
+        kind = (
+            "detour"
+            if rng.random() * 100 < detour_pct
+            else "breach"
+            if rng.random() * 100 < breach_pct
+            else "normal"
+        )
+        depart = DEMO_START + timedelta(seconds=round(rng.uniform(-30, 60) * 60))
+        for order, (t, msg) in enumerate(_truck(n, route, depart, kind, rng, interval_s)):
+            messages.append((t, order, msg))
+    messages.sort(key=lambda m: (m[0], m[2][1].get("lock_id", ""), m[1]))
+    return [m for _, _, m in messages]
+
+
+def _truck(
+    n: int, route: CorridorRoute, depart: datetime, kind: str, rng: random.Random, interval_s: float
+) -> list[tuple[float, Message]]:
+    lock, decl = f"SL-{n:05d}", f"DEMO-{n:05d}"
+    speed_ms = rng.uniform(75, 95) / 3.6
+    trip_s = route.line.length / speed_ms
+    incident_at = max(
+        (DEMO_START - depart).total_seconds() + rng.uniform(30, 600), rng.uniform(120, 600)
+    )
+    out: list[tuple[float, Message]] = []
+    t0 = depart.timestamp()
+    out.append(
+        (
+            t0 - 1,
+            (
+                "customs/declarations",
+                {
+                    "declaration_id": decl,
+                    "lock_id": lock,
+                    "container_no": container_number(n),
+                    "vehicle_plate": f"浙G{n:05d}",
+                    "mode": "road",
+                    "corridor_id": route.corridor_id,
+                    "origin_site": route.origin,
+                    "destination_gate": route.gate,
+                    "departure_ts": format_ts(depart),
+                    "eta_ts": format_ts(depart + timedelta(seconds=trip_s + 3600)),
+                    "cargo": [
+                        {
+                            "description": "polyester knitted scarves, 180x70 cm, 200 g",
+                            "quantity": 2000,
+                            "unit": "pcs",
+                            "value": 9000.0,
+                            "currency": "USD",
+                        }
+                    ],
+                },
+            ),
+        )
+    )
+    seq = 0
+
+    def emit(t: float, topic: str, payload: dict[str, Any]) -> None:
+        nonlocal seq
+        seq += 1
+        t = round(t)
+        out.append(
+            (
+                t,
+                (
+                    topic,
+                    {"lock_id": lock, "seq": seq, "ts": format_ts(datetime.fromtimestamp(t, UTC))}
+                    | payload,
+                ),
+            )
+        )
+
+    lon, lat = route.at(0)
+    emit(t0, f"locks/{lock}/events", {"type": "sealed", "lat": round(lat, 6), "lon": round(lon, 6)})
+    t, x_km, seal = interval_s, 0.0, "sealed"
+    while x_km < route.length_km:
+        into = t - incident_at
+        detouring = kind == "detour" and 0 <= into <= 1200
+        # Off the expressway the truck makes no progress along it (and its offset never
+        # sweeps round a bend of the corridor, which would look like a spoofed jump).
+        driven_s = t - (min(max(into, 0), 1200) if kind == "detour" else 0)
+        x_km = min(route.length_km, driven_s * speed_ms / 1000)
+        y = rng.gauss(0, 8)
+        if detouring:
+            y += 2600 * math.sin(math.pi * into / 1200) ** 0.5  # off the ramp, 2-3 km out, back
+        if kind == "breach" and into >= 0:
+            seal = "tampered"
+        lon, lat = route.at(x_km, y)
+        emit(
+            t0 + t,
+            f"locks/{lock}/telemetry",
+            {
+                "lat": round(lat, 6),
+                "lon": round(lon, 6),
+                "speed_kmh": round(speed_ms * 3.6, 1),
+                "hdop": 0.9,
+                "seal": seal,
+            },
+        )
+        t += interval_s
+    out.append(
+        (
+            t0 + t,
+            (
+                f"gates/{route.gate}/arrivals",
+                {
+                    "gate_id": route.gate,
+                    "ts": format_ts(datetime.fromtimestamp(t0 + t, UTC)),
+                    "vehicle_plate": f"浙G{n:05d}",
+                    "lock_id": lock,
+                    "container_no": container_number(n),
+                },
+            ),
+        )
+    )
+    return out

@@ -1,0 +1,149 @@
+"""The stream processor's logic, apart from Faust: a batch of Kafka records in, outputs out.
+
+:class:`BatchProcessor` runs the same :class:`~smartlock.core.engine.Engine` as
+``smartlock evaluate``, over a store that caches lock states in memory and writes each
+touched lock to the Faust table once per batch (one changelog record per lock per batch,
+instead of one per event: a table write per event caps a worker near 1,700 events/s).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from smartlock.contract.codec import DeadLetter, decode
+from smartlock.core.detector import Detector, Output
+from smartlock.core.engine import Engine
+from smartlock.core.state import LockState
+from smartlock.errors import MessageError
+
+
+@dataclass(frozen=True)
+class Record:
+    """One Kafka record of the inbound topic."""
+
+    key: bytes | None
+    value: bytes
+    partition: int
+
+
+@dataclass
+class BatchResult:
+    outputs: list[Output] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    touched: dict[str, LockState] = field(default_factory=dict)
+
+
+class CachedStore(MutableMapping[str, LockState]):
+    """Lock states cached in memory over a backing table of JSON dicts.
+
+    Args:
+        backing: the table (``{"partition": p, "state": {...}}`` per lock id).
+    """
+
+    def __init__(self, backing: MutableMapping[str, Any]) -> None:
+        self.backing = backing
+        self.cache: dict[str, LockState] = {}
+        self.partition_of: dict[str, int] = {}
+        self.dirty: set[str] = set()
+
+    def __getitem__(self, key: str) -> LockState:
+        if key in self.cache:
+            return self.cache[key]
+        raw = self.backing.get(key)
+        if raw is None:
+            raise KeyError(key)
+        state = LockState.model_validate(raw["state"])
+        self.cache[key] = state
+        self.partition_of[key] = raw["partition"]
+        return state
+
+    def __setitem__(self, key: str, value: LockState) -> None:
+        self.cache[key] = value
+        self.dirty.add(key)
+
+    def __delitem__(self, key: str) -> None:  # pragma: no cover - the core never deletes
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(set(self.cache) | set(self.backing.keys()))
+
+    def __len__(self) -> int:
+        return len(set(self.cache) | set(self.backing.keys()))
+
+    def take_dirty(self) -> list[tuple[int, str, dict[str, Any]]]:
+        """(partition, lock id, table value) of every lock changed since the last call, once each."""
+        records = []
+        for key in sorted(self.dirty):
+            partition = self.partition_of[key]
+            value = {"partition": partition, "state": self.cache[key].model_dump(mode="json")}
+            self.backing[key] = value
+            records.append((partition, key, value))
+        self.dirty.clear()
+        return records
+
+
+class BatchProcessor:
+    """Decodes Kafka records and feeds them to the engine, lock by lock, in record order."""
+
+    def __init__(self, detector: Detector, store: CachedStore) -> None:
+        self.detector = detector
+        self.store = store
+        self.engine = Engine(detector, store)
+
+    def reset(self) -> None:
+        """Starts a fresh engine (timers, watermark) over the same store, after a rebalance."""
+        self.engine = Engine(self.detector, self.store)
+
+    def process(self, records: list[Record]) -> BatchResult:
+        result = BatchResult()
+        for record in records:
+            self._one(record, result)
+        for key in self.store.dirty:
+            result.touched[key] = self.store.cache[key]
+        return result
+
+    def _one(self, record: Record, result: BatchResult) -> None:
+        now = datetime.now(UTC)
+        try:
+            outer = json.loads(record.value)
+            if (
+                "tick" in outer
+            ):  # the bridge's watermark: nothing older is still coming in this partition
+                result.outputs.extend(
+                    self.engine.observe(float(outer["tick"]), record.partition).outputs
+                )
+                return
+            topic = outer["topic"]
+            env = decode(topic, outer["payload"])
+        except (ValueError, KeyError, TypeError) as exc:
+            result.dead_letters.append(
+                DeadLetter("?", record.value, "invalid_record", str(exc), now, "worker")
+            )
+            return
+        except MessageError as exc:
+            result.dead_letters.append(
+                DeadLetter(exc.topic, record.value, exc.reason, exc.detail, now, "worker")
+            )
+            return
+        lock_id = record.key.decode() if record.key else None
+        locks = [lock_id] if lock_id else None
+        for lock in locks or self.engine.detector.route(env):
+            self.store.partition_of.setdefault(lock, record.partition)
+        outcome = self.engine.feed(env, locks, record.partition)
+        result.outputs.extend(outcome.outputs)
+        original = json.dumps(outer["payload"], ensure_ascii=False).encode()
+        for lock, rejection in outcome.rejections:
+            result.dead_letters.append(
+                DeadLetter(
+                    topic,
+                    original,
+                    rejection.reason,
+                    f"{rejection.detail} (lock {lock})",
+                    now,
+                    "worker",
+                )
+            )

@@ -1,0 +1,236 @@
+"""The Faust app: topics, the lock-state table and one agent around the batch processor.
+
+Run with ``smartlock worker`` (several workers share the inbound partitions). State lives
+in the ``locks`` table (changelog-backed, so a restarted or rebalanced worker recovers its
+trips); outputs go to MQTT, Kafka and Redis before the batch's table changes are written
+and its offsets committed, so a killed worker re-processes at most its last batch, and the
+core's sequence rule keeps that from raising anything twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaProducer
+
+from smartlock.adapters.mqtt import MqttClient
+from smartlock.adapters.redis_state import RedisState
+from smartlock.contract.models import format_epoch
+from smartlock.core.detector import Detector
+from smartlock.core.writeoff import AUTOMATIC, audit_entry, writeoff_record
+from smartlock.settings import Settings
+from smartlock.stream.faust_settings import faust_app_kwargs, shorten_fetch_wait
+from smartlock.stream.processor import BatchProcessor, BatchResult, CachedStore, Record
+
+log = logging.getLogger(__name__)
+
+#: Records per batch and how long to wait to fill one; bounds the gate's latency too.
+BATCH_MAX = 1000
+BATCH_WITHIN_S = 0.02
+
+
+class Outputs:
+    """Publishes a batch's results to MQTT, Kafka and Redis, waiting for every ack."""
+
+    def __init__(self, kafka: KafkaWriter, settings: Settings, name: str) -> None:
+        self.settings = settings
+        self.kafka = kafka
+        self.mqtt = MqttClient(
+            settings.mqtt.host,
+            settings.mqtt.port,
+            f"{settings.mqtt.client_id_prefix}-worker-{name}",
+        )
+        self.redis = RedisState(
+            settings.redis.url, settings.redis.prefix, settings.redis.alert_stream_maxlen
+        )
+        self.decided_by = f"{AUTOMATIC} (worker {name})"
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.mqtt.connect)
+        await self.kafka.start()
+
+    async def publish(self, result: BatchResult) -> None:
+        k = self.settings.kafka
+        mqtt_messages = [
+            (
+                o.topic,
+                json.dumps(o.payload, ensure_ascii=False, separators=(",", ":")).encode(),
+                o.retain,
+            )
+            for o in result.outputs
+        ]
+        records: list[tuple[str, bytes | None, bytes]] = []
+        for o in result.outputs:
+            line = json.dumps(o.line(), ensure_ascii=False, separators=(",", ":")).encode()
+            records.append((k.outputs_topic, o.payload.get("lock_id", "").encode(), line))
+            if o.kind == "alert":
+                records.append(
+                    (
+                        k.alerts_topic,
+                        o.payload["declaration_id"].encode(),
+                        json.dumps(o.payload, ensure_ascii=False, separators=(",", ":")).encode(),
+                    )
+                )
+        for d in result.dead_letters:
+            records.append(
+                (k.deadletter_topic, None, json.dumps(d.to_record(), ensure_ascii=False).encode())
+            )
+        audits, writeoffs = self.verdict_records(result)
+        records.extend(
+            (
+                k.writeoffs_topic,
+                w["declaration_id"].encode(),
+                json.dumps(w, ensure_ascii=False, sort_keys=True).encode(),
+            )
+            for w in writeoffs
+        )
+        await asyncio.gather(
+            self.mqtt.publish_all(mqtt_messages),
+            self.redis.write(result.touched.values(), result.outputs, result.dead_letters),
+            self.redis.write_verdict_records(audits, writeoffs),
+            self.kafka.send(records),
+        )
+
+    def verdict_records(
+        self, result: BatchResult
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Audit entries of the batch's verdicts, and write-offs of its releases."""
+        now = format_epoch(int(time.time()))  # wall clock of the decision, to the second
+        audits, writeoffs = [], []
+        for o in result.outputs:
+            if o.kind != "verdict":
+                continue
+            state = result.touched.get(o.payload["lock_id"])
+            trip = state.trip if state is not None else None
+            audits.append(audit_entry(trip, o.payload, self.decided_by, now))
+            if o.payload["verdict"] == "release" and trip is not None:
+                writeoffs.append(writeoff_record(trip, o.payload, self.decided_by, now))
+        return audits, writeoffs
+
+
+class KafkaWriter:
+    """Writes the worker's Kafka records (outputs, alerts, dead letters, table changes) in batched
+    produce requests, on its own aiokafka producer.
+
+    Faust's own producer must send one record per request on Tansu (see
+    :mod:`smartlock.stream.faust_settings`), which capped a worker near a thousand messages a
+    second. For the ``locks`` changelog this writer then sends, for each partition it wrote,
+    that partition's last record once more on its own, so the partition ends with a
+    one-record batch and the end offset Tansu reports (last batch's base offset + 1) is
+    exact, which table recovery relies on. The repeated record is the same key and value:
+    harmless.
+    """
+
+    def __init__(self, bootstrap: str, changelog_topic: str) -> None:
+        self.bootstrap, self.changelog_topic = bootstrap, changelog_topic
+        self.producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        # Created here: an aiokafka client binds to the running event loop.
+        if self.producer is None:
+            self.producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap, acks="all", linger_ms=1, max_batch_size=512 * 1024
+            )
+            await self.producer.start()
+
+    async def send(self, records: list[tuple[str, bytes | None, bytes]]) -> None:
+        """Sends (topic, key, value) records and waits until Kafka acknowledged every one."""
+        assert self.producer is not None, "start() first"
+        futures = [
+            await self.producer.send(topic, key=key, value=value) for topic, key, value in records
+        ]
+        await asyncio.gather(*futures)
+
+    async def write_changelog(self, records: list[tuple[int, str, dict[str, Any]]]) -> None:
+        """Writes (partition, lock id, table value) changes to the ``locks`` changelog."""
+        if not records:
+            return
+        assert self.producer is not None, "start() first"
+        last: dict[int, tuple[bytes, bytes]] = {}
+        futures = []
+        for partition, key, value in records:
+            # The table's changelog serializers are json for keys and values alike.
+            raw = (json.dumps(key).encode(), json.dumps(value, separators=(",", ":")).encode())
+            last[partition] = raw
+            futures.append(
+                await self.producer.send(
+                    self.changelog_topic, key=raw[0], value=raw[1], partition=partition
+                )
+            )
+        await asyncio.gather(*futures)
+        closing = [
+            await self.producer.send(self.changelog_topic, key=k, value=v, partition=p)
+            for p, (k, v) in last.items()
+        ]
+        await asyncio.gather(*closing)
+
+
+def create_app(
+    settings: Settings, detector: Detector, name: str = "1", *, local: bool = True
+) -> faust.App:
+    """Builds the Faust app: inbound topic, ``locks`` table, the ``judge`` agent."""
+    k = settings.kafka
+    if local:
+        shorten_fetch_wait()
+    datadir = (settings.run_dir / f"worker-{name}").resolve()
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        k.app_id,
+        **faust_app_kwargs(
+            k.bootstrap,
+            local=local,
+            rebalance_timeout_s=k.rebalance_timeout_s,
+            datadir=str(datadir),
+        ),
+    )
+    inbound = app.topic(
+        k.inbound_topic,
+        key_type=bytes,
+        value_type=bytes,
+        value_serializer="raw",
+        partitions=k.partitions,
+    )
+    table = app.Table("locks", default=None, partitions=k.partitions, key_type=str)
+
+    store = CachedStore(table.data)
+    kafka = KafkaWriter(k.bootstrap, table.changelog_topic.get_topic_name())
+    processor = BatchProcessor(detector, store)
+    outputs = Outputs(kafka, settings, name)
+    app.smartlock_processor = processor  # type: ignore[attr-defined]  # for tests and the demo
+
+    @app.on_rebalance_complete.connect
+    async def _recovered(sender: Any, **kwargs: Any) -> None:
+        # Partitions may have moved: forget cached states, then re-arm the timers of the
+        # locks whose partitions this worker now owns (their state came from the changelog).
+        assigned = {
+            tp.partition for tp in app.assignor.assigned_actives() if tp.topic == k.inbound_topic
+        }
+        store.cache.clear()
+        store.partition_of.clear()
+        processor.reset()
+        processor.engine.expect(assigned)
+        owned = [
+            key for key, raw in list(table.data.items()) if raw and raw.get("partition") in assigned
+        ]
+        processor.engine.schedule_all(owned)
+        log.info("worker %s: partitions %s, %d trips recovered", name, sorted(assigned), len(owned))
+        # Readiness for operators, tests and the demo: which partitions this worker owns.
+        await outputs.redis.client.hset(
+            f"{settings.redis.prefix}:workers", name, json.dumps(sorted(assigned))
+        )
+
+    @app.agent(inbound)
+    async def judge(stream: faust.StreamT) -> None:
+        await outputs.start()
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            records = [Record(e.message.key, e.message.value, e.message.partition) for e in events]
+            result = processor.process(records)
+            await outputs.publish(result)
+            await kafka.write_changelog(store.take_dirty())
+
+    return app
