@@ -72,7 +72,10 @@ def fleet_trace() -> list[tuple[str, dict[str, Any]]]:
 def recorded(pipeline: Pipeline) -> dict[str, list[str]]:
     """What the pipeline recorded in Redis: alert ids, verdicts, write-offs (one string each)."""
     r = pipeline.redis()
-    alerts = [f["alert_id"] for _, f in r.xrange(f"{pipeline.prefix}:alerts")]
+    alerts = [
+        f"{f['alert_id']}/{f['type']}/{f['lock_id']}"
+        for _, f in r.xrange(f"{pipeline.prefix}:alerts")
+    ]
     verdicts = []
     for _, f in r.xrange(f"{pipeline.prefix}:verdicts"):
         v = json.loads(f["json"])
@@ -85,7 +88,8 @@ def recorded(pipeline: Pipeline) -> dict[str, list[str]]:
 
 def expected_outputs(lines: list[dict[str, Any]]) -> dict[str, set[str]]:
     alerts = {
-        x["payload"]["alert_id"] for x in lines if x["topic"].startswith("monitoring/alerts/")
+        f"{a['alert_id']}/{a['type']}/{a['lock_id']}"
+        for a in (x["payload"] for x in lines if x["topic"].startswith("monitoring/alerts/"))
     }
     verdicts = [x["payload"] for x in lines if x["topic"].endswith("/verdicts")]
     return {
