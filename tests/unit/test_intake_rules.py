@@ -493,18 +493,11 @@ def test_submission_earlier_than_14_days_before_departure_is_refused() -> None:
     assert isinstance(validate_submission(road_form(), now + timedelta(minutes=1)), Accepted)
 
 
-def test_submission_later_than_30_minutes_before_arrival_is_refused() -> None:
+def test_submission_later_than_30_minutes_before_arrival_is_accepted_as_late() -> None:
     now = datetime(
         2026, 11, 23, 11, 5, 1, tzinfo=UTC
-    )  # 29 min 59 s before arrival at the control point
-    assert errors_of(road_form(), now) == [
-        (
-            "arrival",
-            "arrival: too late to declare; submit at least 30 minutes "
-            "before arrival at the control point, i.e. by 2026-11-23 "
-            "19:05 Asia/Shanghai",
-        )
-    ]
+    )  # 29 min 59 s before arrival at the control point: late, not refused
+    assert isinstance(validate_submission(road_form(), now), Accepted)
     assert isinstance(validate_submission(road_form(), now - timedelta(seconds=1)), Accepted)
 
 
@@ -693,6 +686,41 @@ def test_submit_then_bind_publishes_the_contract_declaration() -> None:
         assert (await service.bind("CCRN-2611-0000-0000-0", "浙G01345", DECLARANT))[0] == 404
 
     asyncio.run(scenario())
+
+
+def test_a_late_declaration_is_accepted_with_its_late_charge_but_cannot_be_bound() -> None:
+    async def scenario() -> None:
+        # arrival 2026-11-23 11:35Z, deadline 11:05Z; submitted 15 days and 1 minute later
+        service, sent = _service(datetime(2026, 12, 8, 11, 6, tzinfo=UTC))
+        status, body = await service.submit(
+            road_form(departure="2026-11-23 16:05 +08:00"), DECLARANT
+        )
+        assert status == 201, body
+        fee = body["fee"]
+        assert (fee["declaration_charge"], fee["late_charge"], fee["total"]) == (
+            "0.50",
+            "1.00",
+            "1.50",
+        )
+        assert (fee["late"]["periods"], fee["late"]["multiplier"]) == (2, 2)
+        assert fee["late"]["message"].startswith("The declaration is 15.0 days late")
+        assert (await service.bind(body["reference"], "浙G01345", DECLARANT))[0] == 422
+        assert sent == []
+        on_time, _ = _service()
+        status, body = await on_time.submit(road_form(), DECLARANT)
+        assert (body["fee"]["late_charge"], "late" in body["fee"]) == ("0.00", False)
+
+    asyncio.run(scenario())
+
+
+def test_fee_endpoint_adds_the_late_charge_for_days_late() -> None:
+    service, _ = _service()
+    status, body = service.fees({"cargo": [{"value": 47001}], "days_late": 28.5})
+    assert status == 200 and (body["late_charge"], body["total"]) == ("3.00", "4.00")
+    status, body = service.fees({"cargo": [{"value": 47001}], "days_late": "3"})
+    assert status == 422 and body["errors"][0]["field"] == "days_late"
+    assert body["errors"][0]["message"].endswith("the declaration comes).")
+    assert service.fees({"cargo": [], "days_late": -1})[1]["errors"][-1]["field"] == "days_late"
 
 
 def test_refused_and_duplicate_submissions() -> None:

@@ -46,6 +46,21 @@ class Party(_Doc):
     address: Address
 
 
+class Permit(_Doc):
+    """A permit that covers special goods on a cargo line."""
+
+    kind: Literal["cites", "medicine", "dangerous_goods"] = Field(
+        description="cites: CITES export permit (AFCD licence, Cap. 586); medicine: Department of "
+        "Health licence (Cap. 138, 134, 549); dangerous_goods: Fire Services Department licence "
+        "(Cap. 295)"
+    )
+    reference: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9/ ._-]{3,39}$",
+        description="the permit number as printed",
+        examples=["CN/2026/00123"],
+    )
+
+
 class CargoLine(_Doc):
     """One cargo line: core data items 3 to 7, plus what the training levy needs."""
 
@@ -73,6 +88,11 @@ class CargoLine(_Doc):
         False,
         description="garments or footwear (Cap. 318 schedule 1); with "
         "origin HK the training levy applies",
+    )
+    permits: list[Permit] | None = Field(
+        None,
+        description="special goods (endangered species, medicines, dangerous goods; see the list "
+        "in smartlock/services/intake/special_goods.toml) need a permit of their class's kind",
     )
 
 
@@ -131,6 +151,18 @@ class Problem(_Doc):
     error: str
 
 
+class LateCharge(_Doc):
+    """A late declaration pays the fee once more for every started 14 days after its deadline
+    (30 minutes before arrival), at most ten times the fee."""
+
+    late_by_s: int = Field(description="seconds after the deadline")
+    periods: int = Field(description="started periods of 14 days")
+    multiplier: int = Field(description="min(periods, 10)")
+    fee: str = Field(description="declaration charge + training levy, HK$")
+    late_charge: str = Field(description="fee x multiplier, HK$")
+    message: str
+
+
 class Fee(_Doc):
     """Fee breakdown in HK$ (amounts as exact decimal strings)."""
 
@@ -140,7 +172,9 @@ class Fee(_Doc):
     exempt: bool
     declaration_charge: str
     training_levy: str
-    total: str
+    late_charge: str = Field(description="0.00 unless the declaration is late")
+    total: str = Field(description="declaration charge + training levy + late charge")
+    late: LateCharge | None = Field(None, description="present when the declaration is late")
 
 
 class FeeRequest(_Doc):
@@ -149,6 +183,9 @@ class FeeRequest(_Doc):
 
     model_config = ConfigDict(extra="allow")
     cargo: list[dict[str, Any]]
+    days_late: float = Field(
+        0, ge=0, le=3650, description="days after the deadline: adds the late charge"
+    )
 
 
 class Accepted(_Doc):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -30,7 +30,8 @@ from smartlock.services.intake.auth import (
     guard,
     store_authenticator,
 )
-from smartlock.services.intake.fees import estimate_fee
+from smartlock.services.intake.fees import estimate_fee, with_late_charge
+from smartlock.services.intake.fields import declaration_deadline
 from smartlock.services.intake.forms import openapi
 from smartlock.services.intake.reference import normalise_reference
 from smartlock.services.intake.rules import (
@@ -95,6 +96,8 @@ class IntakeService:
         if not isinstance(result, Accepted):
             return 422, _errors(result.errors)
         fee = estimate_fee(fee_items(result.intake["cargo"], self.limits), self.limits.hkd_rates)  # type: ignore[arg-type]
+        deadline = declaration_deadline(result.declaration.eta_ts, self.limits)
+        fee = with_late_charge(fee, now - deadline)
         try:
             record = await self.store.create(result, fee.to_dict(), now, caller.name)
         except DuplicateDeclaration as exc:
@@ -152,13 +155,29 @@ class IntakeService:
         return 200, await self.store.mark_bound(reference, normalise_plate(str(vehicle_plate)), now)
 
     def fees(self, body: Any) -> tuple[int, dict[str, Any]]:
-        """200 with the fee breakdown of ``body["cargo"]``, or 422."""
+        """200 with the fee breakdown of ``body["cargo"]`` (and the late charge for
+        ``body["days_late"]`` days after the deadline), or 422."""
         if not isinstance(body, dict):
             return 400, {"error": 'the body must be a JSON object {"cargo": [...]}'}
         items = fee_items(body.get("cargo"), self.limits)
-        if items and isinstance(items[0], FieldError):
-            return 422, _errors(items)  # type: ignore[arg-type]
-        return 200, estimate_fee(items, self.limits.hkd_rates).to_dict()  # type: ignore[arg-type]
+        errors: list[FieldError] = [i for i in items if isinstance(i, FieldError)]
+        days_late = body.get("days_late", 0)
+        if not _is_days(days_late):
+            errors.append(
+                FieldError(
+                    "days_late",
+                    "days_late: must be a number of days from 0 to 3650 (how long after its "
+                    "deadline the declaration comes).",
+                )
+            )
+        if errors:
+            return 422, _errors(errors)
+        fee = estimate_fee(items, self.limits.hkd_rates)  # type: ignore[arg-type]
+        return 200, with_late_charge(fee, timedelta(days=float(days_late))).to_dict()
+
+
+def _is_days(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 3650
 
 
 # --------------------------------------------------------------------------- aiohttp shell
