@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
 from smartlock.contract.models import TransitDeclaration
+from smartlock.services.intake.auth import MAX_BODY_BYTES
 
 LOCAL_TIME = (
     "YYYY-MM-DD HH:MM and a zone: an offset (+08:00) or an IANA name (Asia/Shanghai); no seconds"
@@ -191,7 +192,7 @@ class Accepted(_Doc):
     """201: the declaration is accepted; give the reference to the driver."""
 
     reference: str = Field(
-        pattern=r"^CCRN-\d{4}-[0-9A-Z]{4}-[0-9A-Z]$", examples=["CCRN-2611-JRQ6-5"]
+        pattern=r"^CCRN-\d{4}-[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]$", examples=["CCRN-2611-JRQ6-7KMP-T"]
     )
     declaration_id: str
     status: Literal["accepted"]
@@ -237,6 +238,17 @@ def _body(model: str) -> dict[str, Any]:
 _REF = [{"name": "reference", "in": "path", "required": True, "schema": {"type": "string"}}]
 
 
+def _guarded(responses: dict[str, Any], body: bool) -> dict[str, Any]:
+    """Adds the answers of the guard every protected request passes (see intake/auth.py)."""
+    out = dict(responses)
+    out["401"] = _response("no valid API token (Authorization: Bearer <token>)", "Problem")
+    out.setdefault("403", _response("the caller's role may not do this", "Problem"))
+    if body:
+        out["413"] = _response(f"body larger than {MAX_BODY_BYTES} bytes", "Problem")
+        out["415"] = _response("body is not Content-Type application/json", "Problem")
+    return out
+
+
 def openapi() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the intake service, generated from the models."""
     models: list[type[BaseModel]] = [
@@ -259,12 +271,15 @@ def openapi() -> dict[str, Any]:
                 "summary": "Submit a declaration (Hong Kong road cargo rules)",
                 "operationId": "submitDeclaration",
                 "requestBody": _body("DeclarationForm"),
-                "responses": {
-                    "201": _response("accepted, with its reference number and fee", "Accepted"),
-                    "400": _response("body is not a JSON object", "Problem"),
-                    "409": _response("declaration id already declared", "Problem"),
-                    "422": _response("refused; every broken rule with what to fix", "Errors"),
-                },
+                "responses": _guarded(
+                    {
+                        "201": _response("accepted, with its reference number and fee", "Accepted"),
+                        "400": _response("body is not a JSON object", "Problem"),
+                        "409": _response("declaration id already declared", "Problem"),
+                        "422": _response("refused; every broken rule with what to fix", "Errors"),
+                    },
+                    body=True,
+                ),
             }
         },
         "/declarations/{reference}": {
@@ -272,10 +287,13 @@ def openapi() -> dict[str, Any]:
                 "summary": "A declaration by reference",
                 "operationId": "getDeclaration",
                 "parameters": _REF,
-                "responses": {
-                    "200": _response("the record", "Record"),
-                    "404": _response("unknown", "Problem"),
-                },
+                "responses": _guarded(
+                    {
+                        "200": _response("the record", "Record"),
+                        "404": _response("unknown", "Problem"),
+                    },
+                    body=False,
+                ),
             }
         },
         "/declarations/{reference}/bind": {
@@ -286,14 +304,17 @@ def openapi() -> dict[str, Any]:
                 "operationId": "bindDeclaration",
                 "parameters": _REF,
                 "requestBody": _body("BindRequest"),
-                "responses": {
-                    "200": _response("bound and published", "Record"),
-                    "400": _response("body is not a JSON object", "Problem"),
-                    "404": _response("unknown reference", "Problem"),
-                    "409": _response("already bound (or a bind is in progress)", "Problem"),
-                    "422": _response("plate mismatch or too late", "Errors"),
-                    "503": _response("MQTT broker did not acknowledge; retry", "Problem"),
-                },
+                "responses": _guarded(
+                    {
+                        "200": _response("bound and published", "Record"),
+                        "400": _response("body is not a JSON object", "Problem"),
+                        "404": _response("unknown reference", "Problem"),
+                        "409": _response("already bound (or a bind is in progress)", "Problem"),
+                        "422": _response("plate mismatch or too late", "Errors"),
+                        "503": _response("MQTT broker did not acknowledge; retry", "Problem"),
+                    },
+                    body=True,
+                ),
             }
         },
         "/fees": {
@@ -301,17 +322,21 @@ def openapi() -> dict[str, Any]:
                 "summary": "Fee estimate (HK$)",
                 "operationId": "estimateFee",
                 "requestBody": _body("FeeRequest"),
-                "responses": {
-                    "200": _response("the breakdown", "Fee"),
-                    "400": _response("bad body", "Problem"),
-                    "422": _response("bad cargo lines", "Errors"),
-                },
+                "responses": _guarded(
+                    {
+                        "200": _response("the breakdown", "Fee"),
+                        "400": _response("bad body", "Problem"),
+                        "422": _response("bad cargo lines", "Errors"),
+                    },
+                    body=True,
+                ),
             }
         },
         "/openapi.json": {
             "get": {
                 "summary": "This document",
                 "operationId": "openapi",
+                "security": [],
                 "responses": {"200": {"description": "OpenAPI 3.1"}},
             }
         },
@@ -319,6 +344,7 @@ def openapi() -> dict[str, Any]:
             "get": {
                 "summary": "Liveness",
                 "operationId": "healthz",
+                "security": [],
                 "responses": {"200": {"description": "ok"}},
             }
         },
@@ -332,7 +358,18 @@ def openapi() -> dict[str, Any]:
             "declarations are published on MQTT customs/declarations. See docs/intake.md.",
         },
         "paths": paths,
-        "components": {"schemas": defs["$defs"]},
+        "security": [{"bearerToken": []}],
+        "components": {
+            "schemas": defs["$defs"],
+            "securitySchemes": {
+                "bearerToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "API token from `smartlock credentials issue declarant NAME` "
+                    "(or `customs NAME`); /healthz and /openapi.json need none",
+                }
+            },
+        },
     }
 
 
