@@ -106,6 +106,14 @@ class IntakeSettings(_Section):
     )
 
 
+class CredentialsSettings(_Section):
+    """Where the credentials of every identity live (``smartlock credentials``, CONTRACT section 6)."""
+
+    dir: Path | None = Field(
+        None, description="owner-only credentials directory; default: <run_dir>/credentials"
+    )
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build with :func:`load_settings`."""
 
@@ -123,6 +131,12 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
     intake: IntakeSettings = IntakeSettings()
+    credentials: CredentialsSettings = CredentialsSettings()
+
+    @property
+    def credentials_dir(self) -> Path:
+        """The credentials store directory (``credentials.dir``, else ``<run_dir>/credentials``)."""
+        return self.credentials.dir or self.run_dir / "credentials"
 
     @classmethod
     def settings_customise_sources(
