@@ -1,0 +1,110 @@
+"""Sign-in for the console: who is at the desk, and whether they may act.
+
+Operators and observers are the identities of the monitoring centre (CONTRACT section 6):
+operators may acknowledge and resolve alerts, observers (wall screens, visitors) only look.
+The password check is one function, :func:`verify_identity`, over the project's credential
+store; everything else here is sessions.
+
+A session is a random token in an ``HttpOnly; SameSite=Strict`` cookie. Redis keeps only
+the token's SHA-256 (so whoever reads Redis cannot take over a session) with the identity,
+and lets it expire after ``console.session_ttl_s``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Literal
+
+import redis.asyncio as aioredis
+
+Role = Literal["operator", "observer"]
+COOKIE = "smartlock_console"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """A signed-in identity."""
+
+    name: str
+    role: Role
+
+    @property
+    def may_act(self) -> bool:
+        """Operators acknowledge and resolve; observers only look."""
+        return self.role == "operator"
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Sessions:
+    """Session tokens in Redis (digest -> identity), with expiry."""
+
+    def __init__(self, client: aioredis.Redis, key_of: object, ttl_s: int) -> None:
+        self.client = client
+        self.key_of = key_of  # digest -> Redis key
+        self.ttl_s = ttl_s
+
+    async def open(self, principal: Principal) -> str:
+        token = secrets.token_urlsafe(32)
+        value = json.dumps({"name": principal.name, "role": principal.role})
+        await self.client.set(self._key(token), value, ex=self.ttl_s)
+        return token
+
+    async def get(self, token: str | None) -> Principal | None:
+        if not token or len(token) > 200:
+            return None
+        raw = await self.client.get(self._key(token))
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return Principal(data["name"], data["role"])
+
+    async def close(self, token: str | None) -> None:
+        if token:
+            await self.client.delete(self._key(token))
+
+    def _key(self, token: str) -> str:
+        return self.key_of(token_digest(token))  # type: ignore[operator]
+
+
+# --- the credential check: the one place that asks the credential store -----------------
+
+
+def hash_password(password: str, salt: bytes | None = None) -> str:
+    """``scrypt$<salt hex>$<hash hex>`` of a password."""
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
+    return f"scrypt${salt.hex()}${digest.hex()}"
+
+
+def check_password(password: str, stored: str) -> bool:
+    try:
+        scheme, salt_hex, _ = stored.split("$")
+    except ValueError:
+        return False
+    if scheme != "scrypt":
+        return False
+    return secrets.compare_digest(hash_password(password, bytes.fromhex(salt_hex)), stored)
+
+
+def verify_identity(
+    identities: dict[str, dict[str, str]], name: str, password: str
+) -> Principal | None:
+    """The identity ``name`` if ``password`` is its secret and it is an operator or observer.
+
+    Args:
+        identities: name -> {"role": ..., "password": "scrypt$..."} from the credential store.
+    """
+    entry = identities.get(name)
+    if entry is None or entry.get("role") not in ("operator", "observer"):
+        hash_password(password)  # same work for unknown names: no timing oracle
+        return None
+    if not check_password(password, entry.get("password", "")):
+        return None
+    role: Role = "operator" if entry["role"] == "operator" else "observer"
+    return Principal(name, role)
