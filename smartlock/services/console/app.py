@@ -72,13 +72,32 @@ class ConsoleConfig:
     secure_cookie: bool = False
 
 
+@dataclass
+class Parts:
+    """What the handlers use, made at start-up."""
+
+    config: ConsoleConfig
+    redis: aioredis.Redis
+    keys: RedisKeys
+    feed: LiveFeed
+    sessions: Sessions
+    desk: Desk
+    health: Health
+    health_task: asyncio.Task[None]
+
+
+CONFIG = web.AppKey("config", ConsoleConfig)
+PARTS = web.AppKey("parts", Parts)
+PRINCIPAL = web.RequestKey("principal", Principal)
+
+
 def create_app(config: ConsoleConfig) -> web.Application:
     """The console application; the feed starts and stops with it."""
     check_vendor()
     app = web.Application(
         middlewares=[_security_headers, _require_session], client_max_size=64 * 1024
     )
-    app["config"] = config
+    app[CONFIG] = config
     app.on_startup.append(_startup)
     app.on_cleanup.append(_cleanup)
     app.add_routes(
@@ -108,27 +127,30 @@ def create_app(config: ConsoleConfig) -> web.Application:
 
 
 async def _startup(app: web.Application) -> None:
-    config: ConsoleConfig = app["config"]
+    config = app[CONFIG]
     client = aioredis.Redis.from_url(config.redis_url, decode_responses=True)
     keys = RedisKeys(config.prefix)
     feed = LiveFeed(client, keys)
     await feed.start()
-    app["redis"] = client
-    app["keys"] = keys
-    app["feed"] = feed
-    app["sessions"] = Sessions(client, keys.session, config.session_ttl_s)
-    app["desk"] = Desk(client, keys, feed.model, config.publish_resolution)
-    app["health"] = Health(client, keys, feed, config.probe)
-    app["health_task"] = asyncio.create_task(app["health"].run(HEALTH_EVERY_S))
+    health = Health(client, keys, feed, config.probe)
+    app[PARTS] = Parts(
+        config=config,
+        redis=client,
+        keys=keys,
+        feed=feed,
+        sessions=Sessions(client, keys.session, config.session_ttl_s),
+        desk=Desk(client, keys, feed.model, config.publish_resolution),
+        health=health,
+        health_task=asyncio.create_task(health.run(HEALTH_EVERY_S)),
+    )
 
 
 async def _cleanup(app: web.Application) -> None:
-    app["health_task"].cancel()
-    await app["feed"].stop()
-    await app["redis"].aclose()
+    parts = app[PARTS]
+    parts.health_task.cancel()
+    await parts.feed.stop()
+    await parts.redis.aclose()
 
-
-# ---------------------------------------------------------------------- middlewares
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -147,7 +169,7 @@ async def _security_headers(request: web.Request, handler: Handler) -> web.Strea
 async def _require_session(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path in PUBLIC:
         return await handler(request)
-    principal = await request.app["sessions"].get(request.cookies.get(COOKIE))
+    principal = await request.app[PARTS].sessions.get(request.cookies.get(COOKIE))
     if principal is None:
         if request.path.startswith("/api/"):
             return web.json_response({"error": "sign in first"}, status=401)
@@ -159,7 +181,7 @@ async def _require_session(request: web.Request, handler: Handler) -> web.Stream
     ):
         # A cross-site form cannot send JSON without a CORS preflight, which we never grant.
         return web.json_response({"error": "send JSON"}, status=415)
-    request["principal"] = principal
+    request[PRINCIPAL] = principal
     return await handler(request)
 
 
@@ -183,12 +205,12 @@ async def _login(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     name, password = str(form.get("name", "")), str(form.get("password", ""))
     target = _safe_next(str(form.get("next", "/")))
-    config: ConsoleConfig = request.app["config"]
+    config = request.app[PARTS].config
     principal = await asyncio.to_thread(verify_identity, config.identities(), name, password)
     if principal is None:
         log.info("console: failed sign-in for %r", name)
         raise web.HTTPFound(f"/login?failed=1&next={quote(target, safe='')}")
-    token = await request.app["sessions"].open(principal)
+    token = await request.app[PARTS].sessions.open(principal)
     response = web.HTTPFound(target)
     response.set_cookie(
         COOKIE,
@@ -204,7 +226,7 @@ async def _login(request: web.Request) -> web.StreamResponse:
 
 
 async def _logout(request: web.Request) -> web.StreamResponse:
-    await request.app["sessions"].close(request.cookies.get(COOKIE))
+    await request.app[PARTS].sessions.close(request.cookies.get(COOKIE))
     response = web.HTTPFound("/login")
     response.del_cookie(COOKIE, path="/")
     raise response
@@ -218,19 +240,20 @@ async def _index(request: web.Request) -> web.StreamResponse:
 
 
 async def _me(request: web.Request) -> web.StreamResponse:
-    who: Principal = request["principal"]
+    who: Principal = request[PRINCIPAL]
     return web.json_response({"name": who.name, "role": who.role, "may_act": who.may_act})
 
 
 async def _geofences(request: web.Request) -> web.StreamResponse:
-    return web.json_response(request.app["config"].geofences)
+    return web.json_response(request.app[PARTS].config.geofences)
 
 
 async def _trip(request: web.Request) -> web.StreamResponse:
+    parts = request.app[PARTS]
     detail = await trip_detail(
-        request.app["redis"],
-        request.app["keys"],
-        request.app["feed"].model,
+        parts.redis,
+        parts.keys,
+        parts.feed.model,
         request.match_info["lock_id"],
     )
     if detail is None:
@@ -241,13 +264,13 @@ async def _trip(request: web.Request) -> web.StreamResponse:
 
 
 async def _health(request: web.Request) -> web.StreamResponse:
-    return web.json_response(request.app["health"].latest, dumps=_dumps)
+    return web.json_response(request.app[PARTS].health.latest, dumps=_dumps)
 
 
 async def _ack(request: web.Request) -> web.StreamResponse:
     try:
-        entry = await request.app["desk"].acknowledge(
-            request["principal"], request.match_info["alert_id"]
+        entry = await request.app[PARTS].desk.acknowledge(
+            request[PRINCIPAL], request.match_info["alert_id"]
         )
     except DeskError as exc:
         return web.json_response({"error": exc.message}, status=exc.status)
@@ -263,8 +286,8 @@ async def _resolve(request: web.Request) -> web.StreamResponse:
     if not isinstance(note, str):
         return web.json_response({"error": "note (text) is required"}, status=422)
     try:
-        entry = await request.app["desk"].resolve(
-            request["principal"], request.match_info["alert_id"], note
+        entry = await request.app[PARTS].desk.resolve(
+            request[PRINCIPAL], request.match_info["alert_id"], note
         )
     except DeskError as exc:
         return web.json_response({"error": exc.message}, status=exc.status)
@@ -287,8 +310,8 @@ def _dumps(value: Any) -> str:
 
 async def _events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: a snapshot (or the missed updates), then every update as it comes."""
-    feed: LiveFeed = request.app["feed"]
-    health: Health = request.app["health"]
+    feed = request.app[PARTS].feed
+    health = request.app[PARTS].health
     last_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     response = web.StreamResponse(
         headers={

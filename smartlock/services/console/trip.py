@@ -15,18 +15,18 @@ MAX_TRACK = 20_000
 
 
 def parse_track(raw: list[str]) -> list[list[Any]]:
-    """``[ts, lat, lon]`` points from the Redis list, consecutive repeats dropped (pure)."""
-    points: list[list[Any]] = []
+    """``[ts, lat, lon]`` points from the Redis list in time order, repeats dropped (pure).
+
+    A worker that re-processes its last batch after a crash appends those fixes again.
+    """
+    points = []
     for item in raw:
         try:
             ts, lat, lon = json.loads(item)
         except (ValueError, TypeError):
             continue
-        if points and points[-1] == [ts, lat, lon]:
-            continue
-        points.append([ts, lat, lon])
-    points.sort(key=lambda p: p[0])
-    return points
+        points.append((ts, lat, lon))
+    return [list(p) for p in sorted(set(points), key=lambda p: p[0])]
 
 
 async def trip_detail(
