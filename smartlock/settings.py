@@ -82,9 +82,6 @@ class ConsoleSettings(_Section):
     secure_cookie: bool = Field(
         False, description="mark the session cookie Secure (set when served over HTTPS)"
     )
-    identities_file: Path | None = Field(
-        None, description="operators and observers who may sign in (JSON, owner-only)"
-    )
 
 
 class IntakeSettings(_Section):
@@ -114,6 +111,14 @@ class IntakeSettings(_Section):
     )
 
 
+class CredentialsSettings(_Section):
+    """Where the credentials of every identity live (``smartlock credentials``, CONTRACT section 6)."""
+
+    dir: Path | None = Field(
+        None, description="owner-only credentials directory; default: <run_dir>/credentials"
+    )
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build with :func:`load_settings`."""
 
@@ -132,6 +137,12 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     intake: IntakeSettings = IntakeSettings()
     console: ConsoleSettings = ConsoleSettings()
+    credentials: CredentialsSettings = CredentialsSettings()
+
+    @property
+    def credentials_dir(self) -> Path:
+        """The credentials store directory (``credentials.dir``, else ``<run_dir>/credentials``)."""
+        return self.credentials.dir or self.run_dir / "credentials"
 
     @classmethod
     def settings_customise_sources(

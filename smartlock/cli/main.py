@@ -45,6 +45,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "smartlock.cli.commands.console",
         "the monitoring centre's web console: live map, alert desk, trips, gates",
     ),
+    "credentials": (
+        "smartlock.cli.commands.credentials",
+        "issue, revoke or list the credentials of locks, gates, people and services",
+    ),
 }
 
 

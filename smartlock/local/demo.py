@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -159,12 +160,18 @@ def _ports() -> Ports:
 
 @contextmanager
 def local_stack(run_dir: Path, console: Console) -> Iterator[Ports]:
+    """A fresh stack for one show: the demo and the loop start from empty servers each time
+    (their trips and declarations would otherwise collide with the last run's) and keep the
+    broker in memory; ``smartlock stack up`` is the durable one."""
     ports = _ports()
     console.print(
         f"starting Mosquitto :{ports.mqtt}, Redis :{ports.redis}, Kafka-compatible broker :{ports.kafka} "
         f"(logs in {run_dir})"
     )
-    start_stack(run_dir, ports)
+    stop_stack(run_dir)  # left over from an interrupted run
+    for data in ("mosquitto", "redis", "seaweedfs"):
+        shutil.rmtree(run_dir / data, ignore_errors=True)
+    start_stack(run_dir, ports, storage="memory")
     try:
         yield ports
     finally:

@@ -21,7 +21,7 @@ from typing import Any
 
 from playwright.sync_api import Browser, BrowserContext, Page, Route, sync_playwright
 
-from smartlock.services.console.identities import add_identity
+from smartlock.adapters.credentials import CredentialStore
 from tests.integration.procs import ROOT, Pipeline
 
 CHROMIUM = "/usr/bin/chromium"
@@ -36,8 +36,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--autoplay-policy=no-user-gesture-required",
 ]
-OPERATOR = ("wang.li", "operator-secret-1")
-OBSERVER = ("wall-screen", "observer-secret-1")
+OPERATOR_NAME = "wang.li"
+OBSERVER_NAME = "wall-screen"
 SCREENSHOTS = (
     Path(os.environ.get("SMARTLOCK_SCREENSHOT_DIR", ""))
     if os.environ.get("SMARTLOCK_SCREENSHOT_DIR")
@@ -59,16 +59,21 @@ class ConsoleProcess:
     workdir: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    operator: tuple[str, str] = ("", "")
+    observer: tuple[str, str] = ("", "")
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> ConsoleProcess:
-        identities = self.workdir / "console-identities.json"
-        add_identity(identities, OPERATOR[0], "operator", OPERATOR[1])
-        add_identity(identities, OBSERVER[0], "observer", OBSERVER[1])
-        env = self.pipeline.env() | {"SMARTLOCK_CONSOLE__IDENTITIES_FILE": str(identities)}
+        store = CredentialStore(self.workdir / "credentials")
+        for role, name in (("operator", OPERATOR_NAME), ("observer", OBSERVER_NAME)):
+            identity = store.issue(role, name)
+            setattr(self, role, (name, identity.secret.get_secret_value()))
+        env = self.pipeline.env() | {
+            "SMARTLOCK_CREDENTIALS__DIR": str(self.workdir / "credentials")
+        }
         log = open(self.workdir / "console.log", "ab")  # noqa: SIM115 - the child process holds it
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "smartlock.cli.main", "console", "--port", str(self.port)],

@@ -30,8 +30,6 @@ from smartlock.settings import load_settings
 from smartlock.simulators.demo_fleet import CorridorRoute
 from tests.builders import Trip
 from tests.integration.console_browser import (
-    OBSERVER,
-    OPERATOR,
     ConsoleProcess,
     chromium,
     console_state,
@@ -161,7 +159,7 @@ def test_a_page_without_a_session_redirects_to_sign_in_and_the_api_refuses(
             console.base + "/api/alerts/al-x/resolve", data={"note": "x"}
         )
         assert refused.status == 401
-        s.page.fill("input[name=name]", OPERATOR[0])
+        s.page.fill("input[name=name]", console.operator[0])
         s.page.fill("input[name=password]", "wrong password")
         s.page.click("button[type=submit]")
         assert "/login?failed=1" in s.page.url and s.page.is_visible("#failed")
@@ -179,7 +177,7 @@ def test_red_alert_on_map_and_desk_within_a_second_then_resolved_from_the_page_a
     wait_heard(p, before)
     s = open_session(browser, console.base)
     try:
-        page = sign_in(s, console.base, OPERATOR)
+        page = sign_in(s, console.base, console.operator)
         cookie = next(c for c in s.context.cookies() if c["name"] == "smartlock_console")
         assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
         flashes = console_state(page, "S.flashes")
@@ -203,7 +201,7 @@ def test_red_alert_on_map_and_desk_within_a_second_then_resolved_from_the_page_a
 
         page.click(f"{row} button[data-act=ack]")
         page.wait_for_selector(f"{row} .status.acknowledged", timeout=5000)
-        assert f"acknowledged by {OPERATOR[0]}" in page.inner_text(row)
+        assert f"acknowledged by {console.operator[0]}" in page.inner_text(row)
         page.click(f"{row} button[data-act=resolve]")
         page.click(f"{row} button[type=submit]")  # without a note: the browser refuses the form
         assert page.evaluate(f"document.querySelector(\"{row} textarea\").matches(':invalid')")
@@ -218,7 +216,7 @@ def test_red_alert_on_map_and_desk_within_a_second_then_resolved_from_the_page_a
         page.click(f"{row} button[type=submit]")
         page.select_option("#f-status", "")
         page.wait_for_selector(f"{row} .status.resolved", timeout=30000)
-        assert f"resolved by {OPERATOR[0]}" in page.inner_text(row)
+        assert f"resolved by {console.operator[0]}" in page.inner_text(row)
 
         settings = load_settings(
             mqtt={"host": p.mqtt_host, "port": p.mqtt_port, "client_id_prefix": p.prefix},
@@ -251,7 +249,7 @@ def test_red_alert_on_map_and_desk_within_a_second_then_resolved_from_the_page_a
             time.sleep(0.1)
         trail = [json.loads(f["json"]) for _, f in trail]
         [deviation] = [a for a in trail[-1]["evidence"]["alerts"] if a["type"] == "route_deviation"]
-        assert deviation["resolution"]["operator"] == OPERATOR[0]
+        assert deviation["resolution"]["operator"] == console.operator[0]
         assert s.blocked == [] and s.errors == []
     finally:
         s.context.close()
@@ -263,7 +261,7 @@ def test_trip_view_shows_track_alerts_and_replay_stops_at_the_alert(
     _, console = live
     s = open_session(browser, console.base)
     try:
-        page = sign_in(s, console.base, OPERATOR, path=f"/trip/{shown_trip.lock_id}")
+        page = sign_in(s, console.base, console.operator, path=f"/trip/{shown_trip.lock_id}")
         page.wait_for_selector("#trip:not([hidden])", timeout=10000)
         body = page.inner_text("#trip-body")
         fixes = sum(1 for topic, _ in shown_trip.messages if topic.endswith("/telemetry"))
@@ -298,7 +296,7 @@ def test_an_observer_sees_the_desk_but_cannot_resolve_or_acknowledge(
     _, alert = alert_entry(p, shown_trip.lock_id, "route_deviation")
     s = open_session(browser, console.base)
     try:
-        page = sign_in(s, console.base, OBSERVER)
+        page = sign_in(s, console.base, console.observer)
         row = f"#alerts li[data-alert='{alert['alert_id']}']"
         page.wait_for_selector(row, timeout=10000)
         assert page.locator(f"{row} button").count() == 0
@@ -321,7 +319,7 @@ def test_the_page_loads_with_the_outside_network_blocked_and_the_wall_screen_ren
     _, console = live
     s = open_session(browser, console.base, width=1920, height=1080)
     try:
-        page = sign_in(s, console.base, OBSERVER, path="/?wall")
+        page = sign_in(s, console.base, console.observer, path="/?wall")
         assert page.evaluate("document.body.classList.contains('wall')")
         drawn = console_state(page, "S.geofencesDrawn")
         assert drawn == len(GEO.corridors) + len(GEO.zones), drawn

@@ -11,10 +11,13 @@ import redis
 from aiohttp.test_utils import TestClient, TestServer
 
 from smartlock.services.console.app import ConsoleConfig, create_app
-from smartlock.services.console.auth import COOKIE, hash_password
+from smartlock.services.console.auth import COOKIE, Principal
 
 pytestmark = pytest.mark.integration
-IDENTITIES = {"op": {"role": "operator", "password": hash_password("op-password")}}
+
+
+def verify(name: str, password: str) -> Principal | None:
+    return Principal("op", "operator") if (name, password) == ("op", "op-password") else None
 
 
 def config(url: str, prefix: str) -> ConsoleConfig:
@@ -25,7 +28,7 @@ def config(url: str, prefix: str) -> ConsoleConfig:
         redis_url=url,
         prefix=prefix,
         geofences={"type": "FeatureCollection", "features": []},
-        identities=lambda: IDENTITIES,
+        verify=verify,
         publish_resolution=no_broker,
         probe=dict,
     )

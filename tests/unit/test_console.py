@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from smartlock.adapters.credentials import CredentialStore
 from smartlock.adapters.keys import RedisKeys
 from smartlock.services.console.app import _safe_next
-from smartlock.services.console.auth import Principal, hash_password, verify_identity
+from smartlock.services.console.auth import Principal, verify_identity
 from smartlock.services.console.desk import DeskError, check_action
 from smartlock.services.console.feed import LiveFeed
 from smartlock.services.console.health import trip_counts
@@ -191,17 +193,16 @@ def test_desk_rules_observers_notes_and_states() -> None:
     assert exc.value.status == 409
 
 
-def test_sign_in_checks_password_and_role() -> None:
-    identities = {
-        "wang.li": {"role": "operator", "password": hash_password("s3cret-pass")},
-        "wall": {"role": "observer", "password": hash_password("wall-pass-1")},
-        "LK-01": {"role": "lock", "password": hash_password("lock-pass-1")},
-    }
-    assert verify_identity(identities, "wang.li", "s3cret-pass") == OPERATOR
-    assert verify_identity(identities, "wall", "wall-pass-1") == OBSERVER
-    assert verify_identity(identities, "wang.li", "wrong") is None
-    assert verify_identity(identities, "nobody", "s3cret-pass") is None
-    assert verify_identity(identities, "LK-01", "lock-pass-1") is None  # a lock is no console user
+def test_sign_in_checks_the_secret_and_the_role(tmp_path: Path) -> None:
+    store = CredentialStore(tmp_path / "credentials")
+    op = store.issue("operator", "wang.li").secret.get_secret_value()
+    wall = store.issue("observer", "wall").secret.get_secret_value()
+    lock = store.issue("lock", "LK-01").secret.get_secret_value()
+    assert verify_identity(store, "wang.li", op) == OPERATOR
+    assert verify_identity(store, "wall", wall) == OBSERVER
+    assert verify_identity(store, "wang.li", wall) is None
+    assert verify_identity(store, "nobody", op) is None
+    assert verify_identity(store, "LK-01", lock) is None  # a lock is no console user
     assert OPERATOR.may_act and not OBSERVER.may_act
 
 

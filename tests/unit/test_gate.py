@@ -96,6 +96,28 @@ def test_an_inspect_of_an_unknown_lock_is_audited_too() -> None:
     assert entry["verdict"] == "inspect" and entry["evidence"] == {"declaration": None}
 
 
+def test_an_undeclared_consignment_is_flagged_for_detention_in_the_audit_trail() -> None:
+    entry = audit_entry(
+        None,
+        VERDICT
+        | {"declaration_id": None, "verdict": "inspect", "reasons": ["no open declaration"]},
+        "w",
+        "t",
+    )
+    assert entry["penalty"]["kind"] == "undeclared_consignment"
+    assert entry["penalty"]["action"] == "detain"
+    assert entry["penalty"]["max_fine_hkd"] == "50000.00"
+    assert entry["penalty"]["message"].startswith(
+        "The container under lock L1 arrived at beilun-gate with no open declaration"
+    )
+
+
+def test_a_declared_consignment_carries_no_penalty_flag() -> None:
+    release = audit_entry(trip(), VERDICT, "w", "t")
+    inspect = audit_entry(trip(), VERDICT | {"verdict": "inspect", "reasons": ["x"]}, "w", "t")
+    assert "penalty" not in release and "penalty" not in inspect
+
+
 def test_the_fallback_queue_keeps_arrivals_until_their_verdict_is_known(tmp_path: Path) -> None:
     arrival = make_arrival("beilun-gate", "浙G01345", "L1", "CSQU3054383", "2026-11-23T03:00:00Z")
     queue = FallbackQueue(tmp_path)

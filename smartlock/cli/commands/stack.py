@@ -1,4 +1,4 @@
-"""`smartlock stack up|down|status`: the local Mosquitto, Redis and Tansu servers.
+"""`smartlock stack up|down|status`: the local Mosquitto, Redis, SeaweedFS and Tansu servers.
 
 Ports and the run directory default to the settings (``--config`` file, then
 ``SMARTLOCK_...`` environment, then defaults 1883, 6379, 9092 and ``.run/``), so the
@@ -32,14 +32,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--kafka-port", type=int, default=None, help="Tansu (Kafka API) port (default 9092)"
     )
     parser.add_argument(
-        "--timeout", type=float, default=30.0, help="seconds to wait for the servers to answer"
+        "--s3-port", type=int, default=0, help="SeaweedFS S3 port (default: kept from the last run)"
+    )
+    parser.add_argument(
+        "--storage",
+        choices=("s3", "memory"),
+        default="s3",
+        help="where Tansu keeps topics and offsets: s3 (durable, SeaweedFS; default) or memory",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for the servers to answer"
     )
 
 
 def run(args: argparse.Namespace) -> int:
     run_dir, ports = _resolve(args)
     if args.action == "up":
-        info = stack.start_stack(run_dir, ports, timeout=args.timeout)
+        info = stack.start_stack(run_dir, ports, timeout=args.timeout, storage=args.storage)
         for server in info.servers.values():
             print(
                 f"{server.name:<10} pid {server.pid:<7} {server.host}:{server.port:<6} log {server.log}"
@@ -72,5 +81,6 @@ def _resolve(args: argparse.Namespace) -> tuple[Path, stack.Ports]:
         mqtt=args.mqtt_port or settings.mqtt.port,
         redis=args.redis_port or redis_port,
         kafka=args.kafka_port or kafka_port,
+        s3=args.s3_port,
     )
     return args.run_dir or settings.run_dir, ports

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from smartlock.adapters.keys import RedisKeys
 from smartlock.errors import ConfigError
-from smartlock.services.console.auth import COOKIE, Principal, Sessions, verify_identity
+from smartlock.services.console.auth import COOKIE, Principal, Sessions
 from smartlock.services.console.desk import Desk, DeskError, ResolutionPublisher
 from smartlock.services.console.feed import LiveFeed
 from smartlock.services.console.health import Health, HealthProbe
@@ -65,7 +65,7 @@ class ConsoleConfig:
     redis_url: str
     prefix: str
     geofences: dict[str, Any]
-    identities: Callable[[], dict[str, dict[str, str]]]
+    verify: Callable[[str, str], Principal | None]  # name, password -> who, or None
     publish_resolution: ResolutionPublisher
     probe: HealthProbe
     session_ttl_s: int = 12 * 3600
@@ -206,7 +206,7 @@ async def _login(request: web.Request) -> web.StreamResponse:
     name, password = str(form.get("name", "")), str(form.get("password", ""))
     target = _safe_next(str(form.get("next", "/")))
     config = request.app[PARTS].config
-    principal = await asyncio.to_thread(verify_identity, config.identities(), name, password)
+    principal = await asyncio.to_thread(config.verify, name, password)
     if principal is None:
         log.info("console: failed sign-in for %r", name)
         raise web.HTTPFound(f"/login?failed=1&next={quote(target, safe='')}")

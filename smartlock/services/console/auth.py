@@ -3,7 +3,7 @@
 Operators and observers are the identities of the monitoring centre (CONTRACT section 6):
 operators may acknowledge and resolve alerts, observers (wall screens, visitors) only look.
 The password check is one function, :func:`verify_identity`, over the project's credential
-store; everything else here is sessions.
+store (the same secret the identity uses on MQTT); everything else here is sessions.
 
 A session is a random token in an ``HttpOnly; SameSite=Strict`` cookie. Redis keeps only
 the token's SHA-256 (so whoever reads Redis cannot take over a session) with the identity,
@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import redis.asyncio as aioredis
+
+from smartlock.adapters.credentials import CredentialStore
 
 Role = Literal["operator", "observer"]
 COOKIE = "smartlock_console"
@@ -75,36 +77,14 @@ class Sessions:
 # --- the credential check: the one place that asks the credential store -----------------
 
 
-def hash_password(password: str, salt: bytes | None = None) -> str:
-    """``scrypt$<salt hex>$<hash hex>`` of a password."""
-    salt = salt or secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
-    return f"scrypt${salt.hex()}${digest.hex()}"
+def verify_identity(store: CredentialStore, name: str, password: str) -> Principal | None:
+    """The operator or observer ``name`` if ``password`` is its secret, else None.
 
-
-def check_password(password: str, stored: str) -> bool:
-    try:
-        scheme, salt_hex, _ = stored.split("$")
-    except ValueError:
-        return False
-    if scheme != "scrypt":
-        return False
-    return secrets.compare_digest(hash_password(password, bytes.fromhex(salt_hex)), stored)
-
-
-def verify_identity(
-    identities: dict[str, dict[str, str]], name: str, password: str
-) -> Principal | None:
-    """The identity ``name`` if ``password`` is its secret and it is an operator or observer.
-
-    Args:
-        identities: name -> {"role": ..., "password": "scrypt$..."} from the credential store.
+    The secret is the identity's MQTT password from the project's credential store
+    (``smartlock credentials issue operator NAME``); locks, gates and services cannot sign in.
     """
-    entry = identities.get(name)
-    if entry is None or entry.get("role") not in ("operator", "observer"):
-        hash_password(password)  # same work for unknown names: no timing oracle
+    identity = store.verify_password(name, password, roles=("operator", "observer"))
+    if identity is None:
         return None
-    if not check_password(password, entry.get("password", "")):
-        return None
-    role: Role = "operator" if entry["role"] == "operator" else "observer"
-    return Principal(name, role)
+    role: Role = "operator" if identity.role == "operator" else "observer"
+    return Principal(identity.name, role)

@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from smartlock.adapters.credentials import CredentialStore
 from smartlock.core.geofence import Geofences, default_geofence_dir
 from smartlock.services.console.app import ConsoleConfig, create_app
-from smartlock.services.console.identities import load_identities
+from smartlock.services.console.auth import verify_identity
 from smartlock.services.gate.resolution import publish_resolution
 from smartlock.settings import Settings
 
@@ -51,12 +51,12 @@ def console_config(settings: Settings) -> ConsoleConfig:
     ) -> dict[str, Any]:
         return publish_resolution(settings, alert_id, declaration_id, lock_id, operator, note)
 
-    identities: Callable[[], dict[str, dict[str, str]]] = partial(load_identities, settings)
+    store = CredentialStore(settings.credentials_dir)
     return ConsoleConfig(
         redis_url=settings.redis.url,
         prefix=settings.redis.prefix,
         geofences=geofence_collection(directory),
-        identities=identities,
+        verify=partial(verify_identity, store),
         publish_resolution=publish,
         probe=lambda: probe_targets,
         session_ttl_s=settings.console.session_ttl_s,

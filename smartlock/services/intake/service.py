@@ -11,15 +11,27 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
 
+from smartlock.adapters.credentials import CredentialStore
 from smartlock.contract.models import TransitDeclaration, normalise_plate
 from smartlock.errors import InfrastructureError
-from smartlock.services.intake.fees import estimate_fee
+from smartlock.services.intake.auth import (
+    AUTHENTICATE,
+    DECLARANT,
+    MAX_BODY_BYTES,
+    PRINCIPAL,
+    Authenticate,
+    Principal,
+    guard,
+    store_authenticator,
+)
+from smartlock.services.intake.fees import estimate_fee, with_late_charge
+from smartlock.services.intake.fields import declaration_deadline
 from smartlock.services.intake.forms import openapi
 from smartlock.services.intake.reference import normalise_reference
 from smartlock.services.intake.rules import (
@@ -74,15 +86,20 @@ class IntakeService:
         self.store, self.publish, self.clock = store, publish, clock
         self.places, self.limits, self.tz = places, limits, tz
 
-    async def submit(self, form: Any) -> tuple[int, dict[str, Any]]:
-        """Validates and stores a form: 201 with reference and fee, 422 with every error, 409 duplicate id."""
+    async def submit(self, form: Any, caller: Principal) -> tuple[int, dict[str, Any]]:
+        """Validates and stores a form filed by ``caller``: 201 with reference and fee, 422 with
+        every error, 409 duplicate id, 403 unless the caller is a declarant."""
+        if caller.role != DECLARANT:
+            return 403, {"error": "only a declarant files declarations; customs staff review them"}
         now = self.clock()
         result = validate_submission(form, now, self.tz, places=self.places, limits=self.limits)
         if not isinstance(result, Accepted):
             return 422, _errors(result.errors)
         fee = estimate_fee(fee_items(result.intake["cargo"], self.limits), self.limits.hkd_rates)  # type: ignore[arg-type]
+        deadline = declaration_deadline(result.declaration.eta_ts, self.limits)
+        fee = with_late_charge(fee, now - deadline)
         try:
-            record = await self.store.create(result, fee.to_dict(), now)
+            record = await self.store.create(result, fee.to_dict(), now, caller.name)
         except DuplicateDeclaration as exc:
             return 409, {"error": str(exc)}
         return 201, {
@@ -90,23 +107,29 @@ class IntakeService:
             for key in ("reference", "declaration_id", "status", "fee", "declaration")
         }
 
-    async def get(self, reference: str) -> tuple[int, dict[str, Any]]:
-        """200 with the record, or 404."""
+    async def get(self, reference: str, caller: Principal) -> tuple[int, dict[str, Any]]:
+        """200 with the record, or 404 (also for another declarant's declaration: its existence
+        is not disclosed)."""
         record = await self.store.get(normalise_reference(reference))
-        if record is None:
+        if record is None or not caller.may_see(record.get("declarant")):
             return 404, {
                 "error": f"no declaration with reference {reference}; check the reference number"
             }
         return 200, record
 
     async def bind(
-        self, reference: str, vehicle_plate: Any, now: datetime | None = None
+        self, reference: str, vehicle_plate: Any, caller: Principal, now: datetime | None = None
     ) -> tuple[int, dict[str, Any]]:
-        """Binds reference and vehicle and publishes the declaration; 200, 404, 409, 422 or 503."""
+        """Binds reference and vehicle and publishes the declaration; 200, 403, 404, 409, 422 or 503.
+
+        Only the declarant who filed it binds a declaration (another's is 404, customs 403).
+        """
+        if caller.role != DECLARANT:
+            return 403, {"error": "only the declarant who filed a declaration binds it"}
         now = now or self.clock()
         reference = normalise_reference(reference)
         record = await self.store.get(reference)
-        if record is None:
+        if record is None or not caller.may_see(record.get("declarant")):
             return 404, {
                 "error": f"no declaration with reference {reference}; check the reference number"
             }
@@ -132,13 +155,29 @@ class IntakeService:
         return 200, await self.store.mark_bound(reference, normalise_plate(str(vehicle_plate)), now)
 
     def fees(self, body: Any) -> tuple[int, dict[str, Any]]:
-        """200 with the fee breakdown of ``body["cargo"]``, or 422."""
+        """200 with the fee breakdown of ``body["cargo"]`` (and the late charge for
+        ``body["days_late"]`` days after the deadline), or 422."""
         if not isinstance(body, dict):
             return 400, {"error": 'the body must be a JSON object {"cargo": [...]}'}
         items = fee_items(body.get("cargo"), self.limits)
-        if items and isinstance(items[0], FieldError):
-            return 422, _errors(items)  # type: ignore[arg-type]
-        return 200, estimate_fee(items, self.limits.hkd_rates).to_dict()  # type: ignore[arg-type]
+        errors: list[FieldError] = [i for i in items if isinstance(i, FieldError)]
+        days_late = body.get("days_late", 0)
+        if not _is_days(days_late):
+            errors.append(
+                FieldError(
+                    "days_late",
+                    "days_late: must be a number of days from 0 to 3650 (how long after its "
+                    "deadline the declaration comes).",
+                )
+            )
+        if errors:
+            return 422, _errors(errors)
+        fee = estimate_fee(items, self.limits.hkd_rates)  # type: ignore[arg-type]
+        return 200, with_late_charge(fee, timedelta(days=float(days_late))).to_dict()
+
+
+def _is_days(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 3650
 
 
 # --------------------------------------------------------------------------- aiohttp shell
@@ -170,11 +209,13 @@ async def _submit(request: web.Request) -> web.Response:
     body = await _json_body(request)
     if not isinstance(body, dict):
         return _reply((400, {"error": "the body must be a JSON object (the declaration form)"}))
-    return _reply(await request.app[SERVICE].submit(body))
+    return _reply(await request.app[SERVICE].submit(body, request[PRINCIPAL]))
 
 
 async def _get(request: web.Request) -> web.Response:
-    return _reply(await request.app[SERVICE].get(request.match_info["reference"]))
+    return _reply(
+        await request.app[SERVICE].get(request.match_info["reference"], request[PRINCIPAL])
+    )
 
 
 async def _bind(request: web.Request) -> web.Response:
@@ -182,7 +223,9 @@ async def _bind(request: web.Request) -> web.Response:
     if not isinstance(body, dict):
         return _reply((400, {"error": 'the body must be a JSON object {"vehicle_plate": "..."}'}))
     return _reply(
-        await request.app[SERVICE].bind(request.match_info["reference"], body.get("vehicle_plate"))
+        await request.app[SERVICE].bind(
+            request.match_info["reference"], body.get("vehicle_plate"), request[PRINCIPAL]
+        )
     )
 
 
@@ -198,10 +241,16 @@ async def _healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def build_app(service: IntakeService) -> web.Application:
-    """The aiohttp application around an :class:`IntakeService`."""
-    app = web.Application()
+def build_app(service: IntakeService, authenticate: Authenticate) -> web.Application:
+    """The aiohttp application around an :class:`IntakeService`.
+
+    Args:
+        service: the logic.
+        authenticate: bearer token -> caller (see :mod:`smartlock.services.intake.auth`).
+    """
+    app = web.Application(middlewares=[guard], client_max_size=MAX_BODY_BYTES)
     app[SERVICE] = service
+    app[AUTHENTICATE] = authenticate
     app.router.add_post("/declarations", _submit)
     app.router.add_get("/declarations/{reference}", _get)
     app.router.add_post("/declarations/{reference}/bind", _bind)
@@ -258,7 +307,7 @@ def create_app(
         limits=limits_from(settings),
         tz=settings.intake.timezone,
     )
-    app = build_app(service)
+    app = build_app(service, store_authenticator(CredentialStore(settings.credentials_dir)))
 
     async def lifecycle(app: web.Application) -> Any:
         await _ping_redis(redis, settings.redis.url)
@@ -280,6 +329,8 @@ async def _ping_redis(redis: Any, url: str) -> None:
         ) from exc
 
 
-def memory_app(publish: Publish, clock: Clock = utc_now, **kwargs: Any) -> web.Application:
+def memory_app(
+    publish: Publish, authenticate: Authenticate, clock: Clock = utc_now, **kwargs: Any
+) -> web.Application:
     """The service with an in-memory store (tests and demos without Redis)."""
-    return build_app(IntakeService(MemoryStore(), publish, clock, **kwargs))
+    return build_app(IntakeService(MemoryStore(), publish, clock, **kwargs), authenticate)

@@ -5,9 +5,12 @@ Redis keys (``<p>`` is ``redis.prefix``, default ``smartlock``):
 * ``<p>:intake:<reference>``: hash, field ``record`` = the record as JSON, ``status``
   (``accepted`` / ``bound``) and, while a bind is publishing, ``binding``;
 * ``<p>:intake:declaration:<declaration_id>``: the reference of that declaration id (unique);
-* ``<p>:intake:counter:<YYMM>``: the month's reference counter.
 
-A record is a JSON object: ``reference``, ``declaration_id``, ``status``, ``submitted_at``,
+References are random (see :mod:`smartlock.services.intake.reference`); a drawn reference is
+claimed with HSETNX, so two submissions can never share one.
+
+A record is a JSON object: ``reference``, ``declaration_id``, ``declarant`` (the identity that
+filed it, the only one besides customs that may see it), ``status``, ``submitted_at``,
 ``bound_at`` (null until bound), ``vehicle_plate``, ``fee``, ``declaration`` (the contract
 payload) and ``intake`` (consignor, consignee, cargo details, local times).
 """
@@ -20,7 +23,7 @@ from typing import Any, Protocol
 
 from smartlock.contract.models import format_ts
 from smartlock.errors import SmartlockError
-from smartlock.services.intake.reference import make_reference, month_key
+from smartlock.services.intake.reference import make_reference
 from smartlock.services.intake.rules import Accepted
 
 
@@ -41,13 +44,14 @@ class DuplicateDeclaration(IntakeError):
 
 
 def new_record(
-    reference: str, accepted: Accepted, fee: dict[str, Any], now: datetime
+    reference: str, accepted: Accepted, fee: dict[str, Any], now: datetime, declarant: str
 ) -> dict[str, Any]:
-    """The stored record of a freshly accepted declaration."""
+    """The stored record of a freshly accepted declaration filed by ``declarant``."""
     decl = accepted.with_reference(reference).declaration
     return {
         "reference": reference,
         "declaration_id": decl.declaration_id,
+        "declarant": declarant,
         "status": "accepted",
         "submitted_at": format_ts(now),
         "bound_at": None,
@@ -62,7 +66,7 @@ class DeclarationStore(Protocol):
     """What the service needs from a store."""
 
     async def create(
-        self, accepted: Accepted, fee: dict[str, Any], now: datetime
+        self, accepted: Accepted, fee: dict[str, Any], now: datetime, declarant: str
     ) -> dict[str, Any]: ...
     async def get(self, reference: str) -> dict[str, Any] | None: ...
     async def reference_of(self, declaration_id: str) -> str | None: ...
@@ -77,16 +81,15 @@ class MemoryStore:
     def __init__(self) -> None:
         self.records: dict[str, dict[str, Any]] = {}
         self.by_declaration: dict[str, str] = {}
-        self._counters: dict[str, int] = {}
         self._binding: set[str] = set()
 
     async def create(
-        self, accepted: Accepted, fee: dict[str, Any], now: datetime
+        self, accepted: Accepted, fee: dict[str, Any], now: datetime, declarant: str
     ) -> dict[str, Any]:
-        month = month_key(now)
-        self._counters[month] = self._counters.get(month, 0) + 1
-        reference = make_reference(self._counters[month], now)
-        record = new_record(reference, accepted, fee, now)
+        reference = make_reference(now)
+        while reference in self.records:
+            reference = make_reference(now)
+        record = new_record(reference, accepted, fee, now, declarant)
         if record["declaration_id"] in self.by_declaration:
             raise DuplicateDeclaration(
                 f"declaration id {record['declaration_id']} is already declared "
@@ -139,13 +142,14 @@ class RedisStore:
         return f"{self._prefix}:intake:declaration:{declaration_id}"
 
     async def create(
-        self, accepted: Accepted, fee: dict[str, Any], now: datetime
+        self, accepted: Accepted, fee: dict[str, Any], now: datetime, declarant: str
     ) -> dict[str, Any]:
-        month = month_key(now)
-        counter = await self._redis.incr(f"{self._prefix}:intake:counter:{month}")
-        reference = make_reference(int(counter), now)
-        record = new_record(reference, accepted, fee, now)
+        reference = make_reference(now)
+        while not await self._redis.hsetnx(self._key(reference), "status", "accepted"):
+            reference = make_reference(now)  # drawn twice in 2**40: draw again
+        record = new_record(reference, accepted, fee, now, declarant)
         if not await self._redis.set(self._index(record["declaration_id"]), reference, nx=True):
+            await self._redis.delete(self._key(reference))
             other = await self._redis.get(self._index(record["declaration_id"]))
             raise DuplicateDeclaration(
                 f"declaration id {record['declaration_id']} is already declared "
