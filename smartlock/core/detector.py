@@ -333,7 +333,7 @@ class Detector:
             )
         state.judged_arrivals = [*state.judged_arrivals, key][-MEMORY:]
         trip = state.trip
-        verdict, reasons = judge_arrival(trip, arrival)
+        verdict, reasons = judge_arrival(trip, arrival, self.places.destination_gates)
         declaration_id = trip.declaration_id if trip is not None and trip.is_open else None
         if trip is not None and trip.is_open:
             trip.verdict = verdict.value

@@ -34,7 +34,7 @@ from smartlock.local.demo import DemoProcesses, _wait_worker, local_stack
 from smartlock.local.stack import free_ports
 from smartlock.services.gate.client import GateClient, Outcome, make_arrival
 from smartlock.services.gate.queue import FallbackQueue
-from smartlock.services.gate.report import show_outcome
+from smartlock.services.gate.report import show_outcome, writeoff_sentence
 from smartlock.services.gate.resolution import publish_resolution
 from smartlock.settings import load_settings
 from smartlock.simulators.demo_fleet import CorridorRoute
@@ -280,14 +280,9 @@ def _narrate(
         d: {lock: json.loads(v) for lock, v in r.hgetall(f"smartlock:writeoff:{d}").items()}
         for d in declarations.values()
     }
-    for declaration, records in writeoffs.items():
+    for records in writeoffs.values():
         for record in records.values():
-            resolved = [a["resolution"] for a in record["evidence"]["alerts"] if "resolution" in a]
-            console.print(
-                f"7. write-off {declaration}: container {record['container_no']} by {record['decided_by']}"
-                f" at {record['processed_at']}; seal intact {record['evidence']['seal']['intact']}"
-                + (f"; resolved alerts: {resolved}" if resolved else "")
-            )
+            console.print(f"7. {writeoff_sentence(record)}", markup=False)
     return {"verdicts": verdicts, "writeoffs": writeoffs}
 
 

@@ -275,6 +275,22 @@ def test_verdict_unknown_lock() -> None:
     assert v["reasons"] == ["no open declaration binds lock L1"]
 
 
+def test_verdict_unknown_lock_at_an_unknown_gate_with_a_misread_container_lists_every_reason() -> (
+    None
+):
+    v = _verdict(Trip().arrive(gate="nowhere-gate", container="CSQU3054384"))
+    assert (v["verdict"], v["declaration_id"]) == ("inspect", None)
+    assert v["reasons"] == [
+        "gate nowhere-gate is not a known destination gate",
+        "no open declaration binds lock L1",
+        "container number CSQU3054384 read at the gate has check digit 4, expected 3",
+    ]
+    garbled = _verdict(Trip().arrive(container="CSQU30543"))
+    assert garbled["reasons"][-1] == (
+        "container number CSQU30543 read at the gate is not an ISO 6346 number"
+    )
+
+
 def test_verdict_wrong_gate() -> None:
     v = _verdict(Trip().normal().arrive(gate="other-gate"))
     assert "declaration D1 is for gate test-gate, not other-gate" in v["reasons"]
