@@ -101,7 +101,9 @@ class Outputs:
             ),
             retrying(
                 f"{self.role}: Redis write",
-                lambda: self.redis.write(touched, result.outputs, result.dead_letters),
+                lambda: self.redis.write(
+                    touched, result.outputs, result.dead_letters, result.fixes, result.declarations
+                ),
                 give_up_s=give_up,
             ),
             retrying(

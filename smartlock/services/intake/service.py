@@ -19,6 +19,7 @@ from aiohttp import web
 
 from smartlock.adapters.credentials import CredentialStore
 from smartlock.contract.models import TransitDeclaration, normalise_plate
+from smartlock.contract.topics import DECLARATIONS
 from smartlock.errors import InfrastructureError
 from smartlock.services.intake.auth import (
     AUTHENTICATE,
@@ -47,7 +48,6 @@ from smartlock.services.intake.rules import (
 )
 from smartlock.services.intake.store import DeclarationStore, DuplicateDeclaration, MemoryStore
 
-DECLARATIONS_TOPIC = "customs/declarations"
 Publish = Callable[[str, bytes], Awaitable[None]]
 Clock = Callable[[], datetime]
 
@@ -148,7 +148,7 @@ class IntakeService:
             return 409, {"error": f"declaration {reference} is being bound or is already bound"}
         payload = json.dumps(decl.to_payload(), ensure_ascii=False).encode("utf-8")
         try:
-            await self.publish(DECLARATIONS_TOPIC, payload)
+            await self.publish(DECLARATIONS.topic(), payload)
         except InfrastructureError as exc:
             await self.store.release_binding(reference)
             return 503, {"error": f"declaration {reference} not bound: {exc}; try again"}
