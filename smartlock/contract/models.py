@@ -334,6 +334,17 @@ class AlertResolution(_Strict):
     ts: UtcTimestamp
 
 
+class DeclarationCancellation(_Strict):
+    """The intake withdraws a bound declaration before departure (``customs/cancellations``;
+    an addition to the contract). Only a trip whose lock is not sealed yet is cancelled; the
+    locks are then free for another declaration. A later cancellation is dead-lettered."""
+
+    declaration_id: Identifier
+    locks: list[Identifier] = Field(min_length=1, max_length=256)
+    reason: str = Field(min_length=1, max_length=1000)
+    ts: UtcTimestamp
+
+
 # --------------------------------------------------------------------------- outbound
 
 
@@ -374,15 +385,24 @@ class TripStatus(_Strict):
     open_alerts: list[str]
 
 
-Inbound = TransitDeclaration | LockTelemetry | LockEvent | GateArrival | AlertResolution
+Inbound = (
+    TransitDeclaration
+    | LockTelemetry
+    | LockEvent
+    | GateArrival
+    | AlertResolution
+    | DeclarationCancellation
+)
 
 # --------------------------------------------------------------------------- topics
 
 TOPIC_DECLARATIONS = "customs/declarations"
+TOPIC_CANCELLATIONS = "customs/cancellations"
 TOPIC_RESOLUTIONS = "monitoring/resolutions"
 
 _TOPIC_PATTERNS: list[tuple[re.Pattern[str], type[_Strict], str | None]] = [
     (re.compile(r"^customs/declarations$"), TransitDeclaration, None),
+    (re.compile(r"^customs/cancellations$"), DeclarationCancellation, None),
     (re.compile(r"^locks/([^/+#]+)/telemetry$"), LockTelemetry, "lock_id"),
     (re.compile(r"^locks/([^/+#]+)/events$"), LockEvent, "lock_id"),
     (re.compile(r"^gates/([^/+#]+)/arrivals$"), GateArrival, "gate_id"),
@@ -392,6 +412,7 @@ _TOPIC_PATTERNS: list[tuple[re.Pattern[str], type[_Strict], str | None]] = [
 #: MQTT subscriptions that cover every inbound topic.
 INBOUND_SUBSCRIPTIONS = [
     "customs/declarations",
+    "customs/cancellations",
     "locks/+/telemetry",
     "locks/+/events",
     "gates/+/arrivals",

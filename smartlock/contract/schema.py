@@ -18,6 +18,7 @@ from smartlock import __version__
 from smartlock.contract.models import (
     Alert,
     AlertResolution,
+    DeclarationCancellation,
     GateArrival,
     GateVerdict,
     LockEvent,
@@ -35,6 +36,15 @@ CHANNELS: list[tuple[str, str, type[BaseModel], str, bool, str]] = [
         "receive",
         False,
         "Transit declarations, bound to a lock before departure.",
+    ),
+    (
+        "cancellations",
+        "customs/cancellations",
+        DeclarationCancellation,
+        "receive",
+        False,
+        "The intake withdraws a bound declaration before its lock is sealed (addition to the "
+        "contract); a cancellation after sealing is dead-lettered.",
     ),
     (
         "lockTelemetry",
