@@ -18,7 +18,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from smartlock.contract.models import Inbound, format_ts, model_for_topic
+from smartlock.contract.models import Inbound, format_ts
+from smartlock.contract.topics import inbound_channel
 from smartlock.errors import MessageError
 
 #: Largest payload accepted, in bytes. Real lock messages are a few hundred bytes.
@@ -71,7 +72,7 @@ def decode(topic: str, data: bytes | str | dict[str, Any]) -> Envelope:
             ``not_an_object``, ``invalid_payload`` or ``topic_mismatch``.
     """
     try:
-        model, field, topic_value = model_for_topic(topic)
+        channel, topic_value = inbound_channel(topic)
     except KeyError:
         raise MessageError(topic, "unknown_topic", f"{topic!r} is not an inbound topic") from None
     if isinstance(data, dict):
@@ -88,9 +89,10 @@ def decode(topic: str, data: bytes | str | dict[str, Any]) -> Envelope:
     if not isinstance(raw, dict):
         raise MessageError(topic, "not_an_object", "payload must be a JSON object")
     try:
-        message = model.model_validate(raw)
+        message = channel.model.model_validate(raw)
     except ValidationError as exc:
         raise MessageError(topic, "invalid_payload", _describe(exc)) from None
+    field = channel.param
     if field is not None and getattr(message, field) != topic_value:
         raise MessageError(
             topic,

@@ -40,10 +40,8 @@ from smartlock.contract.models import (
     TripState,
     TripStatus,
     Verdict,
-    alert_topic,
-    status_topic,
-    verdict_topic,
 )
+from smartlock.contract.topics import alert_topic, status_topic, verdict_topic
 from smartlock.core import rules
 from smartlock.core.declaration import Places, check_contract_declaration, place_errors
 from smartlock.core.geofence import Geofences

@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from smartlock.adapters.mqtt import MqttClient, Received
+from smartlock.contract.topics import ALERTS, MONITORING_SUBSCRIPTIONS, STATUS
 
 COLOUR_STYLE = {"green": "green", "amber": "yellow", "red": "bold red"}
 
@@ -53,9 +54,7 @@ class LiveView:
         self.client = MqttClient(host, port, f"smartlock-view-{int(time.time() * 1000) % 100000}")
 
     def start(self) -> None:
-        self.client.subscribe(
-            ["monitoring/status/+", "monitoring/alerts/+", "gates/+/verdicts"], self._on_message
-        )
+        self.client.subscribe(MONITORING_SUBSCRIPTIONS, self._on_message)
         self.client.connect()
 
     def stop(self) -> None:
@@ -66,9 +65,9 @@ class LiveView:
         payload = json.loads(msg.payload)
         s = self.state
         with s.lock:
-            if msg.topic.startswith("monitoring/status/"):
+            if STATUS.match(msg.topic):
                 s.statuses[payload["lock_id"]] = payload
-            elif msg.topic.startswith("monitoring/alerts/"):
+            elif ALERTS.match(msg.topic):
                 if payload["alert_id"] in s.alert_ids:
                     return
                 s.alert_ids.add(payload["alert_id"])

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from smartlock.contract.models import format_ts, iso6346_check_digit
+from smartlock.contract.topics import DECLARATIONS, arrival_topic, lock_topic
 from smartlock.core.geofence import Geofences
 
 Message = tuple[str, dict[str, Any]]
@@ -91,7 +92,7 @@ def _truck(
         (
             t0 - 1,
             (
-                "customs/declarations",
+                DECLARATIONS.topic(),
                 {
                     "declaration_id": decl,
                     "lock_id": lock,
@@ -134,7 +135,11 @@ def _truck(
         )
 
     lon, lat = route.at(0)
-    emit(t0, f"locks/{lock}/events", {"type": "sealed", "lat": round(lat, 6), "lon": round(lon, 6)})
+    emit(
+        t0,
+        lock_topic(lock, "events"),
+        {"type": "sealed", "lat": round(lat, 6), "lon": round(lon, 6)},
+    )
     t, x_km, seal = interval_s, 0.0, "sealed"
     while x_km < route.length_km:
         into = t - incident_at
@@ -151,7 +156,7 @@ def _truck(
         lon, lat = route.at(x_km, y)
         emit(
             t0 + t,
-            f"locks/{lock}/telemetry",
+            lock_topic(lock, "telemetry"),
             {
                 "lat": round(lat, 6),
                 "lon": round(lon, 6),
@@ -165,7 +170,7 @@ def _truck(
         (
             t0 + t,
             (
-                f"gates/{route.gate}/arrivals",
+                arrival_topic(route.gate),
                 {
                     "gate_id": route.gate,
                     "ts": format_ts(datetime.fromtimestamp(t0 + t, UTC)),

@@ -31,7 +31,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from smartlock.adapters.mqtt import MqttClient, Received
 from smartlock.contract.codec import DeadLetter, decode
-from smartlock.contract.models import INBOUND_SUBSCRIPTIONS
+from smartlock.contract.topics import INBOUND_SUBSCRIPTIONS
 from smartlock.core.detector import Detector
 from smartlock.errors import MessageError
 from smartlock.settings import Settings

@@ -91,7 +91,13 @@ class Outputs:
         )
         await asyncio.gather(
             self.mqtt.publish_all(mqtt_messages),
-            self.redis.write(result.touched.values(), result.outputs, result.dead_letters),
+            self.redis.write(
+                result.touched.values(),
+                result.outputs,
+                result.dead_letters,
+                result.fixes,
+                result.declarations,
+            ),
             self.redis.write_verdict_records(audits, writeoffs),
             self.kafka.send(records),
         )

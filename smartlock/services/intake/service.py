@@ -19,6 +19,7 @@ from aiohttp import web
 
 from smartlock.adapters.credentials import CredentialStore
 from smartlock.contract.models import TransitDeclaration, format_ts, normalise_plate
+from smartlock.contract.topics import CANCELLATIONS, DECLARATIONS
 from smartlock.core.declaration import check_plate
 from smartlock.errors import InfrastructureError
 from smartlock.services.intake.auth import (
@@ -57,8 +58,6 @@ from smartlock.services.intake.rules import (
 )
 from smartlock.services.intake.store import DeclarationStore, DuplicateDeclaration, MemoryStore
 
-DECLARATIONS_TOPIC = "customs/declarations"
-CANCELLATIONS_TOPIC = "customs/cancellations"
 #: The fields of a declaration in a list.
 SUMMARY = ("reference", "declaration_id", "status", "submitted_at", "vehicle_plate", "version")
 Publish = Callable[[str, bytes], Awaitable[None]]
@@ -243,7 +242,7 @@ class IntakeService:
         )
         try:
             await self.publish(
-                DECLARATIONS_TOPIC,
+                DECLARATIONS.topic(),
                 json.dumps(decl.to_payload(), ensure_ascii=False).encode("utf-8"),
             )
         except InfrastructureError as exc:
@@ -289,7 +288,7 @@ class IntakeService:
             }
             try:
                 await self.publish(
-                    CANCELLATIONS_TOPIC, json.dumps(message, ensure_ascii=False).encode("utf-8")
+                    CANCELLATIONS.topic(), json.dumps(message, ensure_ascii=False).encode("utf-8")
                 )
             except InfrastructureError as exc:
                 return 503, {
@@ -335,7 +334,7 @@ class IntakeService:
             return 409, {"error": f"declaration {reference} is being bound or is already bound"}
         payload = json.dumps(decl.to_payload(), ensure_ascii=False).encode("utf-8")
         try:
-            await self.publish(DECLARATIONS_TOPIC, payload)
+            await self.publish(DECLARATIONS.topic(), payload)
         except InfrastructureError as exc:
             await self.store.release_binding(reference)
             return 503, {"error": f"declaration {reference} not bound: {exc}; try again"}

@@ -25,6 +25,7 @@ import json
 from datetime import datetime
 from typing import Any, Protocol
 
+from smartlock.adapters.keys import RedisKeys
 from smartlock.contract.models import format_ts
 from smartlock.errors import SmartlockError
 from smartlock.services.intake.reference import make_reference
@@ -221,10 +222,10 @@ class RedisStore:
         Redis, same prefix: ``<p>:trip:<lock>``, ``<p>:writeoff:<declaration>``)."""
         trips = {}
         for lock in _locks(record):
-            trip = await self._redis.hgetall(f"{self._prefix}:trip:{lock}")
+            trip = await self._redis.hgetall(RedisKeys(self._prefix).trip(lock))
             if trip:
                 trips[lock] = trip
-        raw = await self._redis.hgetall(f"{self._prefix}:writeoff:{record['declaration_id']}")
+        raw = await self._redis.hgetall(RedisKeys(self._prefix).writeoff(record["declaration_id"]))
         return trips, {lock: json.loads(value) for lock, value in raw.items()}
 
     async def get(self, reference: str) -> dict[str, Any] | None:
