@@ -202,8 +202,10 @@ def run_demo(
     messages = messages_for()
     console.print(f"fleet: {len(messages)} messages, replayed at {speed:g}x real time")
     stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C, kill, and closing the terminal (SIGHUP) all stop the demo cleanly: no server
+    # or process is left behind.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda *_: stop.set())
     with local_stack(run_dir, console) as ports:
         env = dict(os.environ)
         env.update(
