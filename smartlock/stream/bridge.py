@@ -25,10 +25,12 @@ import json
 import logging
 from dataclasses import dataclass
 
+import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from smartlock.adapters.membership import Heartbeat
 from smartlock.adapters.mqtt import MqttClient, Received
 from smartlock.contract.codec import DeadLetter, decode
 from smartlock.contract.topics import INBOUND_SUBSCRIPTIONS
@@ -136,14 +138,19 @@ class Bridge:
                 topics, lambda r: loop.call_soon_threadsafe(self._queue.put_nowait, r)
             )
             await asyncio.to_thread(self._mqtt.connect)
-            log.info(
-                "bridge %s: MQTT %s:%s -> Kafka %s",
-                self.name,
-                self.settings.mqtt.host,
-                self.settings.mqtt.port,
-                kafka.inbound_topic,
+            owns = (
+                f"MQTT {self.settings.mqtt.host}:{self.settings.mqtt.port} $share/{group} "
+                f"-> Kafka {kafka.inbound_topic} ({len(self._partitions)} partitions)"
             )
+            # One line for operators: this bridge is ready and what it moves.
+            print(f"bridge {self.name} ready: {owns}", flush=True)
+            heartbeat = Heartbeat(
+                aioredis.Redis.from_url(self.settings.redis.url), self.settings.redis.prefix,
+                "bridge", self.name,
+            )  # fmt: skip
+            await heartbeat.beat(owns, force=True)
             while not stop.is_set():
+                await heartbeat.beat()
                 batch = await self._next_batch(stop)
                 try:  # a Kafka outage holds the batch (MQTT keeps it unacknowledged) and retries
                     if batch:
@@ -160,6 +167,7 @@ class Bridge:
                 except Outage as exc:
                     exit_on_outage(f"bridge {self.name}", exc)
                 self._mqtt.raise_if_failed()
+            await heartbeat.leave()
         finally:
             self._mqtt.disconnect()
             await self._producer.stop()
