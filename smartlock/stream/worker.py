@@ -213,9 +213,10 @@ def create_app(
         store.cache.clear()
         store.partition_of.clear()
         processor.reset()
-        processor.engine.expect(assigned)
         owned = [
-            key for key, raw in list(table.data.items()) if raw and raw.get("partition") in assigned
+            (key, raw["partition"])
+            for key, raw in list(table.data.items())
+            if raw and raw.get("partition") in assigned
         ]
         processor.engine.schedule_all(owned)
         log.info("worker %s: partitions %s, %d trips recovered", name, sorted(assigned), len(owned))
