@@ -180,7 +180,9 @@ def test_red_alert_on_map_and_desk_within_a_second_then_resolved_from_the_page_a
         page = sign_in(s, console.base, console.operator)
         cookie = next(c for c in s.context.cookies() if c["name"] == "smartlock_console")
         assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
-        flashes = console_state(page, "S.flashes")
+        page.click("#sound")  # sound on (browsers allow it after a click on the page)
+        assert page.inner_text("#sound") == "sound on"
+        flashes, beeps = console_state(page, "[S.flashes, S.beeps]")
         publish(p.mqtt_host, p.mqtt_port, after.messages)
         stored_ms, alert = alert_entry(p, after.lock_id, "route_deviation")
         row = f"#alerts li[data-alert='{alert['alert_id']}']"
@@ -192,12 +194,12 @@ def test_red_alert_on_map_and_desk_within_a_second_then_resolved_from_the_page_a
         latency_ms = seen_ms - stored_ms
         print(f"alert stored in Redis -> applied in the page: {latency_ms} ms")
         assert 0 <= latency_ms < 1000
-        # On the map: drawn as a red truck (never hidden in a cluster), and the screen flashed.
+        # On the map: drawn as a red truck (never hidden in a cluster); the screen flashed and beeped.
         page.wait_for_function(
             f"window.smartlockConsole.redDrawn && window.smartlockConsole.redDrawn.includes('{after.lock_id}')",
             timeout=2000,
         )
-        assert console_state(page, "S.flashes") > flashes
+        assert console_state(page, "S.flashes") > flashes and console_state(page, "S.beeps") > beeps
 
         page.click(f"{row} button[data-act=ack]")
         page.wait_for_selector(f"{row} .status.acknowledged", timeout=5000)
