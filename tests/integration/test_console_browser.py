@@ -245,6 +245,11 @@ def test_red_alert_on_map_and_desk_within_a_second_then_resolved_from_the_page_a
         assert outcome.verdict is not None and outcome.verdict["verdict"] == "release", (
             outcome.verdict
         )
+        page.click("#tabs button[data-tab=gates]")  # the gate view shows the verdict as it happens
+        page.wait_for_selector(
+            f"#verdicts li:has-text('{after.declaration_id}') .release", timeout=5000
+        )
+        assert "redis" in page.inner_text("#health") and "worker 1" in page.inner_text("#health")
         deadline = time.monotonic() + 10  # the audit entry is written beside the verdict
         while not (trail := p.redis().xrange(f"{p.prefix}:audit:{after.declaration_id}")):
             assert time.monotonic() < deadline

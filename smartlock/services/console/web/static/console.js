@@ -291,6 +291,10 @@ function renderWall() {
 
 // ------------------------------------------------------------------ gates and loop
 
+function verdictMs(v) {
+  const ms = v.written_ms - Date.parse(v.ts);
+  return v.written_ms && ms >= 0 && ms < 60000 ? ms : null;
+}
 function renderGates() {
   if (WALL) return;
   const h = S.health || {};
@@ -303,9 +307,14 @@ function renderGates() {
   const v = h.verdicts || {};
   $("loop").innerHTML = `<table class="kv"><tr><th>in transit</th><td>${c.in_transit ?? "–"}</td></tr><tr><th>overdue trips</th><td>${c.overdue ?? "–"}</td></tr>
     <tr><th>released (written off)</th><td>${v.release ?? "–"}</td></tr><tr><th>sent to inspection</th><td>${v.inspect ?? "–"}</td></tr></table>`;
+  // Arrival (stamped by the gate) to verdict stored by the worker. Only meaningful when the gate
+  // stamps arrivals with the current time: replayed or simulated event times are left out.
+  const rtts = S.verdicts.map(verdictMs).filter((x) => x != null).slice(-200).sort((a, b) => a - b);
+  const med = rtts.length ? rtts[Math.floor(rtts.length / 2)] : null;
+  $("loop").innerHTML += `<table class="kv"><tr><th>arrival → verdict</th><td>${med == null ? "no live arrivals yet" : `median ${med} ms, max ${rtts[rtts.length - 1]} ms (${rtts.length} live arrivals; arrival times are to the second)`}</td></tr></table>`;
   $("verdict-count").textContent = `(${S.verdicts.length} newest of ${S.verdictTotal})`;
   $("verdicts").innerHTML = S.verdicts.slice(-200).reverse().map((x) => `<li class="verdict"><span class="${esc(x.verdict)}">${esc(x.verdict.toUpperCase())}</span>
-    ${esc(x.gate_id)} · <a data-trip="${esc(x.lock_id)}">${esc(x.declaration_id || "no declaration")}</a> · <span class="mono muted">${short(x.ts)}</span>
+    ${esc(x.gate_id)} · <a data-trip="${esc(x.lock_id)}">${esc(x.declaration_id || "no declaration")}</a> · <span class="mono muted">${short(x.ts)}</span>${verdictMs(x) != null ? ` · <span class="muted">${verdictMs(x)} ms</span>` : ""}
     ${(x.reasons || []).length ? `<div class="muted">${x.reasons.map(esc).join("; ")}</div>` : ""}</li>`).join("");
 }
 $("verdicts").addEventListener("click", (e) => { const l = e.target.closest("[data-trip]"); if (l) openTrip(l.dataset.trip); });
