@@ -28,7 +28,7 @@ from smartlock.services.gate.client import GateClient, make_arrival
 from smartlock.services.gate.queue import FallbackQueue
 from smartlock.settings import load_settings
 from smartlock.simulators.demo_fleet import CorridorRoute
-from tests.builders import Trip
+from tests.builders import Trip, merge
 from tests.integration.console_browser import (
     ConsoleProcess,
     chromium,
@@ -323,7 +323,16 @@ def test_an_observer_sees_the_desk_but_cannot_resolve_or_acknowledge(
 def test_the_page_loads_with_the_outside_network_blocked_and_the_wall_screen_renders_chinese(
     live: tuple[Pipeline, ConsoleProcess], browser: Browser, shown_trip: Trip, tmp_path: Path
 ) -> None:
-    _, console = live
+    p, console = live
+    fleet = [
+        Trip(f"LK-CON-F{k:02d}", f"DCL-CON-F{k:02d}", plate=f"浙G3{k:04d}", route=BEILUN)
+        .declare()
+        .event("sealed", at=(0, 0))
+        .drive(0, 10 + 4.5 * k, step_km=5, dt=200)
+        for k in range(40)
+    ]
+    publish(p.mqtt_host, p.mqtt_port, merge(*fleet))
+    wait_heard(p, fleet[-1])
     s = open_session(browser, console.base, width=1920, height=1080)
     try:
         page = sign_in(s, console.base, console.observer, path="/?wall")
