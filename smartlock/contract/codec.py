@@ -21,7 +21,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from smartlock.contract.models import Inbound, _parse_utc, format_ts, model_for_topic
+from smartlock.contract.models import Inbound, _parse_utc, format_ts
+from smartlock.contract.topics import GATE_ARRIVALS, inbound_channel
 from smartlock.errors import MessageError
 
 #: Largest payload accepted, in bytes (CONTRACT section 7). Real lock messages are a few hundred bytes.
@@ -210,7 +211,7 @@ def decode(
             ``topic_mismatch`` or ``future_ts``.
     """
     try:
-        model, field, topic_value = model_for_topic(topic)
+        channel, topic_value = inbound_channel(topic)
     except KeyError:
         raise MessageError(
             topic, "unknown_topic", f"{topic[:200]!r} is not an inbound topic"
@@ -226,9 +227,10 @@ def decode(
     if not isinstance(raw, dict):
         raise MessageError(topic, "not_an_object", "payload must be a JSON object")
     try:
-        message = model.model_validate(raw)
+        message = channel.model.model_validate(raw)
     except ValidationError as exc:
         raise MessageError(topic, "invalid_payload", _describe(exc)) from None
+    field = channel.param
     if field is not None and getattr(message, field) != topic_value:
         raise MessageError(
             topic,
@@ -244,9 +246,6 @@ def decode(
             f"time it was received ({format_ts(received_at)}); check the device clock",
         )
     return Envelope(topic=topic, message=message, raw=raw)  # type: ignore[arg-type]
-
-
-_ARRIVALS = re.compile(r"^gates/([A-Za-z0-9][A-Za-z0-9._:-]{0,63})/arrivals$")
 
 
 @dataclass(frozen=True)
@@ -294,8 +293,8 @@ def refused_arrival(topic: str, data: Any, error: MessageError) -> RefusedArriva
     None for other topics, or when the topic names no usable gate id. What the payload
     says about ``ts`` and ``lock_id`` is kept when it can be read safely.
     """
-    match = _ARRIVALS.match(topic)
-    if match is None:
+    gate_id = GATE_ARRIVALS.match(topic)
+    if not isinstance(gate_id, str) or not _IDENTIFIER.match(gate_id):
         return None
     raw: Any = data
     if not isinstance(data, dict):
@@ -311,7 +310,7 @@ def refused_arrival(topic: str, data: Any, error: MessageError) -> RefusedArriva
         candidate = raw.get("lock_id")
         if isinstance(candidate, str) and _IDENTIFIER.match(candidate):
             lock_id = candidate
-    return RefusedArrival(match.group(1), error.reason, error.detail, ts, lock_id)
+    return RefusedArrival(gate_id, error.reason, error.detail, ts, lock_id)
 
 
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")

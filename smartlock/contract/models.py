@@ -348,6 +348,17 @@ class AlertResolution(_Strict):
     ts: UtcTimestamp
 
 
+class DeclarationCancellation(_Strict):
+    """The intake withdraws a bound declaration before departure (``customs/cancellations``;
+    an addition to the contract). Only a trip whose lock is not sealed yet is cancelled; the
+    locks are then free for another declaration. A later cancellation is dead-lettered."""
+
+    declaration_id: Identifier
+    locks: list[Identifier] = Field(min_length=1, max_length=256)
+    reason: str = Field(min_length=1, max_length=1000)
+    ts: UtcTimestamp
+
+
 # --------------------------------------------------------------------------- outbound
 
 
@@ -388,51 +399,11 @@ class TripStatus(_Strict):
     open_alerts: list[str]
 
 
-Inbound = TransitDeclaration | LockTelemetry | LockEvent | GateArrival | AlertResolution
-
-# --------------------------------------------------------------------------- topics
-
-TOPIC_DECLARATIONS = "customs/declarations"
-TOPIC_RESOLUTIONS = "monitoring/resolutions"
-
-_TOPIC_PATTERNS: list[tuple[re.Pattern[str], type[_Strict], str | None]] = [
-    (re.compile(r"^customs/declarations$"), TransitDeclaration, None),
-    (re.compile(r"^locks/([^/+#]+)/telemetry$"), LockTelemetry, "lock_id"),
-    (re.compile(r"^locks/([^/+#]+)/events$"), LockEvent, "lock_id"),
-    (re.compile(r"^gates/([^/+#]+)/arrivals$"), GateArrival, "gate_id"),
-    (re.compile(r"^monitoring/resolutions$"), AlertResolution, None),
-]
-
-#: MQTT subscriptions that cover every inbound topic.
-INBOUND_SUBSCRIPTIONS = [
-    "customs/declarations",
-    "locks/+/telemetry",
-    "locks/+/events",
-    "gates/+/arrivals",
-    "monitoring/resolutions",
-]
-
-
-def alert_topic(declaration_id: str) -> str:
-    return f"monitoring/alerts/{declaration_id}"
-
-
-def status_topic(declaration_id: str) -> str:
-    return f"monitoring/status/{declaration_id}"
-
-
-def verdict_topic(gate_id: str) -> str:
-    return f"gates/{gate_id}/verdicts"
-
-
-def model_for_topic(topic: str) -> tuple[type[_Strict], str | None, str | None]:
-    """Returns (model, field the topic names, value the topic names) for an inbound topic.
-
-    Raises:
-        KeyError: the topic is not an inbound topic of the contract.
-    """
-    for pattern, model, field in _TOPIC_PATTERNS:
-        m = pattern.match(topic)
-        if m:
-            return model, field, (m.group(1) if field else None)
-    raise KeyError(topic)
+Inbound = (
+    TransitDeclaration
+    | LockTelemetry
+    | LockEvent
+    | GateArrival
+    | AlertResolution
+    | DeclarationCancellation
+)

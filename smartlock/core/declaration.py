@@ -110,7 +110,29 @@ VAGUE_TOKENS = frozenset(w for phrase in VAGUE_WORDS for w in phrase.split() if 
     "new",
     "used",
     "etc",
+    "for",
+    "sale",
+    "trade",
+    "all",
+    "kinds",
+    "fak",
+    "related",
 }
+#: Catch-all phrases: wherever they stand, they let a cargo line cover anything ("plastic toys
+#: and related items", "FAK freight all kinds", "goods for sale", "T恤等").
+CATCH_ALL = re.compile(
+    r"\bfak\b|\bfreight (?:of )?all kinds\b|\ball kinds\b"
+    r"|\b(?:and|or|plus|with|&) (?:other|related|similar|assorted|various|misc\w*|sundry) "
+    r"(?:items?|goods|products?|articles?|things|stuff|accessories|merchandise|parts)\b"
+    r"|\brelated (?:items|goods|products|articles)\b"
+    r"|\betc\b|\band so on\b"
+    r"|\bvarious (?:items|goods|products|articles|kinds|things|merchandise)\b"
+    r"|\bmisc(?:ellaneous)?\b(?! (?:sizes|colou?rs))|\bsundr(?:y|ies)\b"
+    r"|\bgeneral (?:cargo|merchandise|goods|items)\b"
+    r"|\bsaid to contain\b|\bstc\b"
+    r"|\bfor (?:sale|resale|trade|export)\b"
+    r"|杂货|等等|其他(?:商品|货物|物品)|相关(?:产品|商品|物品)|各类|各种|一批|等(?:商品|货物|物品)?$"
+)
 _EXAMPLE = '"Bluetooth earphones, model X12, ABS plastic"'
 _CJK = re.compile(r"[\u3400-\u9fff]")
 _WORD = re.compile(r"[\w%]+", re.UNICODE)
@@ -119,9 +141,11 @@ _WORD = re.compile(r"[\w%]+", re.UNICODE)
 def check_description(path: str, description: Any) -> list[FieldError]:
     """Cargo description rules: present, not vague, specific enough (name, model, material).
 
-    Vague: the whole description is a vague word (:data:`VAGUE_WORDS`), or every word of it is
-    a vague or filler word ("assorted electronic goods"). Specific enough: three words or more,
-    or two when one carries a model number ("iPhone 15"); CJK characters count as words.
+    Vague: the whole description is a vague word (:data:`VAGUE_WORDS`), every word of it is
+    a vague or filler word ("assorted electronic goods", "goods for sale"), or it holds a
+    catch-all phrase (:data:`CATCH_ALL`: "and related items", "FAK", "etc."). Specific enough:
+    three words or more, or two when one carries a model number ("iPhone 15"); CJK characters
+    count as words.
     """
     if not isinstance(description, str) or not description.strip():
         return [
@@ -141,6 +165,16 @@ def check_description(path: str, description: Any) -> list[FieldError]:
                 path,
                 f'{path}: "{text}" is too vague; say what the goods are: name, model and '
                 f"material, e.g. {_EXAMPLE}",
+            )
+        ]
+    catch_all = CATCH_ALL.search(" ".join(re.sub(r"[^\w\s&]", " ", text.lower()).split()))
+    if catch_all is not None:
+        return [
+            FieldError(
+                path,
+                f'{path}: "{text}" is too vague: "{catch_all.group(0)}" lets the line cover '
+                "anything; list each kind of goods on its own cargo line by name, model and "
+                f"material, e.g. {_EXAMPLE}.",
             )
         ]
     cjk = len(_CJK.findall(text))

@@ -31,7 +31,7 @@ from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 
 from smartlock.contract.codec import Envelope, RefusedArrival
-from smartlock.contract.models import verdict_topic
+from smartlock.contract.topics import verdict_topic
 from smartlock.core.detector import Detector, Output, Rejection
 from smartlock.core.state import LockState
 from smartlock.core.verdict import refused_arrival_verdict

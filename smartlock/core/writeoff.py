@@ -4,7 +4,9 @@ A ``release`` writes the declaration off (CONTRACT section 4). The record says w
 decided, when, and on which evidence: what the gate read, the seal history, where the lock
 last was, and every alert of the trip with its resolution (operator, note, time), so a red
 alert that an operator resolved before the release stays on file. Every verdict, release
-or inspect, also becomes an audit entry of the same shape.
+or inspect, also becomes an audit entry of the same shape; an arrival that no open
+declaration covers is flagged as an undeclared consignment (``penalty``: detain, fine up to
+HK$50,000, see :mod:`smartlock.core.penalties`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from smartlock.contract.models import format_epoch
+from smartlock.core.penalties import undeclared_consignment
 from smartlock.core.state import Trip
 
 AUTOMATIC = "smartlock automatic gate verification"
@@ -79,7 +82,7 @@ def audit_entry(
         decided_by: who or what decided (the worker's name is part of it).
         processed_at: wall-clock time the verdict was made (the verdict's ``ts`` is event time).
     """
-    return {
+    entry: dict[str, Any] = {
         "kind": "verdict",
         "declaration_id": verdict.get("declaration_id"),
         "lock_id": verdict["lock_id"],
@@ -91,6 +94,10 @@ def audit_entry(
         "processed_at": processed_at,
         "evidence": evidence(trip, verdict),
     }
+    if verdict.get("declaration_id") is None:
+        # No open declaration binds the lock: an undeclared consignment (ROCARS penalties).
+        entry["penalty"] = undeclared_consignment(verdict["lock_id"], verdict["gate_id"])
+    return entry
 
 
 def writeoff_record(

@@ -26,6 +26,7 @@ from typing import Any
 import redis
 from rich.console import Console
 
+from smartlock.adapters.credentials import CredentialStore
 from smartlock.contract.models import format_epoch
 from smartlock.core.geofence import Geofences, default_geofence_dir
 from smartlock.errors import InfrastructureError
@@ -33,7 +34,7 @@ from smartlock.local.demo import DemoProcesses, _wait_worker, local_stack
 from smartlock.local.stack import free_ports
 from smartlock.services.gate.client import GateClient, Outcome, make_arrival
 from smartlock.services.gate.queue import FallbackQueue
-from smartlock.services.gate.report import show_outcome
+from smartlock.services.gate.report import show_outcome, writeoff_sentence
 from smartlock.services.gate.resolution import publish_resolution
 from smartlock.settings import load_settings
 from smartlock.simulators.demo_fleet import CorridorRoute
@@ -96,12 +97,12 @@ def _form(lock: str, container: str, plate: str, depart: datetime) -> dict[str, 
     }
 
 
-def _http(url: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+def _http(url: str, token: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
     data = json.dumps(body, ensure_ascii=False).encode() if body is not None else None
     req = urllib.request.Request(
         url,
         data=data,
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
         method="POST" if body is not None else "GET",
     )
     try:
@@ -156,6 +157,7 @@ def run_loop(run_dir: Path, console: Console | None = None) -> dict[str, Any]:
             "SMARTLOCK_KAFKA__BOOTSTRAP": f"127.0.0.1:{ports.kafka}",
             "SMARTLOCK_REDIS__URL": f"redis://127.0.0.1:{ports.redis}/0",
             "SMARTLOCK_INTAKE__PORT": str(intake_port),
+            "SMARTLOCK_CREDENTIALS__DIR": str((run_dir / "credentials").resolve()),
             "PYTHONUNBUFFERED": "1",
         }
         procs = DemoProcesses(run_dir, env)
@@ -164,7 +166,9 @@ def run_loop(run_dir: Path, console: Console | None = None) -> dict[str, Any]:
                 procs.start(role)
             _wait_worker(ports.redis, procs, console, threading.Event())
             settings = load_settings(
-                mqtt={"port": ports.mqtt}, redis={"url": env["SMARTLOCK_REDIS__URL"]}
+                mqtt={"port": ports.mqtt},
+                redis={"url": env["SMARTLOCK_REDIS__URL"]},
+                credentials={"dir": env["SMARTLOCK_CREDENTIALS__DIR"]},
             )
             base = f"http://127.0.0.1:{intake_port}"
             _wait_http(f"{base}/healthz", procs)
@@ -192,9 +196,11 @@ def _narrate(
 ) -> dict[str, Any]:
     depart = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=45)
     r = redis.Redis(port=redis_port, decode_responses=True)
+    declarant = CredentialStore(settings.credentials_dir).ensure("declarant", "loop-forwarder")
+    token = declarant.secret.get_secret_value()
     declarations = {}
     for lock, container, plate, _ in TRUCKS:
-        status, body = _http(f"{base}/declarations", _form(lock, container, plate, depart))
+        status, body = _http(f"{base}/declarations", token, _form(lock, container, plate, depart))
         if status != 201:
             raise InfrastructureError(f"declaration refused: {body}")
         console.print(
@@ -202,7 +208,7 @@ def _narrate(
             f"fee HK$ {body['fee']['total']}"
         )
         status, bound = _http(
-            f"{base}/declarations/{body['reference']}/bind", {"vehicle_plate": plate}
+            f"{base}/declarations/{body['reference']}/bind", token, {"vehicle_plate": plate}
         )
         if status != 200:
             raise InfrastructureError(f"binding refused: {bound}")
@@ -274,14 +280,9 @@ def _narrate(
         d: {lock: json.loads(v) for lock, v in r.hgetall(f"smartlock:writeoff:{d}").items()}
         for d in declarations.values()
     }
-    for declaration, records in writeoffs.items():
+    for records in writeoffs.values():
         for record in records.values():
-            resolved = [a["resolution"] for a in record["evidence"]["alerts"] if "resolution" in a]
-            console.print(
-                f"7. write-off {declaration}: container {record['container_no']} by {record['decided_by']}"
-                f" at {record['processed_at']}; seal intact {record['evidence']['seal']['intact']}"
-                + (f"; resolved alerts: {resolved}" if resolved else "")
-            )
+            console.print(f"7. {writeoff_sentence(record)}", markup=False)
     return {"verdicts": verdicts, "writeoffs": writeoffs}
 
 

@@ -32,9 +32,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from smartlock.adapters.mqtt import MqttClient, Received
-from smartlock.contract.models import INBOUND_SUBSCRIPTIONS
+from smartlock.contract.topics import INBOUND_SUBSCRIPTIONS
 from smartlock.settings import Settings
 from smartlock.stream.inbound import Forwarder
+from smartlock.stream.retry import Outage, exit_on_outage, retrying
 
 log = logging.getLogger(__name__)
 
@@ -129,11 +130,25 @@ class Bridge:
             )
             while not stop.is_set():
                 batch = await self._next_batch(stop)
-                if batch:
-                    await self._forward(batch)
-                await self._tick()
+                try:  # a Kafka outage holds the batch (MQTT keeps it unacknowledged) and retries
+                    if batch:
+                        await retrying(
+                            f"bridge {self.name}: Kafka produce",
+                            lambda batch=batch: self._forward(batch),  # type: ignore[misc]
+                            give_up_s=kafka.output_give_up_s,
+                        )
+                    await retrying(
+                        f"bridge {self.name}: watermark tick",
+                        self._tick,
+                        give_up_s=kafka.output_give_up_s,
+                    )
+                except Outage as exc:
+                    exit_on_outage(f"bridge {self.name}", exc)
                 self._mqtt.raise_if_failed()
-            await self._tick(closing=True)  # workers stop waiting for this bridge's clock
+            try:  # workers stop waiting for this bridge's clock
+                await self._tick(closing=True)
+            except Exception as exc:  # noqa: BLE001 - stopping anyway; the clock expires then
+                log.warning("bridge %s: closing tick not written: %s", self.name, exc)
         finally:
             self._mqtt.disconnect()
             await self._producer.stop()

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from smartlock.adapters.credentials import CredentialStore
 from smartlock.errors import InfrastructureError
 from tests.servers import Backend, Endpoint, describe_backend, make_backend
 
@@ -66,6 +67,12 @@ def redis_server(servers_backend: Backend) -> Endpoint:
 def kafka_server(servers_backend: Backend) -> Endpoint:
     """A Kafka-compatible broker: Tansu locally, Apache Kafka (KRaft) in Docker."""
     return _start(servers_backend, "kafka")
+
+
+@pytest.fixture(scope="session")
+def credentials(servers_backend: Backend) -> CredentialStore:
+    """The credentials store of the test servers (identities of locks, gates, people, services)."""
+    return servers_backend.credentials
 
 
 @pytest.fixture

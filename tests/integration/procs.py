@@ -33,6 +33,7 @@ class Pipeline:
     redis_url: str
     workdir: Path
     geofences: Path | None = None
+    credentials_dir: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -58,6 +59,9 @@ class Pipeline:
                 "SMARTLOCK_KAFKA__WRITEOFFS_TOPIC": f"{self.prefix}.writeoffs",
                 "SMARTLOCK_REDIS__URL": self.redis_url,
                 "SMARTLOCK_REDIS__PREFIX": self.prefix,
+                "SMARTLOCK_CREDENTIALS__DIR": str(
+                    self.credentials_dir or self.workdir / "credentials"
+                ),
                 "PYTHONUNBUFFERED": "1",
             }
         )

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from smartlock.adapters.credentials import CredentialStore
 from smartlock.contract.models import format_ts
 from smartlock.core.geofence import Geofences, default_geofence_dir
 from smartlock.services.gate.client import GateClient, make_arrival
@@ -40,10 +41,19 @@ DEPART = datetime(
 
 @pytest.fixture
 def pipeline(
-    mqtt_server: Any, redis_server: Any, kafka_server: Any, tmp_path: Path
+    mqtt_server: Any,
+    redis_server: Any,
+    kafka_server: Any,
+    tmp_path: Path,
+    credentials: CredentialStore,
 ) -> Iterator[Pipeline]:
     p = Pipeline(
-        mqtt_server.host, mqtt_server.port, kafka_server.bootstrap, redis_server.url, tmp_path
+        mqtt_server.host,
+        mqtt_server.port,
+        kafka_server.bootstrap,
+        redis_server.url,
+        tmp_path,
+        credentials_dir=credentials.directory,
     )
     p.start("worker")
     p.start("bridge")
@@ -54,6 +64,7 @@ def pipeline(
 
 def settings_of(p: Pipeline) -> Settings:
     return load_settings(
+        credentials={"dir": p.credentials_dir},
         mqtt={"host": p.mqtt_host, "port": p.mqtt_port, "client_id_prefix": p.prefix},
         redis={"url": p.redis_url, "prefix": p.prefix},
     )
@@ -71,8 +82,14 @@ def declare_and_bind(p: Pipeline, forms: list[dict[str, Any]]) -> list[str]:
     """Submits the forms to the intake service on 2026-11-23 02:00Z, binds them at 07:00Z."""
     now = [datetime(2026, 11, 23, 2, 0, tzinfo=UTC)]
 
+    settings = settings_of(p)
+    declarant = CredentialStore(settings.credentials_dir).ensure(
+        "declarant", f"{p.prefix}-forwarder"
+    )
+    auth = {"Authorization": f"Bearer {declarant.secret.get_secret_value()}"}
+
     async def scenario() -> list[str]:
-        client = TestClient(TestServer(create_app(settings_of(p), clock=lambda: now[0])))
+        client = TestClient(TestServer(create_app(settings, clock=lambda: now[0])), headers=auth)
         await client.start_server()
         try:
             references = []
@@ -349,7 +366,9 @@ def test_pipeline_stopped_the_gate_falls_back_to_manual_inspection_then_reconcil
         p, "gate", "daxie-gate", "--reconcile", "--queue-dir", str(tmp_path / "queue-daxie-gate")
     )
     assert shown.returncode == 0, shown.stdout + shown.stderr
-    assert f"reconciled: lock LK-{unique}-b" in shown.stdout and "pipeline inspect" in shown.stdout
+    assert f"Reconciled: lock LK-{unique}-b " in shown.stdout
+    assert "was sent to manual inspection; the pipeline's verdict is inspect: " in shown.stdout
+    assert "manual manual" not in shown.stdout
     assert FallbackQueue(tmp_path / "queue-daxie-gate").pending() == []
     [done] = [
         d for d in FallbackQueue(tmp_path / "queue-daxie-gate").done() if d["arrival"] == arrival

@@ -14,6 +14,7 @@ import pytest
 import redis
 from aiohttp.test_utils import TestClient, TestServer
 
+from smartlock.adapters.credentials import CredentialStore
 from smartlock.adapters.mqtt import MqttClient, Received
 from smartlock.services.intake.service import create_app
 from smartlock.settings import load_settings
@@ -59,15 +60,18 @@ class Declarations:
             time.sleep(0.05)
 
 
-def _settings(mqtt: Endpoint, redis_server: Endpoint, prefix: str) -> Any:
+def _settings(mqtt: Endpoint, redis_server: Endpoint, prefix: str, store: CredentialStore) -> Any:
     return load_settings(
+        credentials={"dir": store.directory},
         mqtt={"host": mqtt.host, "port": mqtt.port},
         redis={"url": redis_server.url, "prefix": prefix},
     )
 
 
-async def _run(settings: Any, clock: Clock, scenario: Any) -> Any:
-    client = TestClient(TestServer(create_app(settings, clock=clock)))
+async def _run(settings: Any, clock: Clock, scenario: Any, token: str) -> Any:
+    client = TestClient(
+        TestServer(create_app(settings, clock=clock)), headers={"Authorization": f"Bearer {token}"}
+    )
     await client.start_server()
     try:
         return await scenario(client)
@@ -76,9 +80,10 @@ async def _run(settings: Any, clock: Clock, scenario: Any) -> Any:
 
 
 def test_declare_bind_and_the_declaration_arrives_on_mqtt(
-    mqtt_server: Endpoint, redis_server: Endpoint, unique: str
+    mqtt_server: Endpoint, redis_server: Endpoint, unique: str, credentials: CredentialStore
 ) -> None:
     listener = Declarations(mqtt_server, unique)
+    token = credentials.issue("declarant", f"decl-{unique}").secret.get_secret_value()
     clock = Clock(NOW)
     prefix = f"test-{unique}"
     form = road_form(declaration_id=f"DCL-{unique}", lock_id=f"LK-{unique}")
@@ -118,7 +123,7 @@ def test_declare_bind_and_the_declaration_arrives_on_mqtt(
             f"/declarations/{reference}/bind", json={"vehicle_plate": "浙G01345"}
         )
         assert again.status == 409
-        assert (await client.get("/declarations/CCRN-2611-0000-0")).status == 404
+        assert (await client.get("/declarations/CCRN-2611-0000-0000-0")).status == 404
         fees = await client.post("/fees", json={"cargo": [{"value": 47001, "currency": "HKD"}]})
         assert (await fees.json())["total"] == "1.00"
         assert (await (await client.get("/openapi.json")).json())["openapi"] == "3.1.0"
@@ -126,7 +131,7 @@ def test_declare_bind_and_the_declaration_arrives_on_mqtt(
 
     try:
         reference, declaration = asyncio.run(
-            _run(_settings(mqtt_server, redis_server, prefix), clock, scenario)
+            _run(_settings(mqtt_server, redis_server, prefix, credentials), clock, scenario, token)
         )
         arrived = listener.of(f"DCL-{unique}")
         assert arrived == [declaration]
@@ -146,9 +151,10 @@ def test_declare_bind_and_the_declaration_arrives_on_mqtt(
 
 
 def test_a_late_bind_is_refused_and_publishes_nothing(
-    mqtt_server: Endpoint, redis_server: Endpoint, unique: str
+    mqtt_server: Endpoint, redis_server: Endpoint, unique: str, credentials: CredentialStore
 ) -> None:
     listener = Declarations(mqtt_server, unique)
+    token = credentials.issue("declarant", f"decl-{unique}").secret.get_secret_value()
     clock = Clock(NOW)
     form = road_form(lock_id=f"LK-{unique}")
 
@@ -178,7 +184,12 @@ def test_a_late_bind_is_refused_and_publishes_nothing(
 
     try:
         declaration_id = asyncio.run(
-            _run(_settings(mqtt_server, redis_server, f"test-{unique}"), clock, scenario)
+            _run(
+                _settings(mqtt_server, redis_server, f"test-{unique}", credentials),
+                clock,
+                scenario,
+                token,
+            )
         )
         assert listener.of(declaration_id, wait=1.0) == []
     finally:

@@ -158,18 +158,19 @@ def test_stack_starts_answers_and_stops_without_leftovers(tmp_path: Path) -> Non
         assert startup_s < 20, f"stack took {startup_s:.1f} s to start"
         statuses = {s.name: s for s in stack.stack_status(run_dir)}
         assert all(s.running and s.healthy for s in statuses.values()), statuses
-        assert {n: s.port for n, s in statuses.items()} == {
+        assert {n: s.port for n, s in statuses.items() if n != "seaweedfs"} == {
             "mosquitto": ports.mqtt,
             "redis": ports.redis,
             "tansu": ports.kafka,
         }
+        assert statuses["seaweedfs"].healthy  # the durable storage under Tansu
         assert info.kafka_bootstrap == f"127.0.0.1:{ports.kafka}"
         # Starting again adopts the running servers instead of failing on busy ports.
         assert stack.start_stack(run_dir, ports).servers == info.servers
         pids = [s.pid for s in info.servers.values()]
     finally:
         stopped = stack.stop_stack(run_dir)
-    assert stopped == ["mosquitto", "redis", "tansu"]
+    assert stopped == ["mosquitto", "redis", "seaweedfs", "tansu"]
     # The servers were children of this process: stopping also reaped them (no zombies).
     assert [pid for pid in pids if Path(f"/proc/{pid}").exists()] == []
     assert not any(
@@ -195,4 +196,4 @@ def test_stack_refuses_a_busy_port_and_leaves_nothing_running(tmp_path: Path) ->
 
 def test_missing_binary_names_the_install_command() -> None:
     with pytest.raises(InfrastructureError, match="apt-get install -y mosquitto redis-server"):
-        stack.find_binary("smartlock-no-such-server", stack.APT_HINT, extra_dirs=())
+        stack.find_binary("smartlock-no-such-server", stack.model.APT_HINT, extra_dirs=())

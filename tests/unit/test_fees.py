@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +18,7 @@ from smartlock.services.intake.fees import (
     estimate_fee,
     to_hkd,
     training_levy,
+    with_late_charge,
 )
 
 
@@ -128,3 +130,39 @@ def test_fees_command_reads_a_form(tmp_path: Any, capsys: pytest.CaptureFixture[
         "9.00",
         "10.00",
     )
+
+
+def test_fees_command_adds_the_late_charge(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    fees_command.configure(parser)
+    assert fees_command.run(parser.parse_args(["--value", "47001", "--days-late", "15"])) == 0
+    out = capsys.readouterr().out
+    assert "late charge           HK$         2.00   (2 x the fee)" in out
+    assert "total                 HK$         3.00" in out
+    assert out.rstrip().endswith("charged 2 more times: a late charge of HK$2.00.")
+    assert (
+        fees_command.run(parser.parse_args(["--value", "47001", "--days-late", "140", "--json"]))
+        == 0
+    )
+    body = json.loads(capsys.readouterr().out)
+    assert (body["late_charge"], body["total"], body["late"]["multiplier"]) == (
+        "10.00",
+        "11.00",
+        10,
+    )
+    assert (
+        fees_command.run(parser.parse_args(["--value", "47001", "--days-late", "0", "--json"])) == 0
+    )
+    body = json.loads(capsys.readouterr().out)
+    assert (body["late_charge"], body["total"], "late" in body) == ("0.00", "1.00", False)
+
+
+@pytest.mark.parametrize(
+    ("days", "multiplier"),
+    [(0, 0), (0.001, 1), (14, 1), (14.001, 2), (126, 9), (126.001, 10), (1000, 10)],
+)
+def test_late_charge_on_an_estimate_at_the_boundaries(days: float, multiplier: int) -> None:
+    fee = with_late_charge(estimate_fee([FeeItem(Decimal("47001"))]), timedelta(days=days))
+    assert fee.fee == Decimal("1.00")
+    assert fee.late_charge == Decimal("1.00") * multiplier
+    assert fee.total == Decimal("1.00") * (1 + multiplier)

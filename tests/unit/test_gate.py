@@ -10,8 +10,9 @@ import pytest
 from smartlock.contract.models import AlertType, Severity, TripState
 from smartlock.core.state import AlertRecord, Fix, Trip
 from smartlock.core.writeoff import audit_entry, writeoff_record
-from smartlock.services.gate.client import make_arrival
+from smartlock.services.gate.client import MANUAL, make_arrival
 from smartlock.services.gate.queue import FallbackQueue, arrival_key
+from smartlock.services.gate.report import reconciled_sentence, writeoff_sentence
 
 
 def trip(**changes: object) -> Trip:
@@ -96,6 +97,28 @@ def test_an_inspect_of_an_unknown_lock_is_audited_too() -> None:
     assert entry["verdict"] == "inspect" and entry["evidence"] == {"declaration": None}
 
 
+def test_an_undeclared_consignment_is_flagged_for_detention_in_the_audit_trail() -> None:
+    entry = audit_entry(
+        None,
+        VERDICT
+        | {"declaration_id": None, "verdict": "inspect", "reasons": ["no open declaration"]},
+        "w",
+        "t",
+    )
+    assert entry["penalty"]["kind"] == "undeclared_consignment"
+    assert entry["penalty"]["action"] == "detain"
+    assert entry["penalty"]["max_fine_hkd"] == "50000.00"
+    assert entry["penalty"]["message"].startswith(
+        "The container under lock L1 arrived at beilun-gate with no open declaration"
+    )
+
+
+def test_a_declared_consignment_carries_no_penalty_flag() -> None:
+    release = audit_entry(trip(), VERDICT, "w", "t")
+    inspect = audit_entry(trip(), VERDICT | {"verdict": "inspect", "reasons": ["x"]}, "w", "t")
+    assert "penalty" not in release and "penalty" not in inspect
+
+
 def test_the_fallback_queue_keeps_arrivals_until_their_verdict_is_known(tmp_path: Path) -> None:
     arrival = make_arrival("beilun-gate", "浙G01345", "L1", "CSQU3054383", "2026-11-23T03:00:00Z")
     queue = FallbackQueue(tmp_path)
@@ -126,3 +149,36 @@ def test_a_gate_arrival_is_validated_before_it_is_sent() -> None:
         ]
         == "CSQU3054383"
     )
+
+
+def test_a_write_off_is_told_in_a_sentence() -> None:
+    resolved = AlertRecord(
+        alert_id="al-1",
+        type=AlertType.ROUTE_DEVIATION,
+        severity=Severity.RED,
+        ts=1_795_005_000,
+        open=False,
+        resolved_by="Wang Li",
+        resolved_note="police check",
+        resolved_ts=1_795_008_000,
+    )
+    record = writeoff_record(
+        trip(alerts=[resolved]), VERDICT, "the pipeline", "2026-11-23T03:00:00Z"
+    )
+    assert writeoff_sentence(record) == (
+        "Declaration D1 written off: container CSQU3054383 (lock L1) released at beilun-gate, decided "
+        "by the pipeline at 2026-11-23T03:00:00Z; the seal stayed intact from sealing to arrival; "
+        "alert al-1 (route deviation) was resolved by Wang Li at 2026-11-18T13:20:00Z: police check."
+    )
+
+
+def test_a_reconciled_arrival_is_told_in_a_sentence_without_manual_twice() -> None:
+    arrival = make_arrival("beilun-gate", "浙G01345", "L1", "CSQU3054383", "2026-11-23T03:00:00Z")
+    verdict = VERDICT | {"verdict": "inspect", "reasons": ["lock was never sealed", "x"]}
+    text = reconciled_sentence({"arrival": arrival, "verdict": verdict, "manual_decision": MANUAL})
+    assert text == (
+        "Reconciled: lock L1 (container CSQU3054383, plate 浙G01345) arrived at 2026-11-23T03:00:00Z "
+        "and was sent to manual inspection; the pipeline's verdict is inspect: lock was never "
+        "sealed; x."
+    )
+    assert "manual manual" not in text

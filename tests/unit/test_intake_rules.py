@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from smartlock.contract.models import TransitDeclaration
+from smartlock.services.intake.auth import Principal
 from smartlock.services.intake.forms import openapi, openapi_json
-from smartlock.services.intake.reference import is_valid_reference, make_reference
+from smartlock.services.intake.reference import ALPHABET, is_valid_reference, make_reference
 from smartlock.services.intake.rules import (
     PENDING_ID,
     Accepted,
@@ -492,18 +493,11 @@ def test_submission_earlier_than_14_days_before_departure_is_refused() -> None:
     assert isinstance(validate_submission(road_form(), now + timedelta(minutes=1)), Accepted)
 
 
-def test_submission_later_than_30_minutes_before_arrival_is_refused() -> None:
+def test_submission_later_than_30_minutes_before_arrival_is_accepted_as_late() -> None:
     now = datetime(
         2026, 11, 23, 11, 5, 1, tzinfo=UTC
-    )  # 29 min 59 s before arrival at the control point
-    assert errors_of(road_form(), now) == [
-        (
-            "arrival",
-            "arrival: too late to declare; submit at least 30 minutes "
-            "before arrival at the control point, i.e. by 2026-11-23 "
-            "19:05 Asia/Shanghai",
-        )
-    ]
+    )  # 29 min 59 s before arrival at the control point: late, not refused
+    assert isinstance(validate_submission(road_form(), now), Accepted)
     assert isinstance(validate_submission(road_form(), now - timedelta(seconds=1)), Accepted)
 
 
@@ -620,25 +614,43 @@ def test_vague_contract_declaration_is_flagged() -> None:
 # --------------------------------------------------------------------------- reference numbers
 
 
-def test_references_are_unique_checked_and_friendly() -> None:
-    refs = [make_reference(i, NOW) for i in range(1, 5001)]
+def test_references_are_random_checked_and_friendly() -> None:
+    refs = [make_reference(NOW) for _ in range(5000)]
     assert len(set(refs)) == 5000
-    assert refs[0] == "CCRN-2611-JRQ6-5"
+    assert make_reference(NOW, "JRQ67KMP") == "CCRN-2611-JRQ6-7KMP-T"
     assert all(is_valid_reference(r) for r in refs)
-    assert is_valid_reference(" ccrn-2611-jrq6-5 ")
-    for i, ch in enumerate(refs[0]):
-        if i in (10, 11, 12, 13):  # every single mistyped body symbol is caught (except 0<->Z)
+    assert is_valid_reference(" ccrn-2611-jrq6-7kmp-t ")
+    ref = refs[0]
+    for i, ch in enumerate(ref):
+        if ref[i] in ALPHABET and 10 <= i <= 18 and i != 14:  # every mistyped body symbol is caught
             for other in "123456789ABCDEFGHJKMNPQRSTVWXY":
                 if other != ch:
-                    assert not is_valid_reference(refs[0][:i] + other + refs[0][i + 1 :]), (
-                        i,
-                        other,
-                    )
-    with pytest.raises(ValueError, match="out of range"):
-        make_reference(0, NOW)
+                    assert not is_valid_reference(ref[:i] + other + ref[i + 1 :]), (i, other)
+    with pytest.raises(ValueError, match="must be 8 symbols"):
+        make_reference(NOW, "JRQ6")
+
+
+def test_references_are_not_enumerable() -> None:
+    """Consecutive references share no structure: the old scrambled counter made the difference
+    of consecutive bodies a constant; random bodies make every difference different."""
+
+    def number(reference: str) -> int:
+        body = reference[10:14] + reference[15:19]
+        return sum(ALPHABET.index(ch) * 32**i for i, ch in enumerate(reversed(body)))
+
+    numbers = [number(make_reference(NOW)) for _ in range(1000)]
+    steps = {(b - a) % 32**8 for a, b in zip(numbers, numbers[1:], strict=False)}
+    assert len(steps) > 990
+    # Each of the 40 bits is set in about half the references (a counter fills the low bits first).
+    for bit in range(40):
+        share = sum(n >> bit & 1 for n in numbers) / len(numbers)
+        assert 0.38 < share < 0.62, (bit, share)
 
 
 # --------------------------------------------------------------------------- service logic (memory store)
+
+
+DECLARANT = Principal("acme-forwarding", "declarant")
 
 
 def _service(clock: datetime = NOW) -> tuple[IntakeService, list[tuple[str, bytes]]]:
@@ -653,13 +665,13 @@ def _service(clock: datetime = NOW) -> tuple[IntakeService, list[tuple[str, byte
 def test_submit_then_bind_publishes_the_contract_declaration() -> None:
     async def scenario() -> None:
         service, sent = _service()
-        status, body = await service.submit(road_form())
+        status, body = await service.submit(road_form(), DECLARANT)
         assert status == 201 and body["status"] == "accepted"
         assert body["declaration_id"] == body["reference"] == body["declaration"]["declaration_id"]
         assert body["fee"]["total"] == "0.50"
         assert sent == []  # unbound: unknown to the pipeline
-        assert (await service.bind(body["reference"], "浙B88888"))[0] == 422
-        status, record = await service.bind(body["reference"].lower(), "浙g01345")
+        assert (await service.bind(body["reference"], "浙B88888", DECLARANT))[0] == 422
+        status, record = await service.bind(body["reference"].lower(), "浙g01345", DECLARANT)
         assert (
             status == 200
             and record["status"] == "bound"
@@ -668,21 +680,56 @@ def test_submit_then_bind_publishes_the_contract_declaration() -> None:
         assert sent == [
             ("customs/declarations", json.dumps(body["declaration"], ensure_ascii=False).encode())
         ]
-        assert (await service.bind(body["reference"], "浙G01345"))[0] == 409
-        assert (await service.get(body["reference"]))[1]["status"] == "bound"
-        assert (await service.get("CCRN-2611-0000-0"))[0] == 404
-        assert (await service.bind("CCRN-2611-0000-0", "浙G01345"))[0] == 404
+        assert (await service.bind(body["reference"], "浙G01345", DECLARANT))[0] == 409
+        assert (await service.get(body["reference"], DECLARANT))[1]["status"] == "bound"
+        assert (await service.get("CCRN-2611-0000-0000-0", DECLARANT))[0] == 404
+        assert (await service.bind("CCRN-2611-0000-0000-0", "浙G01345", DECLARANT))[0] == 404
 
     asyncio.run(scenario())
+
+
+def test_a_late_declaration_is_accepted_with_its_late_charge_but_cannot_be_bound() -> None:
+    async def scenario() -> None:
+        # arrival 2026-11-23 11:35Z, deadline 11:05Z; submitted 15 days and 1 minute later
+        service, sent = _service(datetime(2026, 12, 8, 11, 6, tzinfo=UTC))
+        status, body = await service.submit(
+            road_form(departure="2026-11-23 16:05 +08:00"), DECLARANT
+        )
+        assert status == 201, body
+        fee = body["fee"]
+        assert (fee["declaration_charge"], fee["late_charge"], fee["total"]) == (
+            "0.50",
+            "1.00",
+            "1.50",
+        )
+        assert (fee["late"]["periods"], fee["late"]["multiplier"]) == (2, 2)
+        assert fee["late"]["message"].startswith("The declaration is 15.0 days late")
+        assert (await service.bind(body["reference"], "浙G01345", DECLARANT))[0] == 422
+        assert sent == []
+        on_time, _ = _service()
+        status, body = await on_time.submit(road_form(), DECLARANT)
+        assert (body["fee"]["late_charge"], "late" in body["fee"]) == ("0.00", False)
+
+    asyncio.run(scenario())
+
+
+def test_fee_endpoint_adds_the_late_charge_for_days_late() -> None:
+    service, _ = _service()
+    status, body = service.fees({"cargo": [{"value": 47001}], "days_late": 28.5})
+    assert status == 200 and (body["late_charge"], body["total"]) == ("3.00", "4.00")
+    status, body = service.fees({"cargo": [{"value": 47001}], "days_late": "3"})
+    assert status == 422 and body["errors"][0]["field"] == "days_late"
+    assert body["errors"][0]["message"].endswith("the declaration comes).")
+    assert service.fees({"cargo": [], "days_late": -1})[1]["errors"][-1]["field"] == "days_late"
 
 
 def test_refused_and_duplicate_submissions() -> None:
     async def scenario() -> None:
         service, _ = _service()
-        status, body = await service.submit(road_form(vehicle_plate="XYZ"))
+        status, body = await service.submit(road_form(vehicle_plate="XYZ"), DECLARANT)
         assert status == 422 and body["errors"][0]["field"] == "vehicle_plate"
-        assert (await service.submit(road_form(declaration_id="DCL-9")))[0] == 201
-        status, body = await service.submit(road_form(declaration_id="DCL-9"))
+        assert (await service.submit(road_form(declaration_id="DCL-9"), DECLARANT))[0] == 201
+        status, body = await service.submit(road_form(declaration_id="DCL-9"), DECLARANT)
         assert status == 409 and body["error"].startswith(
             "declaration id DCL-9 is already declared"
         )
@@ -753,11 +800,11 @@ def test_a_bind_whose_publish_is_not_acknowledged_stays_accepted() -> None:
                 raise InfrastructureError("MQTT broker did not acknowledge message 1 within 10.0s")
 
         service = IntakeService(MemoryStore(), failing, lambda: NOW)
-        _, body = await service.submit(road_form())
-        status, answer = await service.bind(body["reference"], "浙G01345")
+        _, body = await service.submit(road_form(), DECLARANT)
+        status, answer = await service.bind(body["reference"], "浙G01345", DECLARANT)
         assert status == 503 and "not bound" in answer["error"] and "try again" in answer["error"]
-        assert (await service.get(body["reference"]))[1]["status"] == "accepted"
-        assert (await service.bind(body["reference"], "浙G01345"))[0] == 200
+        assert (await service.get(body["reference"], DECLARANT))[1]["status"] == "accepted"
+        assert (await service.bind(body["reference"], "浙G01345", DECLARANT))[0] == 200
         assert len(calls) == 2
 
     asyncio.run(scenario())

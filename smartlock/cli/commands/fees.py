@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from smartlock.errors import SmartlockError
 from smartlock.runtime import settings_from_args
-from smartlock.services.intake.fees import FeeEstimate, FeeItem, estimate_fee
+from smartlock.services.intake.fees import FeeEstimate, FeeItem, estimate_fee, with_late_charge
 from smartlock.services.intake.rules import FieldError, fee_items
 from smartlock.services.intake.service import limits_from
 
@@ -31,6 +32,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--config", type=Path, default=None, help="TOML settings file (currency rates)"
+    )
+    parser.add_argument(
+        "--days-late",
+        type=float,
+        default=0.0,
+        help="days after the deadline (30 minutes before arrival): adds the late charge, the fee "
+        "once more per started 14 days, at most ten times the fee",
     )
     parser.add_argument("--json", action="store_true", help="print the breakdown as JSON")
 
@@ -69,8 +77,14 @@ def format_estimate(fee: FeeEstimate) -> str:
         f"declaration charge    HK$ {fee.declaration_charge:>12}",
         f"training levy         HK$ {fee.training_levy:>12}   (on HK$ {fee.levied_value_hkd:,} "
         "of HK-made garments and footwear)",
-        f"total                 HK$ {fee.total:>12}",
     ]
+    if fee.late is not None:
+        lines.append(
+            f"late charge           HK$ {fee.late_charge:>12}   ({fee.late.multiplier} x the fee)"
+        )
+    lines.append(f"total                 HK$ {fee.total:>12}")
+    if fee.late is not None:
+        lines.append(fee.late.sentence())
     return "\n".join(lines)
 
 
@@ -81,6 +95,11 @@ def run(args: argparse.Namespace) -> int:
             print(error.message)  # type: ignore[union-attr]
         return 1
     limits = limits_from(settings_from_args(args))
+    if not 0 <= args.days_late <= 3650:
+        raise SmartlockError(
+            f"--days-late {args.days_late:g} is not a number of days from 0 to 3650"
+        )
     fee = estimate_fee(items, limits.hkd_rates)  # type: ignore[arg-type]
+    fee = with_late_charge(fee, timedelta(days=args.days_late))
     print(json.dumps(fee.to_dict(), indent=2) if args.json else format_estimate(fee))
     return 0

@@ -20,7 +20,13 @@ from smartlock.cli.commands.common import add_server_args, settings_with_servers
 from smartlock.errors import ConfigError
 from smartlock.services.gate.client import GateClient, make_arrival
 from smartlock.services.gate.queue import FallbackQueue
-from smartlock.services.gate.report import INSPECT, MANUAL, RELEASED, show_outcome
+from smartlock.services.gate.report import (
+    INSPECT,
+    MANUAL,
+    RELEASED,
+    reconciled_sentence,
+    show_outcome,
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -58,15 +64,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def _reconcile(console: Console, client: GateClient, wait_s: float) -> int:
     settled = client.reconcile(wait_s)
     for entry in settled:
-        a, v = entry["arrival"], entry["verdict"]
-        console.print(
-            f"reconciled: lock {a['lock_id']} at {a['ts']}: manual {entry['manual_decision']}, "
-            f"pipeline {v['verdict']}{' (' + '; '.join(v['reasons']) + ')' if v['reasons'] else ''}"
-        )
+        console.print(reconciled_sentence(entry), markup=False)
     left = len(client.queue.pending())
     if left:
+        waiting = "1 arrival is" if left == 1 else f"{left} arrivals are"
         console.print(
-            f"[yellow]{left} arrival(s) still without a verdict; the pipeline is not answering yet[/]"
+            f"[yellow]{waiting} still without a verdict; the pipeline is not answering yet.[/]"
         )
     return 0 if not left else MANUAL
 

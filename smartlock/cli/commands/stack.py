@@ -1,4 +1,4 @@
-"""`smartlock stack up|down|status`: the local Mosquitto, Redis and Tansu servers.
+"""`smartlock stack up|down|status`: the local Mosquitto, Redis, SeaweedFS and Tansu servers.
 
 Ports and the run directory default to the settings (``--config`` file, then
 ``SMARTLOCK_...`` environment, then defaults 1883, 6379, 9092 and ``.run/``), so the
@@ -32,14 +32,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--kafka-port", type=int, default=None, help="Tansu (Kafka API) port (default 9092)"
     )
     parser.add_argument(
-        "--timeout", type=float, default=30.0, help="seconds to wait for the servers to answer"
+        "--s3-port", type=int, default=0, help="SeaweedFS S3 port (default: kept from the last run)"
+    )
+    parser.add_argument(
+        "--storage",
+        choices=("s3", "memory"),
+        default="s3",
+        help="where Tansu keeps topics and offsets: s3 (durable, SeaweedFS; default) or memory",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for the servers to answer"
     )
 
 
 def run(args: argparse.Namespace) -> int:
     run_dir, ports = _resolve(args)
     if args.action == "up":
-        info = stack.start_stack(run_dir, ports, timeout=args.timeout)
+        info = stack.start_stack(run_dir, ports, timeout=args.timeout, storage=args.storage)
         for server in info.servers.values():
             print(
                 f"{server.name:<10} pid {server.pid:<7} {server.host}:{server.port:<6} log {server.log}"
@@ -53,11 +62,24 @@ def run(args: argparse.Namespace) -> int:
         print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
         return 0
     statuses = stack.stack_status(run_dir)
+    _print_statuses(statuses)
+    ok = all(s.healthy for s in statuses)
+    if args.run_dir is None:
+        # `make demo` and `make loop` run their own stacks under <run_dir>/demo and /loop.
+        for sub in sorted(p for p in Path(run_dir).glob("*/stack.json")):
+            others = stack.stack_status(sub.parent)
+            if any(s.running for s in others):
+                print(f"\nin {sub.parent} (smartlock {sub.parent.name}):")
+                _print_statuses(others)
+                ok = ok or all(s.healthy for s in others)
+    return 0 if ok else 1
+
+
+def _print_statuses(statuses: list[stack.ServerStatus]) -> None:
     for s in statuses:
         state = "answering" if s.healthy else ("running, not answering" if s.running else "stopped")
         where = f"port {s.port}" if s.port else ""
         print(f"{s.name:<10} {state:<24} {'pid ' + str(s.pid) if s.pid else '':<11} {where}")
-    return 0 if all(s.healthy for s in statuses) else 1
 
 
 def _resolve(args: argparse.Namespace) -> tuple[Path, stack.Ports]:
@@ -72,5 +94,6 @@ def _resolve(args: argparse.Namespace) -> tuple[Path, stack.Ports]:
         mqtt=args.mqtt_port or settings.mqtt.port,
         redis=args.redis_port or redis_port,
         kafka=args.kafka_port or kafka_port,
+        s3=args.s3_port,
     )
     return args.run_dir or settings.run_dir, ports

@@ -23,7 +23,8 @@ from typing import Any
 import redis
 
 from smartlock.adapters.mqtt import MqttClient, Received
-from smartlock.contract.models import GateArrival, format_ts, verdict_topic
+from smartlock.contract.models import GateArrival, format_ts
+from smartlock.contract.topics import arrival_topic, verdict_topic
 from smartlock.errors import InfrastructureError
 from smartlock.services.gate.queue import FallbackQueue, arrival_key
 from smartlock.settings import Settings
@@ -132,7 +133,7 @@ class GateClient:
         try:
             infos = [
                 self._mqtt.publish(
-                    f"gates/{a['gate_id']}/arrivals",
+                    arrival_topic(a["gate_id"]),
                     json.dumps(a, ensure_ascii=False).encode(),
                     qos=1,
                 )

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from smartlock.adapters.mqtt import MqttClient
-from smartlock.contract.models import TOPIC_RESOLUTIONS, AlertResolution, format_ts
+from smartlock.contract.models import AlertResolution, format_ts
+from smartlock.contract.topics import RESOLUTIONS
 from smartlock.settings import Settings
 
 
@@ -43,7 +44,7 @@ def publish_resolution(
     client.connect()
     try:
         payload = json.dumps(resolution, ensure_ascii=False).encode()
-        asyncio.run(client.publish_all([(TOPIC_RESOLUTIONS, payload, False)]))
+        asyncio.run(client.publish_all([(RESOLUTIONS.topic(), payload, False)]))
     finally:
         client.disconnect()
     return resolution

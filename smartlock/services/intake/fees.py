@@ -10,13 +10,19 @@ Schedule (Hong Kong road cargo system, export and re-export):
 
 Values in other currencies are converted with a fixed, documented rate table (HK$ per unit,
 setting ``intake.hkd_rates``); an unknown currency is an error, never a guess.
+
+A late declaration adds a late charge (:mod:`smartlock.core.penalties`): the fee once more for
+every started 14 days late, at most ten times the fee (:func:`with_late_charge`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from decimal import ROUND_CEILING, Decimal
+
+from smartlock.core.penalties import LateCharge, late_charge
 
 #: HK$ per unit of currency. Fixed so that an estimate is reproducible; override in settings.
 DEFAULT_HKD_RATES: Mapping[str, Decimal] = {
@@ -67,10 +73,20 @@ class FeeEstimate:
     exempt: bool
     declaration_charge: Decimal
     training_levy: Decimal
+    late: LateCharge | None = None
+
+    @property
+    def fee(self) -> Decimal:
+        """The fee payable on time: declaration charge and training levy."""
+        return self.declaration_charge + self.training_levy
+
+    @property
+    def late_charge(self) -> Decimal:
+        return self.late.charge if self.late is not None else Decimal("0.00")
 
     @property
     def total(self) -> Decimal:
-        return self.declaration_charge + self.training_levy
+        return self.fee + self.late_charge
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready breakdown; amounts as strings with two decimals (exact)."""
@@ -81,7 +97,9 @@ class FeeEstimate:
             "exempt": self.exempt,
             "declaration_charge": str(self.declaration_charge),
             "training_levy": str(self.training_levy),
+            "late_charge": str(self.late_charge),
             "total": str(self.total),
+            **({"late": self.late.to_dict()} if self.late is not None else {}),
         }
 
 
@@ -145,3 +163,13 @@ def estimate_fee(
     if value <= EXEMPT_LIMIT:
         return FeeEstimate(value, levied, True, Decimal("0.00"), Decimal("0.00"))
     return FeeEstimate(value, levied, False, declaration_charge(value), training_levy(levied))
+
+
+def with_late_charge(fee: FeeEstimate, late_by: timedelta) -> FeeEstimate:
+    """The estimate with the late charge of a declaration that came ``late_by`` after its deadline.
+
+    On time (``late_by`` zero or negative) the estimate is returned unchanged.
+    """
+    if late_by <= timedelta(0):
+        return fee
+    return replace(fee, late=late_charge(fee.fee, late_by))

@@ -28,6 +28,7 @@ from smartlock.core.declaration import (  # noqa: F401  (re-exported: the form's
     check_plate,
 )
 from smartlock.services.intake.fees import DEFAULT_HKD_RATES
+from smartlock.services.intake.special_goods import check_permits
 
 DEFAULT_TZ = "Asia/Shanghai"
 
@@ -114,8 +115,12 @@ def check_timing(
     tz: str = DEFAULT_TZ,
     limits: Limits = DEFAULT_LIMITS,
 ) -> list[FieldError]:
-    """Submission window: no earlier than 14 days before departure, no later than 30 minutes
-    before arrival at the control point; arrival after departure."""
+    """Submission window: no earlier than 14 days before departure; arrival after departure.
+
+    A declaration submitted later than 30 minutes before arrival at the control point is not
+    refused: it is late, and pays a late charge (:func:`declaration_deadline`,
+    :func:`smartlock.services.intake.fees.with_late_charge`).
+    """
     errors = []
     if arrival <= departure:
         errors.append(
@@ -134,17 +139,13 @@ def check_timing(
                 f"i.e. from {format_local(earliest, tz)}",
             )
         )
-    latest = arrival - timedelta(minutes=limits.min_minutes_before_arrival)
-    if now > latest:
-        errors.append(
-            FieldError(
-                "arrival",
-                f"arrival: too late to declare; submit at least "
-                f"{limits.min_minutes_before_arrival} minutes before arrival at the "
-                f"control point, i.e. by {format_local(latest, tz)}",
-            )
-        )
     return errors
+
+
+def declaration_deadline(arrival: datetime, limits: Limits = DEFAULT_LIMITS) -> datetime:
+    """When a declaration is due: 30 minutes (``intake.min_minutes_before_arrival``) before
+    arrival at the control point. Later, it is late and pays a late charge."""
+    return arrival - timedelta(minutes=limits.min_minutes_before_arrival)
 
 
 # --------------------------------------------------------------------------- parties and cargo
@@ -274,7 +275,8 @@ def check_cargo_item(
     path: str, item: Mapping[str, Any], limits: Limits, errors: list[FieldError]
 ) -> dict[str, Any]:
     """One cargo line: description, packaging, packages, quantity and unit, value and currency, origin."""
-    errors.extend(check_description(f"{path}.description", item.get("description")))
+    description_errors = check_description(f"{path}.description", item.get("description"))
+    errors.extend(description_errors)
     out: dict[str, Any] = {
         "description": " ".join(str(item.get("description") or "").split()),
         "packaging": text_field(
@@ -344,6 +346,11 @@ def check_cargo_item(
         )
         flag = False
     out["garment_or_footwear"] = flag
+    if not description_errors:  # special goods need a permit of their class's kind
+        permits, permit_errors = check_permits(path, out["description"], item.get("permits"))
+        errors.extend(permit_errors)
+        if permits:
+            out["permits"] = permits
     return out
 
 

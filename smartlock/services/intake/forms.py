@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
 from smartlock.contract.models import TransitDeclaration
+from smartlock.services.intake.auth import MAX_BODY_BYTES
 
 LOCAL_TIME = (
     "YYYY-MM-DD HH:MM and a zone: an offset (+08:00) or an IANA name (Asia/Shanghai); no seconds"
@@ -45,6 +46,21 @@ class Party(_Doc):
     address: Address
 
 
+class Permit(_Doc):
+    """A permit that covers special goods on a cargo line."""
+
+    kind: Literal["cites", "medicine", "dangerous_goods"] = Field(
+        description="cites: CITES export permit (AFCD licence, Cap. 586); medicine: Department of "
+        "Health licence (Cap. 138, 134, 549); dangerous_goods: Fire Services Department licence "
+        "(Cap. 295)"
+    )
+    reference: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9/ ._-]{3,39}$",
+        description="the permit number as printed",
+        examples=["CN/2026/00123"],
+    )
+
+
 class CargoLine(_Doc):
     """One cargo line: core data items 3 to 7, plus what the training levy needs."""
 
@@ -72,6 +88,11 @@ class CargoLine(_Doc):
         False,
         description="garments or footwear (Cap. 318 schedule 1); with "
         "origin HK the training levy applies",
+    )
+    permits: list[Permit] | None = Field(
+        None,
+        description="special goods (endangered species, medicines, dangerous goods; see the list "
+        "in smartlock/services/intake/special_goods.toml) need a permit of their class's kind",
     )
 
 
@@ -130,6 +151,18 @@ class Problem(_Doc):
     error: str
 
 
+class LateCharge(_Doc):
+    """A late declaration pays the fee once more for every started 14 days after its deadline
+    (30 minutes before arrival), at most ten times the fee."""
+
+    late_by_s: int = Field(description="seconds after the deadline")
+    periods: int = Field(description="started periods of 14 days")
+    multiplier: int = Field(description="min(periods, 10)")
+    fee: str = Field(description="declaration charge + training levy, HK$")
+    late_charge: str = Field(description="fee x multiplier, HK$")
+    message: str
+
+
 class Fee(_Doc):
     """Fee breakdown in HK$ (amounts as exact decimal strings)."""
 
@@ -139,7 +172,9 @@ class Fee(_Doc):
     exempt: bool
     declaration_charge: str
     training_levy: str
-    total: str
+    late_charge: str = Field(description="0.00 unless the declaration is late")
+    total: str = Field(description="declaration charge + training levy + late charge")
+    late: LateCharge | None = Field(None, description="present when the declaration is late")
 
 
 class FeeRequest(_Doc):
@@ -148,13 +183,16 @@ class FeeRequest(_Doc):
 
     model_config = ConfigDict(extra="allow")
     cargo: list[dict[str, Any]]
+    days_late: float = Field(
+        0, ge=0, le=3650, description="days after the deadline: adds the late charge"
+    )
 
 
 class Accepted(_Doc):
     """201: the declaration is accepted; give the reference to the driver."""
 
     reference: str = Field(
-        pattern=r"^CCRN-\d{4}-[0-9A-Z]{4}-[0-9A-Z]$", examples=["CCRN-2611-JRQ6-5"]
+        pattern=r"^CCRN-\d{4}-[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]$", examples=["CCRN-2611-JRQ6-7KMP-T"]
     )
     declaration_id: str
     status: Literal["accepted"]
@@ -168,19 +206,73 @@ class BindRequest(_Doc):
     vehicle_plate: str
 
 
+Status = Literal[
+    "accepted", "cancelled", "bound", "sealed", "in_transit", "released", "written_off", "inspect"
+]
+
+
+class ContainerStatus(_Doc):
+    """One container of a bound declaration, as the pipeline reports it."""
+
+    model_config = ConfigDict(extra="allow")
+    lock_id: str
+    container_no: str
+    status: Status
+    reasons: list[str] | None = Field(None, description="the verdict's reasons (inspect)")
+    written_off_at: str | None = None
+    decided_by: str | None = None
+    gate_id: str | None = None
+
+
 class Record(_Doc):
-    """A stored declaration."""
+    """A declaration, with its status following the loop: accepted, cancelled, or once bound
+    bound, sealed, in_transit, released, written_off or inspect (with the verdict's reasons)."""
 
     model_config = ConfigDict(extra="allow")
     reference: str
     declaration_id: str
-    status: Literal["accepted", "bound"]
+    status: Status
     submitted_at: str
     bound_at: str | None
     vehicle_plate: str
     fee: Fee
     declaration: TransitDeclaration
     intake: dict[str, Any]
+    containers: list[ContainerStatus] | None = Field(None, description="bound: per container")
+    reasons: list[str] | None = Field(None, description="inspect: the verdict's reasons")
+    version: int | None = Field(None, description="after an amendment: 2, 3, ...")
+    versions: list[dict[str, Any]] | None = Field(None, description="every earlier version")
+
+
+class Summary(_Doc):
+    """One declaration in a list."""
+
+    reference: str
+    declaration_id: str
+    status: Status
+    submitted_at: str
+    vehicle_plate: str
+    version: int | None
+
+
+class DeclarationList(_Doc):
+    """``GET /declarations``: the caller's declarations (customs: all), newest first."""
+
+    declarations: list[Summary]
+
+
+class Amendment(_Doc):
+    """``PATCH /declarations/{reference}``: the top-level form fields to change (a JSON merge
+    of DeclarationForm). Before binding any field; once bound only ``vehicle_plate``, until the
+    container reaches the gate."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class CancelRequest(_Doc):
+    """``POST /declarations/{reference}/cancel``: before departure (lock not sealed)."""
+
+    reason: str | None = Field(None, max_length=1000)
 
 
 def _response(description: str, model: str | None = None) -> dict[str, Any]:
@@ -200,6 +292,17 @@ def _body(model: str) -> dict[str, Any]:
 _REF = [{"name": "reference", "in": "path", "required": True, "schema": {"type": "string"}}]
 
 
+def _guarded(responses: dict[str, Any], body: bool) -> dict[str, Any]:
+    """Adds the answers of the guard every protected request passes (see intake/auth.py)."""
+    out = dict(responses)
+    out["401"] = _response("no valid API token (Authorization: Bearer <token>)", "Problem")
+    out.setdefault("403", _response("the caller's role may not do this", "Problem"))
+    if body:
+        out["413"] = _response(f"body larger than {MAX_BODY_BYTES} bytes", "Problem")
+        out["415"] = _response("body is not Content-Type application/json", "Problem")
+    return out
+
+
 def openapi() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the intake service, generated from the models."""
     models: list[type[BaseModel]] = [
@@ -212,33 +315,99 @@ def openapi() -> dict[str, Any]:
         Accepted,
         BindRequest,
         Record,
+        DeclarationList,
+        Amendment,
+        CancelRequest,
     ]
     _, defs = models_json_schema(
         [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
     )
     paths = {
         "/declarations": {
+            "get": {
+                "summary": "The caller's declarations (customs: all), optionally by status",
+                "operationId": "listDeclarations",
+                "parameters": [
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": list(Status.__args__)},
+                    }
+                ],
+                "responses": _guarded(
+                    {
+                        "200": _response("newest first", "DeclarationList"),
+                        "422": _response("unknown status", "Errors"),
+                    },
+                    body=False,
+                ),
+            },
             "post": {
                 "summary": "Submit a declaration (Hong Kong road cargo rules)",
                 "operationId": "submitDeclaration",
                 "requestBody": _body("DeclarationForm"),
-                "responses": {
-                    "201": _response("accepted, with its reference number and fee", "Accepted"),
-                    "400": _response("body is not a JSON object", "Problem"),
-                    "409": _response("declaration id already declared", "Problem"),
-                    "422": _response("refused; every broken rule with what to fix", "Errors"),
-                },
-            }
+                "responses": _guarded(
+                    {
+                        "201": _response("accepted, with its reference number and fee", "Accepted"),
+                        "400": _response("body is not a JSON object", "Problem"),
+                        "409": _response("declaration id already declared", "Problem"),
+                        "422": _response("refused; every broken rule with what to fix", "Errors"),
+                    },
+                    body=True,
+                ),
+            },
         },
         "/declarations/{reference}": {
             "get": {
                 "summary": "A declaration by reference",
                 "operationId": "getDeclaration",
                 "parameters": _REF,
-                "responses": {
-                    "200": _response("the record", "Record"),
-                    "404": _response("unknown", "Problem"),
-                },
+                "responses": _guarded(
+                    {
+                        "200": _response("the record, status following the loop", "Record"),
+                        "404": _response("unknown", "Problem"),
+                    },
+                    body=False,
+                ),
+            },
+            "patch": {
+                "summary": "Amend a declaration (versioned; a bound one is published again)",
+                "operationId": "amendDeclaration",
+                "parameters": _REF,
+                "requestBody": _body("Amendment"),
+                "responses": _guarded(
+                    {
+                        "200": _response("the amended record", "Record"),
+                        "400": _response("body is not a JSON object", "Problem"),
+                        "404": _response("unknown reference", "Problem"),
+                        "409": _response(
+                            "cancelled, bound (only the plate may change), or arrived", "Problem"
+                        ),
+                        "422": _response("the amended form breaks a rule", "Errors"),
+                        "503": _response("MQTT broker did not acknowledge; retry", "Problem"),
+                    },
+                    body=True,
+                ),
+            },
+        },
+        "/declarations/{reference}/cancel": {
+            "post": {
+                "summary": "Cancel a declaration before departure",
+                "description": "A bound declaration whose lock is not sealed yet is withdrawn "
+                "from the pipeline on MQTT customs/cancellations.",
+                "operationId": "cancelDeclaration",
+                "parameters": _REF,
+                "requestBody": _body("CancelRequest"),
+                "responses": _guarded(
+                    {
+                        "200": _response("cancelled", "Record"),
+                        "404": _response("unknown reference", "Problem"),
+                        "409": _response("already cancelled, or sealed and departed", "Problem"),
+                        "503": _response("MQTT broker did not acknowledge; retry", "Problem"),
+                    },
+                    body=True,
+                ),
             }
         },
         "/declarations/{reference}/bind": {
@@ -249,14 +418,17 @@ def openapi() -> dict[str, Any]:
                 "operationId": "bindDeclaration",
                 "parameters": _REF,
                 "requestBody": _body("BindRequest"),
-                "responses": {
-                    "200": _response("bound and published", "Record"),
-                    "400": _response("body is not a JSON object", "Problem"),
-                    "404": _response("unknown reference", "Problem"),
-                    "409": _response("already bound (or a bind is in progress)", "Problem"),
-                    "422": _response("plate mismatch or too late", "Errors"),
-                    "503": _response("MQTT broker did not acknowledge; retry", "Problem"),
-                },
+                "responses": _guarded(
+                    {
+                        "200": _response("bound and published", "Record"),
+                        "400": _response("body is not a JSON object", "Problem"),
+                        "404": _response("unknown reference", "Problem"),
+                        "409": _response("already bound (or a bind is in progress)", "Problem"),
+                        "422": _response("plate mismatch or too late", "Errors"),
+                        "503": _response("MQTT broker did not acknowledge; retry", "Problem"),
+                    },
+                    body=True,
+                ),
             }
         },
         "/fees": {
@@ -264,17 +436,21 @@ def openapi() -> dict[str, Any]:
                 "summary": "Fee estimate (HK$)",
                 "operationId": "estimateFee",
                 "requestBody": _body("FeeRequest"),
-                "responses": {
-                    "200": _response("the breakdown", "Fee"),
-                    "400": _response("bad body", "Problem"),
-                    "422": _response("bad cargo lines", "Errors"),
-                },
+                "responses": _guarded(
+                    {
+                        "200": _response("the breakdown", "Fee"),
+                        "400": _response("bad body", "Problem"),
+                        "422": _response("bad cargo lines", "Errors"),
+                    },
+                    body=True,
+                ),
             }
         },
         "/openapi.json": {
             "get": {
                 "summary": "This document",
                 "operationId": "openapi",
+                "security": [],
                 "responses": {"200": {"description": "OpenAPI 3.1"}},
             }
         },
@@ -282,6 +458,7 @@ def openapi() -> dict[str, Any]:
             "get": {
                 "summary": "Liveness",
                 "operationId": "healthz",
+                "security": [],
                 "responses": {"200": {"description": "ok"}},
             }
         },
@@ -295,7 +472,18 @@ def openapi() -> dict[str, Any]:
             "declarations are published on MQTT customs/declarations. See docs/intake.md.",
         },
         "paths": paths,
-        "components": {"schemas": defs["$defs"]},
+        "security": [{"bearerToken": []}],
+        "components": {
+            "schemas": defs["$defs"],
+            "securitySchemes": {
+                "bearerToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "API token from `smartlock credentials issue declarant NAME` "
+                    "(or `customs NAME`); /healthz and /openapi.json need none",
+                }
+            },
+        },
     }
 
 

@@ -1,0 +1,90 @@
+"""`smartlock credentials issue|revoke|list`: identities of locks, gates, people and services.
+
+Credentials live in an owner-only store (setting ``credentials.dir``, default
+``<run_dir>/credentials``). ``issue`` creates an identity with a fresh secret (an MQTT password,
+or an API token for declarants and customs) and, for locks and gates, an HMAC key (CONTRACT
+section 6); ``--rotate`` replaces them. Secrets are printed only with ``--print-secret``, to
+provision a device. When the local Mosquitto of the run directory is running, the change is
+applied to it at once: a revoked identity is disconnected and refused from then on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from smartlock.adapters.credentials import ROLES, CredentialStore, Identity
+from smartlock.runtime import settings_from_args
+from smartlock.settings import Settings
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=None, help="TOML settings file")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="credentials directory (default: setting credentials.dir, else .run/credentials)",
+    )
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    issue = actions.add_parser(
+        "issue", help="issue (or with --rotate replace) an identity's credentials"
+    )
+    issue.add_argument("role", choices=ROLES)
+    issue.add_argument(
+        "name",
+        nargs="?",
+        default=None,
+        help="lock id, gate id, operator id, ...; service accounts default to the role",
+    )
+    issue.add_argument(
+        "--rotate", action="store_true", help="replace the secret and key of an existing identity"
+    )
+    issue.add_argument(
+        "--print-secret",
+        action="store_true",
+        help="print the new secret (and key) as JSON on stdout, to provision the device",
+    )
+    revoke = actions.add_parser("revoke", help="remove an identity; it can no longer connect")
+    revoke.add_argument("name")
+    listing = actions.add_parser("list", help="list identities (names and roles, never secrets)")
+    listing.add_argument("--role", choices=ROLES, default=None)
+
+
+def store_for(settings: Settings, directory: Path | None = None) -> CredentialStore:
+    """The credentials store of ``settings`` (or of ``directory``)."""
+    return CredentialStore(directory or settings.credentials_dir)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    store = store_for(settings, args.dir)
+    if args.action == "issue":
+        identity = store.issue(args.role, args.name, rotate=args.rotate)
+        verb = "rotated" if args.rotate else "issued"
+        print(f"{verb} {identity.role} {identity.name}: {_what(identity)} stored in {store.path}")
+        if args.print_secret:
+            secret = {
+                "name": identity.name,
+                "role": identity.role,
+                "secret": identity.secret.get_secret_value(),
+            }
+            if identity.key is not None:
+                secret["key"] = identity.key.get_secret_value()
+            print(json.dumps(secret))
+        return 0
+    if args.action == "revoke":
+        identity = store.revoke(args.name)
+        print(f"revoked {identity.role} {identity.name}")
+        return 0
+    roles = (args.role,) if args.role else ROLES
+    for identity in store.by_role(*roles):
+        print(f"{identity.name:<24} {identity.role:<10} issued {identity.issued_at}")
+    return 0
+
+
+def _what(identity: Identity) -> str:
+    if identity.role in ("declarant", "customs"):
+        return "intake API token"
+    return "MQTT password" + (" and HMAC key" if identity.key is not None else "")

@@ -1,0 +1,106 @@
+"""The local stack is durable by default: kill -9 of every server loses nothing acknowledged.
+
+Tansu keeps topics and committed offsets in S3 on SeaweedFS, Redis appends every write to
+its AOF before answering, and Mosquitto saves its database after every change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import redis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from smartlock.local import stack
+from tests.integration.test_stack import MqttProbe, wait_for
+from tests.servers import Endpoint
+
+pytestmark = pytest.mark.integration
+
+RECORDS = 300
+MESSAGES = 300
+
+
+async def _produce(bootstrap: str, topic: str) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, f"r{i}".encode(), key=b"k") for i in range(RECORDS)]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id="g", auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:  # a consumer group commits half of them
+        await consumer.getmany(timeout_ms=2000, max_records=RECORDS // 2)
+        await consumer.commit({TopicPartition(topic, 0): RECORDS // 2})
+    finally:
+        await consumer.stop()
+
+
+async def _consume(bootstrap: str, topic: str) -> tuple[list[bytes], int | None]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    values: list[bytes] = []
+    try:
+        for _ in range(50):
+            batch = await consumer.getmany(timeout_ms=500)
+            values += [m.value for records in batch.values() for m in records if m.value]
+            if len(values) >= RECORDS:
+                break
+    finally:
+        await consumer.stop()
+    group = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id="g")
+    await group.start()
+    try:
+        committed = await group.committed(TopicPartition(topic, 0))
+    finally:
+        await group.stop()
+    return values, committed
+
+
+def test_kill_minus_nine_of_the_whole_stack_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    ports = stack.Ports(*stack.free_ports(3))
+    info = stack.start_stack(run_dir, ports)
+    try:
+        mqtt = Endpoint("mqtt", info.host, info.mqtt_port)
+        asyncio.run(_produce(info.kafka_bootstrap, "durable"))
+        r = redis.Redis.from_url(info.redis_url, decode_responses=True)
+        for i in range(100):
+            r.incr("reference-counter")
+            r.xadd("audit", {"i": str(i)})
+        with MqttProbe(mqtt, "durable-sub", persistent=True) as sub:
+            sub.subscribe("locks/+/telemetry")
+        with MqttProbe(mqtt, "durable-pub") as pub:
+            infos = [
+                pub.client.publish("locks/L1/telemetry", str(i).encode(), qos=1)
+                for i in range(MESSAGES)
+            ]
+            for message in infos:
+                message.wait_for_publish(10)
+            assert all(m.is_published() for m in infos)
+        for server in info.servers.values():  # no clean shutdown: nothing gets saved on the way out
+            os.kill(server.pid, signal.SIGKILL)
+        stack.stop_stack(run_dir)  # reaps them
+        info = stack.start_stack(run_dir, ports)
+        values, committed = asyncio.run(_consume(info.kafka_bootstrap, "durable"))
+        assert sorted(values) == sorted(f"r{i}".encode() for i in range(RECORDS))
+        assert committed == RECORDS // 2
+        r = redis.Redis.from_url(info.redis_url, decode_responses=True)
+        assert r.get("reference-counter") == "100"  # a new reference number continues from 101
+        assert r.xlen("audit") == 100
+        with MqttProbe(mqtt, "durable-sub", persistent=True) as sub:
+            wait_for(lambda: len(sub.received) >= MESSAGES, 30, "the queued QoS 1 messages")
+            got = sorted({int(p) for p in sub.received})
+        assert got == list(range(MESSAGES))
+    finally:
+        stack.stop_stack(run_dir)
