@@ -24,6 +24,7 @@ if (WALL) document.body.classList.add("wall");
 // ------------------------------------------------------------------ map
 
 const map = L.map("map", { preferCanvas: true, zoomControl: !WALL, attributionControl: false });
+S.map = map;
 const renderer = L.canvas({ padding: 0.3 });
 map.createPane("reds").style.zIndex = 650; // red trucks above clusters and every other layer
 const redRenderer = L.canvas({ padding: 0.3, pane: "reds" });
