@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -359,6 +359,22 @@ class DeclarationCancellation(_Strict):
     ts: UtcTimestamp
 
 
+class ManualOutcome(_Strict):
+    """An officer's outcome of a hand inspection at a gate (``customs/outcomes/{officer}``; an
+    addition to the contract). The officer is the authenticated client that published it.
+    ``cleared`` releases and writes off the container's declaration; ``seized`` closes the trip
+    without a write-off. Both are kept in the audit trail."""
+
+    gate_id: Identifier
+    lock_id: Identifier
+    container_no: str = Field(min_length=1, max_length=16)
+    vehicle_plate: VehiclePlate
+    outcome: Literal["cleared", "seized"]
+    officer: Identifier
+    note: str = Field(min_length=1, max_length=1000)
+    ts: UtcTimestamp
+
+
 # --------------------------------------------------------------------------- outbound
 
 
@@ -406,4 +422,5 @@ Inbound = (
     | GateArrival
     | AlertResolution
     | DeclarationCancellation
+    | ManualOutcome
 )

@@ -34,6 +34,7 @@ from smartlock.contract.models import (
     LockEvent,
     LockEventType,
     LockTelemetry,
+    ManualOutcome,
     SealState,
     Severity,
     TransitDeclaration,
@@ -59,12 +60,15 @@ class Output:
         topic: the MQTT topic of CONTRACT section 2.
         payload: the JSON-ready payload.
         retain: publish retained (TripStatus).
+        manual: for a verdict that records an officer's hand inspection: the outcome, officer
+            and note (the audit trail and write-off say who decided).
     """
 
     kind: str
     topic: str
     payload: dict[str, Any]
     retain: bool = False
+    manual: dict[str, Any] | None = None
 
     def line(self) -> dict[str, Any]:
         """The trace/evaluate form: ``{"topic": ..., "payload": ...}``."""
@@ -186,6 +190,8 @@ class Detector:
             rejection = self._resolution(state, msg)
         elif isinstance(msg, DeclarationCancellation):
             rejection = self._cancellation(state, msg)
+        elif isinstance(msg, ManualOutcome):
+            rejection = self._manual_outcome(state, msg, outputs)
         else:  # pragma: no cover - the union is exhaustive
             raise TypeError(type(msg))
         return self._result(state, before, effects, outputs, rejection)
@@ -372,6 +378,43 @@ class Detector:
             reasons=reasons,
         ).to_payload()
         outputs.append(Output("verdict", verdict_topic(arrival.gate_id), payload))
+        return None
+
+    @staticmethod
+    def _manual_outcome(
+        state: LockState, msg: ManualOutcome, outputs: list[Output]
+    ) -> Rejection | None:
+        """An officer's hand inspection: cleared releases (and writes off), seized closes."""
+        key = "manual:" + hashlib.sha256(canonical_json(msg.to_payload())).hexdigest()[:16]
+        if key in state.judged_arrivals:
+            return Rejection(
+                "duplicate", f"outcome for lock {msg.lock_id} by {msg.officer} already recorded"
+            )
+        state.judged_arrivals = [*state.judged_arrivals, key][-MEMORY:]
+        trip = state.trip
+        manual = {"outcome": msg.outcome, "officer": msg.officer, "note": msg.note}
+        said = f"officer {msg.officer} {msg.outcome} the container by hand: {msg.note}"
+        if trip is None or not trip.is_open:
+            verdict, reasons, declaration_id = (
+                Verdict.INSPECT,
+                [f"no open declaration binds lock {msg.lock_id}", said],
+                None,
+            )
+        elif msg.outcome == "cleared":
+            verdict, reasons, declaration_id = Verdict.RELEASE, [], trip.declaration_id
+            trip.state, trip.verdict, trip.verdict_reasons = TripState.RELEASED, "release", []
+        else:
+            verdict, reasons, declaration_id = Verdict.INSPECT, [said], trip.declaration_id
+            trip.state, trip.verdict, trip.verdict_reasons = TripState.CLOSED, "inspect", reasons
+        payload = GateVerdict(
+            gate_id=msg.gate_id,
+            declaration_id=declaration_id,
+            lock_id=msg.lock_id,
+            ts=msg.ts,
+            verdict=verdict,
+            reasons=reasons,
+        ).to_payload()
+        outputs.append(Output("verdict", verdict_topic(msg.gate_id), payload, manual=manual))
         return None
 
     @staticmethod

@@ -127,9 +127,9 @@ class Outputs:
                 continue
             state = result.touched.get(o.payload["lock_id"])
             trip = state.trip if state is not None else None
-            audits.append(audit_entry(trip, o.payload, self.decided_by, now))
+            audits.append(audit_entry(trip, o.payload, self.decided_by, now, o.manual))
             if o.payload["verdict"] == "release" and trip is not None:
-                writeoffs.append(writeoff_record(trip, o.payload, self.decided_by, now))
+                writeoffs.append(writeoff_record(trip, o.payload, self.decided_by, now, o.manual))
         return audits, writeoffs
 
 
