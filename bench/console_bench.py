@@ -139,13 +139,13 @@ def measure(phase_s: float, results: dict[str, Any]) -> None:
                 )
                 clients.start()
             worker_from = len(Captured.view.state.latencies_ms)
-            page.evaluate("window.__longtasks = []; window.smartlockConsole.alertSeenAt.clear()")
+            page.evaluate("window.__longtasks = []; window.smartlockConsole.alertShownAt.clear()")
             renders: list[float] = []
             end = time.monotonic() + phase_s
             while time.monotonic() < end:
                 renders.append(page.evaluate("window.smartlockConsole.lastRenderMs || 0"))
                 time.sleep(1.0)
-            seen = page.evaluate("Object.fromEntries(window.smartlockConsole.alertSeenAt)")
+            seen = page.evaluate("Object.fromEntries(window.smartlockConsole.alertShownAt)")
             longtasks = page.evaluate("window.__longtasks")
             stop.set()
             if clients is not None:

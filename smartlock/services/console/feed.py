@@ -18,6 +18,7 @@ import logging
 import secrets
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,12 @@ log = logging.getLogger(__name__)
 RING = 5000
 #: Least time between two updates: entries arriving meanwhile are merged into one.
 MIN_INTERVAL_S = 0.1
+
+
+def with_written_ms(verdict: dict[str, Any], entry_id: str) -> dict[str, Any]:
+    """The verdict with ``written_ms``: when the worker stored it (Redis's clock, from the
+    stream entry id), for the gate view's arrival-to-verdict times."""
+    return verdict | {"written_ms": int(entry_id.split("-")[0])}
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,7 @@ class LiveFeed:
     async def load(self) -> None:
         """Reads the current state; remembers where each stream stood, to tail from there."""
         k = self.keys
-        for key in (k.alerts, k.verdicts, k.trip_changes, k.desk):
+        for key in (k.alerts, k.verdicts, k.trip_changes, k.desk, k.deadletters):
             last = await self.client.xrevrange(key, count=1)
             self.cursor[key] = last[0][0] if last else "0-0"
         async for key in self.client.scan_iter(match=k.trip_pattern, count=1000):
@@ -82,28 +89,34 @@ class LiveFeed:
             if fields.get("lock_id"):
                 self.model.load_trip(fields)
         changes = Changes()
-        start = "-"
-        while True:
-            entries = await self.client.xrange(
-                k.alerts, min=start, max=self.cursor[k.alerts], count=5000
-            )
-            for _, fields in entries:
-                self.model.apply_alert(json.loads(fields["json"]), changes)
-            if len(entries) < 5000:
-                break
-            start = "(" + entries[-1][0]
+        async for fields in self._read_all(k.alerts):
+            self.model.apply_alert(json.loads(fields["json"]), changes)
         recent = await self.client.xrevrange(
             k.verdicts, max=self.cursor[k.verdicts], count=self.model.verdicts.maxlen
         )
-        for _, fields in reversed(recent):
-            self.model.apply_verdict(json.loads(fields["json"]), changes)
+        for entry_id, fields in reversed(recent):
+            self.model.apply_verdict(with_written_ms(json.loads(fields["json"]), entry_id), changes)
         self.model.verdict_total = await self.client.xlen(k.verdicts)
         for alert_id, raw in (await self.client.hgetall(k.acks)).items():
             self.model.acks[alert_id] = json.loads(raw)
         for alert_id, raw in (await self.client.hgetall(k.pending)).items():
             self.model.pending[alert_id] = json.loads(raw)
+        # Resolutions the pipeline refused while this console was not running.
+        async for fields in self._read_all(k.deadletters):
+            self.model.apply_dead_letter(json.loads(fields["json"]), changes)
         for alert_id in list(self.model.alerts):
             self.model.alert_row(alert_id)
+
+    async def _read_all(self, key: str) -> AsyncIterator[dict[str, str]]:
+        """Every entry of a stream up to where :meth:`load` found its end, in chunks."""
+        start = "-"
+        while True:
+            entries = await self.client.xrange(key, min=start, max=self.cursor[key], count=5000)
+            for _, fields in entries:
+                yield fields
+            if len(entries) < 5000:
+                return
+            start = "(" + entries[-1][0]
 
     async def _tail(self) -> None:
         while True:
@@ -122,7 +135,7 @@ class LiveFeed:
                 for entry_id, fields in entries:
                     self.cursor[key] = entry_id
                     try:
-                        self._apply(key, fields, changes)
+                        self._apply(key, entry_id, fields, changes)
                     except (ValueError, KeyError, TypeError) as exc:
                         log.warning("console feed: skipped entry %s of %s: %s", entry_id, key, exc)
             self.last_entry_at = time.time()
@@ -130,16 +143,18 @@ class LiveFeed:
                 await self.publish("update", changes.to_json())
             await asyncio.sleep(MIN_INTERVAL_S)
 
-    def _apply(self, key: str, fields: dict[str, str], changes: Changes) -> None:
+    def _apply(self, key: str, entry_id: str, fields: dict[str, str], changes: Changes) -> None:
         k = self.keys
         if key == k.trip_changes:
             self.model.apply_trip(json.loads(fields["json"]), changes)
         elif key == k.alerts:
             self.model.apply_alert(json.loads(fields["json"]), changes)
         elif key == k.verdicts:
-            self.model.apply_verdict(json.loads(fields["json"]), changes)
+            self.model.apply_verdict(with_written_ms(json.loads(fields["json"]), entry_id), changes)
         elif key == k.desk:
             self.model.apply_desk(json.loads(fields["json"]), changes)
+        elif key == k.deadletters:
+            self.model.apply_dead_letter(json.loads(fields["json"]), changes)
 
     # ---------------------------------------------------------------- fan-out
 
