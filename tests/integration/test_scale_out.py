@@ -18,7 +18,7 @@ import pytest
 from smartlock.adapters import membership
 from tests.builders import synthetic_collections
 from tests.integration.procs import Pipeline
-from tests.integration.test_faults import expected_outputs, fleet_trace, recorded
+from tests.integration.test_faults import TIME_BASED, expected_outputs, fleet_trace, recorded
 from tests.integration.test_pipeline_live import evaluate_lines, publish, write_trace
 
 pytestmark = pytest.mark.integration
@@ -31,10 +31,18 @@ def test_two_bridges_and_three_workers_without_names_give_evaluates_output(
     geofences.mkdir()
     for name, fc in synthetic_collections().items():
         (geofences / name).write_text(json.dumps(fc))
-    messages = fleet_trace()
+    # Declarations first, as in life (the intake binds them long before the trucks drive):
+    # two bridges share the inbound messages, so no order holds *across* them.
+    trace = fleet_trace()
+    declarations = [m for m in trace if m[0] == "customs/declarations"]
+    rest = [m for m in trace if m[0] != "customs/declarations"]
+    messages = declarations + rest
     expected = expected_outputs(
         evaluate_lines(write_trace(messages, tmp_path / "t.jsonl"), geofences)
     )
+    # Time-based alerts depend on the watermark, compared by the fault suite's own column;
+    # here everything else must match.
+    expected["alerts"] = {a for a in expected["alerts"] if a.split("/")[1] not in TIME_BASED}
     p = Pipeline(
         mqtt_server.host, mqtt_server.port, kafka_server.bootstrap, redis_server.url, tmp_path,
         geofences=geofences,
@@ -62,20 +70,27 @@ def test_two_bridges_and_three_workers_without_names_give_evaluates_output(
         assert bridges == {host, f"{host}-2"}
         for key in ("bridge-0", "bridge-1", "worker-0"):
             assert " ready: " in p.log(key), p.log(key)
-        publish(mqtt_server.host, mqtt_server.port, messages)
+        publish(mqtt_server.host, mqtt_server.port, declarations)
+        deadline = time.monotonic() + 60
+        declared = {p["declaration_id"] for _, p in declarations}
+        while {
+            r.hget(f"{p.prefix}:trip:{d['lock_id']}", "declaration_id") for _, d in declarations
+        } != declared:
+            assert time.monotonic() < deadline, [p.log(k) for k in list(p.procs)]
+            time.sleep(0.3)
+        publish(mqtt_server.host, mqtt_server.port, rest)
         deadline = time.monotonic() + 120
         while True:
             got = recorded(p)
             if all(expected[k] <= set(got[k]) for k in expected):
                 break
-            assert time.monotonic() < deadline, (got, [p.log(k) for k in list(p.procs)])
+            missing = {k: sorted(expected[k] - set(got[k])) for k in expected}
+            assert time.monotonic() < deadline, (missing, [p.log(k)[-1500:] for k in list(p.procs)])
             time.sleep(0.5)
         time.sleep(3)  # nothing extra arrives later
         got = recorded(p)
-        alerts_ok = {a for a in got["alerts"] if a.split("/")[1] not in ("signal_lost", "overdue")}
-        assert alerts_ok == {
-            a for a in expected["alerts"] if a.split("/")[1] not in ("signal_lost", "overdue")
-        }
+        alerts = [a for a in got["alerts"] if a.split("/")[1] not in TIME_BASED]
+        assert sorted(alerts) == sorted(expected["alerts"])  # none lost, duplicated or extra
         assert sorted(got["verdicts"]) == sorted(expected["verdicts"])
         assert sorted(got["write-offs"]) == sorted(expected["write-offs"])
         deciders = set()
