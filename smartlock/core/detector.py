@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from smartlock.contract.codec import Envelope, canonical_json, signature_valid
+from smartlock.contract.codec import Envelope, canonical_json, signature_refusal
 from smartlock.contract.models import (
     SEVERITY,
     Alert,
@@ -121,21 +121,9 @@ class Detector:
     def check(self, env: Envelope) -> Rejection | None:
         """Stateless admission: signatures and declarations that name unknown places."""
         msg = env.message
-        if isinstance(msg, (LockTelemetry, LockEvent)) and self.keys:
-            key = self.keys.get(msg.lock_id)
-            if key is None:
-                return Rejection(
-                    "unknown_lock_key", f"no signing key is configured for lock {msg.lock_id}"
-                )
-            if msg.sig is None:
-                return Rejection(
-                    "missing_signature", f"message from lock {msg.lock_id} is not signed"
-                )
-            if not signature_valid(env.raw, key):
-                return Rejection(
-                    "bad_signature",
-                    f"signature of lock {msg.lock_id} seq {msg.seq} does not verify",
-                )
+        refused = signature_refusal(env, self.keys)
+        if refused is not None:
+            return Rejection(*refused)
         if isinstance(msg, TransitDeclaration):
             return self._check_declaration(msg)
         return None
@@ -174,8 +162,13 @@ class Detector:
 
     # ----------------------------------------------------------------- stateful
 
-    def step(self, state: LockState | None, lock_id: str, env: Envelope) -> StepResult:
+    def step(
+        self, state: LockState | None, lock_id: str, env: Envelope, clock: float | None = None
+    ) -> StepResult:
         """Applies one admitted message to one lock's state.
+
+        ``clock`` is the clock when the message was published (CONTRACT section 3): the
+        largest event time of the accepted messages published before it, None if none.
 
         The state is updated in place (copying it per event would cost more than the rules
         themselves) and returned in the result; pass a copy to keep the old one.
@@ -188,7 +181,7 @@ class Detector:
         if isinstance(msg, (LockTelemetry, LockEvent)):
             rejection = self._admit_seq(state, msg)
             if rejection is None:
-                self._lock_message(state, msg, effects)
+                self._lock_message(state, msg, clock, effects)
         elif isinstance(msg, TransitDeclaration):
             rejection = self._declaration(state, lock_id, msg, env.raw)
         elif isinstance(msg, GateArrival):
@@ -218,19 +211,38 @@ class Detector:
 
     # ----------------------------------------------------------------- handlers
 
-    @staticmethod
-    def _admit_seq(state: LockState, msg: LockTelemetry | LockEvent) -> Rejection | None:
-        last = state.last_seq
-        if last is not None and msg.seq <= last:
-            reason = "duplicate" if msg.seq == last else "stale_seq"
+    def _admit_seq(self, state: LockState, msg: LockTelemetry | LockEvent) -> Rejection | None:
+        """The anti-replay window of CONTRACT section 6 (v2), as in IPsec."""
+        window = self.ctx.limits.seq_window
+        full = (1 << window) - 1
+        high = state.last_seq
+        if high is None:
+            state.last_seq, state.seq_seen = msg.seq, "1"
+            return None
+        seen = int(state.seq_seen, 16) if state.seq_seen else full
+        if msg.seq > high:
+            gap = msg.seq - high
+            seen = ((seen << gap) | 1) & full if gap < window else 1
+            state.last_seq = msg.seq
+        elif msg.seq <= high - window:
             return Rejection(
-                reason, f"lock {msg.lock_id} seq {msg.seq} is not above the last accepted {last}"
+                "stale_seq",
+                f"lock {msg.lock_id} seq {msg.seq} is below the anti-replay window "
+                f"(highest accepted {high}, window {window})",
             )
-        state.last_seq = msg.seq
+        elif seen >> (high - msg.seq) & 1:
+            return Rejection("duplicate", f"lock {msg.lock_id} seq {msg.seq} was already accepted")
+        else:
+            seen |= 1 << (high - msg.seq)  # never accepted and inside the window: a late message
+        state.seq_seen = format(seen, "x")
         return None
 
     def _lock_message(
-        self, state: LockState, msg: LockTelemetry | LockEvent, effects: rules.Effects
+        self,
+        state: LockState,
+        msg: LockTelemetry | LockEvent,
+        clock: float | None,
+        effects: rules.Effects,
     ) -> None:
         trip = state.trip
         ts = msg.ts.timestamp()
@@ -238,7 +250,7 @@ class Detector:
             self._unknown_lock(state, msg, ts, effects)
             return
         lock_id = state.lock_id
-        rules.heard(trip, lock_id, ts, self.ctx, effects)
+        rules.heard(trip, lock_id, ts, clock, self.ctx, effects)
         if isinstance(msg, LockTelemetry):
             fix = Fix(seq=msg.seq, ts=ts, lat=msg.lat, lon=msg.lon)
             if msg.battery_pct is not None:

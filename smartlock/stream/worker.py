@@ -245,9 +245,10 @@ def create_app(
         store.cache.clear()
         store.partition_of.clear()
         processor.reset()
-        processor.engine.expect(assigned)
         owned = [
-            key for key, raw in list(table.data.items()) if raw and raw.get("partition") in assigned
+            (key, raw["partition"])
+            for key, raw in list(table.data.items())
+            if raw and raw.get("partition") in assigned
         ]
         processor.engine.schedule_all(owned)
         # One line for operators: this worker is ready and owns these partitions.
