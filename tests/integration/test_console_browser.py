@@ -351,6 +351,9 @@ def test_the_page_loads_with_the_outside_network_blocked_and_the_wall_screen_ren
     try:
         page = sign_in(s, console.base, console.observer, path="/?wall")
         assert page.evaluate("document.body.classList.contains('wall')")
+        page.wait_for_function(
+            "window.smartlockConsole.basemapDrawn === 1", timeout=30000
+        )  # the coast
         drawn = console_state(page, "S.geofencesDrawn")
         assert drawn == len(GEO.corridors) + len(GEO.zones), drawn
         page.wait_for_function("document.querySelector('#n-red').textContent !== '0'")
