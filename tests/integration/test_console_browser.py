@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -28,7 +28,7 @@ from smartlock.services.gate.client import GateClient, make_arrival
 from smartlock.services.gate.queue import FallbackQueue
 from smartlock.settings import load_settings
 from smartlock.simulators.demo_fleet import CorridorRoute
-from tests.builders import Trip, merge
+from tests.builders import T0, Trip, merge
 from tests.integration.console_browser import (
     ConsoleProcess,
     chromium,
@@ -90,9 +90,20 @@ def publish(host: str, port: int, messages: list[tuple[str, Any]]) -> None:
     off_loop(publish_in_loop, host, port, messages)
 
 
+#: Event time of the next trips: each test's trips start four hours (longer than a trip) after
+#: the previous ones, so a trip never starts behind the pipeline's event-time clock (its
+#: watermark), whatever ran first; all stay in the past (a future ts is refused).
+_clock = [T0]
+
+
+def next_start() -> datetime:
+    _clock[0] += timedelta(hours=4)
+    return _clock[0]
+
+
 def detour_trip(lock: str, decl: str, plate: str) -> tuple[Trip, Trip]:
     """(the part before the detour, the detour and the rest of the road) of one truck."""
-    before = Trip(lock, decl, plate=plate, container="CSQU3054383", route=BEILUN)
+    before = Trip(lock, decl, plate=plate, container="CSQU3054383", route=BEILUN, t=next_start())
     before.declare().event("sealed", at=(0, 0)).drive(0, 60)
     after = Trip(
         lock, decl, plate=plate, container="CSQU3054383", route=BEILUN, t=before.t, seq=before.seq
@@ -338,8 +349,9 @@ def test_the_page_loads_with_the_outside_network_blocked_and_the_wall_screen_ren
     live: tuple[Pipeline, ConsoleProcess], browser: Browser, shown_trip: Trip, tmp_path: Path
 ) -> None:
     p, console = live
+    start = next_start()
     fleet = [
-        Trip(f"LK-CON-F{k:02d}", f"DCL-CON-F{k:02d}", plate=f"浙G3{k:04d}", route=BEILUN)
+        Trip(f"LK-CON-F{k:02d}", f"DCL-CON-F{k:02d}", plate=f"浙G3{k:04d}", route=BEILUN, t=start)
         .declare()
         .event("sealed", at=(0, 0))
         .drive(0, 10 + 4.5 * k, step_km=5, dt=200)
