@@ -173,7 +173,8 @@ def test_a_page_without_a_session_redirects_to_sign_in_and_the_api_refuses(
         s.page.fill("input[name=name]", console.operator[0])
         s.page.fill("input[name=password]", "wrong password")
         s.page.click("button[type=submit]")
-        assert "/login?failed=1" in s.page.url and s.page.is_visible("#failed")
+        assert "/login?failed=1" in s.page.url
+        s.page.wait_for_selector("#failed", state="visible", timeout=5000)
         assert s.context.cookies() == []
     finally:
         s.context.close()
