@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import Browser
 
+from smartlock.adapters.credentials import CredentialStore
 from smartlock.contract.models import format_ts
 from smartlock.core.geofence import Geofences, default_geofence_dir
 from smartlock.services.gate.client import GateClient, make_arrival
@@ -56,15 +57,24 @@ BEILUN = CorridorRoute(GEO, "g1512-yiwu-beilun", "yiwu-origin", "beilun-gate")
 
 @pytest.fixture(scope="module")
 def live(
-    mqtt_server: Any, redis_server: Any, kafka_server: Any, tmp_path_factory: pytest.TempPathFactory
+    mqtt_server: Any,
+    redis_server: Any,
+    kafka_server: Any,
+    credentials: CredentialStore,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Pipeline, ConsoleProcess]]:
     workdir = tmp_path_factory.mktemp("console")
     p = Pipeline(
-        mqtt_server.host, mqtt_server.port, kafka_server.bootstrap, redis_server.url, workdir
+        mqtt_server.host,
+        mqtt_server.port,
+        kafka_server.bootstrap,
+        redis_server.url,
+        workdir,
+        credentials_dir=credentials.directory,  # the identities the test servers know
     )
     p.start("worker")
     p.start("bridge")
-    console = ConsoleProcess(p, workdir)
+    console = ConsoleProcess(p, workdir, credentials)
     try:
         p.wait_worker_ready()
         console.start()
