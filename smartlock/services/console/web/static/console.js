@@ -34,7 +34,14 @@ const redLayer = L.layerGroup().addTo(map);
 const tripLayer = L.layerGroup().addTo(map);
 let corridors = {};
 
+map.createPane("land").style.zIndex = 150; // the coastline, under everything else
+async function loadBasemap() {
+  const land = await (await fetch("/api/basemap")).json();
+  L.geoJSON(land, { pane: "land", interactive: false, style: { color: "#2b3f52", weight: 1, fillColor: "#15222e", fillOpacity: 1 } }).addTo(map);
+  S.basemapDrawn = land.features.length;
+}
 async function loadGeofences() {
+  loadBasemap();
   const gj = await (await fetch("/api/geofences")).json();
   const layer = L.geoJSON(gj, {
     style: (f) => {
