@@ -272,6 +272,9 @@ def test_red_alert_on_map_and_desk_within_a_second_then_resolved_from_the_page_a
             f"#verdicts li:has-text('{after.declaration_id}') .release", timeout=5000
         )
         assert "redis" in page.inner_text("#health") and "worker 1" in page.inner_text("#health")
+        page.wait_for_function(
+            "document.querySelector('#loop tr:nth-child(3) td')?.textContent === '1'", timeout=5000
+        )  # written off today: this release
         deadline = time.monotonic() + 10  # the audit entry is written beside the verdict
         while not (trail := p.redis().xrange(f"{p.prefix}:audit:{after.declaration_id}")):
             assert time.monotonic() < deadline
