@@ -124,7 +124,12 @@ map.on("moveend zoomend", markDirty);
 function connect() {
   const es = new EventSource("/api/events"); // the browser resends Last-Event-ID when it reconnects
   es.onopen = () => setConn(true);
-  es.onerror = () => setConn(false);
+  es.onerror = async () => {
+    setConn(false);
+    // A stream refused (session expired or revoked) is not retried by the browser: sign in again.
+    const me = await fetch("/api/me").catch(() => null);
+    if (me && me.status === 401) location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
+  };
   es.addEventListener("snapshot", (e) => { applySnapshot(JSON.parse(e.data)); S.lastEventId = e.lastEventId; });
   es.addEventListener("update", (e) => { applyUpdate(JSON.parse(e.data)); S.lastEventId = e.lastEventId; });
   es.addEventListener("health", (e) => { S.health = JSON.parse(e.data); renderGates(); });
