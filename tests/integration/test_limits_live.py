@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -219,4 +221,80 @@ def test_replay_with_store_and_forward_bursts_equals_evaluate(
     assert got == expected, (
         [(a["type"], a["lock_id"], a["ts"]) for a in got if a not in expected],
         [(a["type"], a["lock_id"], a["ts"]) for a in expected if a not in got],
+    )
+
+
+def test_a_fleet_with_many_store_and_forward_bursts_on_two_workers_equals_evaluate(
+    mqtt_server: Endpoint, redis_server: Endpoint, kafka_server: Endpoint, tmp_path: Path
+) -> None:
+    # 40 trucks, 16 of them out of coverage for 15 minutes and uploading the stored fixes in
+    # a burst, replayed as fast as the broker takes them over 4 partitions and 2 workers.
+    trace = tmp_path / "fleet.jsonl"
+    simulate = cli_run(
+        "simulate",
+        "--trucks",
+        "40",
+        "--scenario",
+        "signal_loss:40%",
+        "--seed",
+        "7",
+        "--spread",
+        "30",
+        "--trace",
+        str(trace),
+    )
+    assert simulate.returncode == 0, simulate.stderr
+    tag = uuid.uuid4().hex[:6]
+    trace.write_text(
+        trace.read_text(encoding="utf-8").replace("SL-", f"SL{tag}-").replace("DCL-", f"DCL{tag}-")
+    )
+    out = io.StringIO()
+    with open(trace, encoding="utf-8") as fh:
+        evaluate(build_detector(load_settings()), fh, out, io.StringIO())
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    expected = sorted(
+        (x["payload"] for x in lines if x["topic"].startswith("monitoring/alerts/")),
+        key=lambda a: a["alert_id"],
+    )
+    assert sum(a["type"] == "signal_lost" for a in expected) == 16  # one per silence
+    pipeline = Pipeline(
+        mqtt_server.host, mqtt_server.port, kafka_server.bootstrap, redis_server.url, tmp_path
+    )
+    try:
+        pipeline.start("worker", "1")
+        pipeline.start("worker", "2")
+        pipeline.start("bridge")
+        pipeline.wait_worker_ready("1")
+        pipeline.wait_worker_ready("2")
+        r = pipeline.redis()
+        _wait(
+            lambda: (
+                sorted(
+                    json.loads(r.hget(f"{pipeline.prefix}:workers", "1") or "[]")
+                    + json.loads(r.hget(f"{pipeline.prefix}:workers", "2") or "[]")
+                )
+                == [0, 1, 2, 3]
+            ),
+            "the two workers to split the partitions",
+        )
+        result = replay(mqtt_server, trace, "max", timeout=300)
+        assert result.returncode == 0, result.stderr
+        _wait(lambda: len(pipeline.alerts_in_redis()) >= len(expected), "the alerts", 120)
+        time.sleep(2)  # anything more would be an extra alert
+        got = sorted(pipeline.alerts_in_redis(), key=lambda a: a["alert_id"])
+    finally:
+        pipeline.stop_all()
+    assert got == expected, (
+        [(a["type"], a["lock_id"], a["ts"]) for a in got if a not in expected],
+        [(a["type"], a["lock_id"], a["ts"]) for a in expected if a not in got],
+    )
+
+
+def cli_run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "smartlock.cli.main", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
