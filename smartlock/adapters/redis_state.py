@@ -1,6 +1,6 @@
 """Live trip state in Redis, for gates and the monitoring dashboard (one call per read).
 
-Keys (``<p>`` is the configured prefix, default ``smartlock``):
+Keys are built by :class:`~smartlock.adapters.keys.RedisKeys` (``<p>`` is the configured prefix):
 
 * ``<p>:trip:<lock_id>``: hash of the lock's current trip (declaration, state, colour,
   position, open alerts, last verdict);
@@ -23,6 +23,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from smartlock.adapters.keys import RedisKeys
 from smartlock.contract.codec import DeadLetter
 from smartlock.contract.models import format_epoch
 from smartlock.core.detector import Output, colour
@@ -64,7 +65,7 @@ class RedisState:
 
     def __init__(self, url: str, prefix: str, stream_maxlen: int = 100_000) -> None:
         self.client = aioredis.Redis.from_url(url, decode_responses=True)
-        self.p = prefix
+        self.keys = RedisKeys(prefix)
         self.maxlen = stream_maxlen
 
     async def write(
@@ -75,23 +76,23 @@ class RedisState:
         if alerts:
             async with self.client.pipeline(transaction=False) as pipe:
                 for o in alerts:
-                    pipe.sadd(f"{self.p}:alert_ids", o.payload["alert_id"])
+                    pipe.sadd(self.keys.alert_ids, o.payload["alert_id"])
                 seen = await pipe.execute()
         async with self.client.pipeline(transaction=False) as pipe:
             for state in states:
                 fields = trip_fields(state)
-                pipe.hset(f"{self.p}:trip:{state.lock_id}", mapping=fields)
+                pipe.hset(self.keys.trip(state.lock_id), mapping=fields)
                 if fields["declaration_id"]:
-                    pipe.sadd(f"{self.p}:decl:{fields['declaration_id']}", state.lock_id)
+                    pipe.sadd(self.keys.declaration_locks(fields["declaration_id"]), state.lock_id)
                 if fields.get("lat"):
                     pipe.geoadd(
-                        f"{self.p}:positions",
+                        self.keys.positions,
                         (float(fields["lon"]), float(fields["lat"]), state.lock_id),
                     )
             for o, added in zip(alerts, seen, strict=True):
                 if added:  # first time this alert id is seen: a reprocessed event adds nothing
                     pipe.xadd(
-                        f"{self.p}:alerts",
+                        self.keys.alerts,
                         _stream_fields(o.payload),
                         maxlen=self.maxlen,
                         approximate=True,
@@ -99,14 +100,14 @@ class RedisState:
             for o in outputs:
                 if o.kind == "verdict":
                     pipe.xadd(
-                        f"{self.p}:verdicts",
+                        self.keys.verdicts,
                         _stream_fields(o.payload),
                         maxlen=self.maxlen,
                         approximate=True,
                     )
             for d in dead:
                 pipe.xadd(
-                    f"{self.p}:deadletters",
+                    self.keys.dead_letters,
                     {"json": json.dumps(d.to_record(), ensure_ascii=False)},
                     maxlen=self.maxlen,
                     approximate=True,
@@ -121,7 +122,7 @@ class RedisState:
             return
         async with self.client.pipeline(transaction=False) as pipe:
             for entry in audits:
-                key = f"{self.p}:audit:{entry['declaration_id'] or 'undeclared'}"
+                key = self.keys.audit(entry["declaration_id"] or "undeclared")
                 pipe.xadd(
                     key,
                     {"json": json.dumps(entry, ensure_ascii=False, sort_keys=True)},
@@ -130,15 +131,11 @@ class RedisState:
                 )
             for record in writeoffs:
                 pipe.hsetnx(
-                    f"{self.p}:writeoff:{record['declaration_id']}",
+                    self.keys.writeoff(record["declaration_id"]),
                     record["lock_id"],
                     json.dumps(record, ensure_ascii=False, sort_keys=True),
                 )
             await pipe.execute()
-
-    async def trip(self, lock_id: str) -> dict[str, Any]:
-        """The current trip hash of a lock (empty if unknown)."""
-        return await self.client.hgetall(f"{self.p}:trip:{lock_id}")
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -21,6 +21,7 @@ import json
 from datetime import datetime
 from typing import Any, Protocol
 
+from smartlock.adapters.keys import RedisKeys
 from smartlock.contract.models import format_ts
 from smartlock.errors import SmartlockError
 from smartlock.services.intake.reference import make_reference
@@ -133,13 +134,13 @@ class RedisStore:
 
     def __init__(self, client: Any, prefix: str) -> None:
         self._redis = client
-        self._prefix = prefix
+        self.keys = RedisKeys(prefix)
 
     def _key(self, reference: str) -> str:
-        return f"{self._prefix}:intake:{reference}"
+        return self.keys.intake(reference)
 
     def _index(self, declaration_id: str) -> str:
-        return f"{self._prefix}:intake:declaration:{declaration_id}"
+        return self.keys.intake_by_declaration(declaration_id)
 
     async def create(
         self, accepted: Accepted, fee: dict[str, Any], now: datetime, declarant: str
