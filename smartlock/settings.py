@@ -71,6 +71,17 @@ class RedisSettings(_Section):
     alert_stream_maxlen: int = 100_000
 
 
+class ConsoleSettings(_Section):
+    """The monitoring centre's web console (``smartlock console``)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8090, ge=1, le=65535)
+    session_ttl_s: int = Field(12 * 3600, ge=60, description="a sign-in lasts this long")
+    secure_cookie: bool = Field(
+        False, description="mark the session cookie Secure (set when served over HTTPS)"
+    )
+
+
 class IntakeSettings(_Section):
     """The declaration intake service (``smartlock intake``) and fee estimate."""
 
@@ -123,6 +134,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
     intake: IntakeSettings = IntakeSettings()
+    console: ConsoleSettings = ConsoleSettings()
     credentials: CredentialsSettings = CredentialsSettings()
 
     @property

@@ -3,16 +3,20 @@
 ``<p>`` is ``redis.prefix`` (default ``smartlock``):
 
 * ``<p>:trip:<lock_id>``: hash of the lock's current trip (declaration, state, colour,
-  position, open alerts, last verdict);
+  position, open alerts, last verdict); ``<p>:trip_changes``: stream of the same hashes as
+  they change (field ``json``), which the console tails;
 * ``<p>:decl:<declaration_id>``: set of the lock ids the declaration binds;
 * ``<p>:positions``: GEO index of current positions, member = lock id;
+* ``<p>:track:<declaration_id>:<lock_id>``: list of ``[ts, lat, lon]`` fixes of a trip;
+* ``<p>:declaration:<declaration_id>``: the accepted declaration (JSON);
 * ``<p>:alerts``: stream of alerts; ``<p>:alert_ids``: the alert ids already added;
 * ``<p>:verdicts`` and ``<p>:deadletters``: streams of gate verdicts and dead letters;
 * ``<p>:writeoff:<declaration_id>``: hash lock id -> write-off record;
 * ``<p>:audit:<declaration_id>``: stream of audit entries, one per gate verdict;
 * ``<p>:workers``: hash worker name -> the partitions it owns;
 * ``<p>:intake:<reference>`` and ``<p>:intake:declaration:<declaration_id>``: the intake's
-  declarations and the index from declaration id to reference.
+  declarations and the index from declaration id to reference;
+* ``<p>:console:*``: the console's acknowledgements, pending resolutions, desk stream, sessions.
 """
 
 from __future__ import annotations
@@ -22,12 +26,22 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class RedisKeys:
-    """Key names under one prefix. ``RedisKeys(settings.redis.prefix).trip("LK-01")``."""
+    """Key names under one prefix: ``RedisKeys(settings.redis.prefix).trip("LK-01")``."""
 
     prefix: str = "smartlock"
 
+    # --- live trip state (the worker writes, gates and the console read)
+
     def trip(self, lock_id: str) -> str:
         return f"{self.prefix}:trip:{lock_id}"
+
+    @property
+    def trip_pattern(self) -> str:
+        return f"{self.prefix}:trip:*"
+
+    @property
+    def trip_changes(self) -> str:
+        return f"{self.prefix}:trip_changes"
 
     def declaration_locks(self, declaration_id: str) -> str:
         return f"{self.prefix}:decl:{declaration_id}"
@@ -35,6 +49,12 @@ class RedisKeys:
     @property
     def positions(self) -> str:
         return f"{self.prefix}:positions"
+
+    def track(self, declaration_id: str, lock_id: str) -> str:
+        return f"{self.prefix}:track:{declaration_id}:{lock_id}"
+
+    def declaration(self, declaration_id: str) -> str:
+        return f"{self.prefix}:declaration:{declaration_id}"
 
     @property
     def alerts(self) -> str:
@@ -49,7 +69,7 @@ class RedisKeys:
         return f"{self.prefix}:verdicts"
 
     @property
-    def dead_letters(self) -> str:
+    def deadletters(self) -> str:
         return f"{self.prefix}:deadletters"
 
     def writeoff(self, declaration_id: str) -> str:
@@ -62,12 +82,27 @@ class RedisKeys:
     def workers(self) -> str:
         return f"{self.prefix}:workers"
 
+    # --- the intake
+
     def intake(self, reference: str) -> str:
         return f"{self.prefix}:intake:{reference}"
 
     def intake_by_declaration(self, declaration_id: str) -> str:
         return f"{self.prefix}:intake:declaration:{declaration_id}"
 
-    def pattern(self, name: str) -> str:
-        """A SCAN pattern over one family of keys, e.g. ``pattern("trip")``."""
-        return f"{self.prefix}:{name}:*"
+    # --- the console's own keys
+
+    @property
+    def desk(self) -> str:
+        return f"{self.prefix}:console:desk"
+
+    @property
+    def acks(self) -> str:
+        return f"{self.prefix}:console:acks"
+
+    @property
+    def pending(self) -> str:
+        return f"{self.prefix}:console:pending"
+
+    def session(self, digest: str) -> str:
+        return f"{self.prefix}:console:session:{digest}"

@@ -12,13 +12,16 @@ Keys are built by :class:`~smartlock.adapters.keys.RedisKeys` (``<p>`` is the co
 * ``<p>:writeoff:<declaration_id>``: hash lock id -> write-off record (JSON) of each
   released container, written once (a reprocessed arrival does not overwrite it);
 * ``<p>:audit:<declaration_id>``: stream of audit entries, one per gate verdict (JSON, field
-  ``json``), with who decided, when and on which evidence (alerts and their resolutions).
+  ``json``), with who decided, when and on which evidence (alerts and their resolutions);
+* for the console: ``<p>:trip_changes`` (stream of trip hashes as they change), the track of
+  each trip and each accepted declaration (names in :mod:`smartlock.adapters.keys`).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -27,7 +30,7 @@ from smartlock.adapters.keys import RedisKeys
 from smartlock.contract.codec import DeadLetter
 from smartlock.contract.models import format_epoch
 from smartlock.core.detector import Output, colour
-from smartlock.core.state import LockState
+from smartlock.core.state import AlertRecord, LockState
 
 
 def trip_fields(state: LockState) -> dict[str, str]:
@@ -57,7 +60,46 @@ def trip_fields(state: LockState) -> dict[str, str]:
         "open_alerts": json.dumps(trip.open_alert_ids()),
         "verdict": trip.verdict or "",
         "verdict_reasons": json.dumps(trip.verdict_reasons, ensure_ascii=False),
+        "mode": trip.mode,
+        "sealed_ts": format_epoch(trip.sealed_ts) if trip.sealed_ts is not None else "",
+        "alerts": json.dumps([_alert_record(a) for a in trip.alerts], ensure_ascii=False),
     }
+
+
+def _alert_record(record: AlertRecord) -> dict[str, Any]:
+    """An alert of the trip as the console shows it: open or not, and who resolved it."""
+    out: dict[str, Any] = {
+        "alert_id": record.alert_id,
+        "type": record.type.value,
+        "severity": record.severity.value,
+        "ts": format_epoch(record.ts),
+        "open": record.open,
+    }
+    if record.resolved_by is not None:
+        out["resolved_by"] = record.resolved_by
+        out["resolved_note"] = record.resolved_note
+        out["resolved_at"] = (
+            format_epoch(record.resolved_ts) if record.resolved_ts is not None else None
+        )
+    return out
+
+
+#: Entries of the trip change stream kept (the console reads it live; older ones only matter
+#: to a console that was down, which starts from the trip hashes anyway).
+TRIP_CHANGES_MAXLEN = 20_000
+#: Fixes kept per trip for the console's track (a G1512 trip at 30 s per fix has ~300).
+TRACK_MAX = 10_000
+
+
+@dataclass(frozen=True)
+class Fix:
+    """An accepted position fix of a trip, for its track."""
+
+    declaration_id: str
+    lock_id: str
+    ts: str
+    lat: float
+    lon: float
 
 
 class RedisState:
@@ -69,8 +111,15 @@ class RedisState:
         self.maxlen = stream_maxlen
 
     async def write(
-        self, states: Iterable[LockState], outputs: Iterable[Output], dead: Iterable[DeadLetter]
+        self,
+        states: Iterable[LockState],
+        outputs: Iterable[Output],
+        dead: Iterable[DeadLetter],
+        fixes: Iterable[Fix] = (),
+        declarations: Iterable[dict[str, Any]] = (),
     ) -> None:
+        """Writes a batch: trips (hash and change stream), alerts, verdicts, dead letters, and for
+        the console each accepted fix (the trip's track) and each accepted declaration."""
         alerts = [o for o in outputs if o.kind == "alert"]
         seen: list[int] = []
         if alerts:
@@ -82,6 +131,12 @@ class RedisState:
             for state in states:
                 fields = trip_fields(state)
                 pipe.hset(self.keys.trip(state.lock_id), mapping=fields)
+                pipe.xadd(
+                    self.keys.trip_changes,
+                    {"json": json.dumps(fields, ensure_ascii=False)},
+                    maxlen=TRIP_CHANGES_MAXLEN,
+                    approximate=True,
+                )
                 if fields["declaration_id"]:
                     pipe.sadd(self.keys.declaration_locks(fields["declaration_id"]), state.lock_id)
                 if fields.get("lat"):
@@ -105,9 +160,18 @@ class RedisState:
                         maxlen=self.maxlen,
                         approximate=True,
                     )
+            for fix in fixes:
+                key = self.keys.track(fix.declaration_id, fix.lock_id)
+                pipe.rpush(key, json.dumps([fix.ts, fix.lat, fix.lon]))
+                pipe.ltrim(key, -TRACK_MAX, -1)
+            for declaration in declarations:
+                pipe.set(
+                    self.keys.declaration(declaration["declaration_id"]),
+                    json.dumps(declaration, ensure_ascii=False, sort_keys=True),
+                )
             for d in dead:
                 pipe.xadd(
-                    self.keys.dead_letters,
+                    self.keys.deadletters,
                     {"json": json.dumps(d.to_record(), ensure_ascii=False)},
                     maxlen=self.maxlen,
                     approximate=True,

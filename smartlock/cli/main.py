@@ -41,6 +41,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fees": ("smartlock.cli.commands.fees", "estimate the fee of a declaration"),
     "gate": ("smartlock.cli.commands.gate", "gate-side client: publish arrivals, show verdicts"),
     "resolve": ("smartlock.cli.commands.resolve", "resolve an alert as an operator"),
+    "console": (
+        "smartlock.cli.commands.console",
+        "the monitoring centre's web console: live map, alert desk, trips, gates",
+    ),
     "credentials": (
         "smartlock.cli.commands.credentials",
         "issue, revoke or list the credentials of locks, gates, people and services",

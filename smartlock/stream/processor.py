@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from smartlock.contract.codec import DeadLetter, decode
+from smartlock.adapters.redis_state import Fix
+from smartlock.contract.codec import DeadLetter, Envelope, decode
+from smartlock.contract.models import LockTelemetry, TransitDeclaration, format_ts
 from smartlock.core.detector import Detector, Output
 from smartlock.core.engine import Engine
 from smartlock.core.state import LockState
@@ -35,6 +37,8 @@ class BatchResult:
     outputs: list[Output] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     touched: dict[str, LockState] = field(default_factory=dict)
+    fixes: list[Fix] = field(default_factory=list)  # accepted fixes of declared trips (tracks)
+    declarations: list[dict[str, Any]] = field(default_factory=list)  # accepted declarations
 
 
 class CachedStore(MutableMapping[str, LockState]):
@@ -120,12 +124,12 @@ class BatchProcessor:
             topic = outer["topic"]
             env = decode(topic, outer["payload"])
         except (ValueError, KeyError, TypeError) as exc:
-            result.dead_letters.append(
+            result.deadletters.append(
                 DeadLetter("?", record.value, "invalid_record", str(exc), now, "worker")
             )
             return
         except MessageError as exc:
-            result.dead_letters.append(
+            result.deadletters.append(
                 DeadLetter(exc.topic, record.value, exc.reason, exc.detail, now, "worker")
             )
             return
@@ -135,9 +139,12 @@ class BatchProcessor:
             self.store.partition_of.setdefault(lock, record.partition)
         outcome = self.engine.feed(env, locks, record.partition)
         result.outputs.extend(outcome.outputs)
+        self._note_for_console(
+            env, locks or self.engine.detector.route(env), outcome.rejections, result
+        )
         original = json.dumps(outer["payload"], ensure_ascii=False).encode()
         for lock, rejection in outcome.rejections:
-            result.dead_letters.append(
+            result.deadletters.append(
                 DeadLetter(
                     topic,
                     original,
@@ -146,4 +153,26 @@ class BatchProcessor:
                     now,
                     "worker",
                 )
+            )
+
+    def _note_for_console(
+        self,
+        env: Envelope,
+        locks: list[str],
+        rejections: list[tuple[str, Any]],
+        result: BatchResult,
+    ) -> None:
+        """Keeps the accepted fixes (the trips' tracks) and declarations for the console."""
+        msg = env.message
+        rejected = {lock for lock, _ in rejections}
+        if isinstance(msg, TransitDeclaration):
+            if not rejected.intersection(locks):
+                result.declarations.append(msg.to_payload())
+            return
+        if not isinstance(msg, LockTelemetry) or msg.lock_id in rejected:
+            return
+        state = self.store.cache.get(msg.lock_id)
+        if state is not None and state.trip is not None:
+            result.fixes.append(
+                Fix(state.trip.declaration_id, msg.lock_id, format_ts(msg.ts), msg.lat, msg.lon)
             )

@@ -77,7 +77,7 @@ class Outputs:
                         json.dumps(o.payload, ensure_ascii=False, separators=(",", ":")).encode(),
                     )
                 )
-        for d in result.dead_letters:
+        for d in result.deadletters:
             records.append(
                 (k.deadletter_topic, None, json.dumps(d.to_record(), ensure_ascii=False).encode())
             )
@@ -92,7 +92,13 @@ class Outputs:
         )
         await asyncio.gather(
             self.mqtt.publish_all(mqtt_messages),
-            self.redis.write(result.touched.values(), result.outputs, result.dead_letters),
+            self.redis.write(
+                result.touched.values(),
+                result.outputs,
+                result.deadletters,
+                result.fixes,
+                result.declarations,
+            ),
             self.redis.write_verdict_records(audits, writeoffs),
             self.kafka.send(records),
         )

@@ -134,5 +134,5 @@ class Pipeline:
     def dead_letters_in_redis(self) -> list[dict[str, Any]]:
         return [
             json.loads(f["json"])
-            for _, f in self.redis().xrange(RedisKeys(self.prefix).dead_letters)
+            for _, f in self.redis().xrange(RedisKeys(self.prefix).deadletters)
         ]
