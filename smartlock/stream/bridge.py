@@ -175,7 +175,7 @@ class Bridge:
             if dead is not None:
                 value = json.dumps(dead.to_record(), ensure_ascii=False).encode()
                 futures.append(await self._producer.send(kafka.deadletter_topic, value=value))
-                self.stats.deadletters += 1
+                self.stats.dead_letters += 1
             for key, value in records:
                 futures.append(await self._producer.send(kafka.inbound_topic, key=key, value=value))
                 self.stats.produced += 1

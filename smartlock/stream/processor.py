@@ -124,12 +124,12 @@ class BatchProcessor:
             topic = outer["topic"]
             env = decode(topic, outer["payload"])
         except (ValueError, KeyError, TypeError) as exc:
-            result.deadletters.append(
+            result.dead_letters.append(
                 DeadLetter("?", record.value, "invalid_record", str(exc), now, "worker")
             )
             return
         except MessageError as exc:
-            result.deadletters.append(
+            result.dead_letters.append(
                 DeadLetter(exc.topic, record.value, exc.reason, exc.detail, now, "worker")
             )
             return
@@ -144,7 +144,7 @@ class BatchProcessor:
         )
         original = json.dumps(outer["payload"], ensure_ascii=False).encode()
         for lock, rejection in outcome.rejections:
-            result.deadletters.append(
+            result.dead_letters.append(
                 DeadLetter(
                     topic,
                     original,

@@ -77,7 +77,7 @@ class Outputs:
                         json.dumps(o.payload, ensure_ascii=False, separators=(",", ":")).encode(),
                     )
                 )
-        for d in result.deadletters:
+        for d in result.dead_letters:
             records.append(
                 (k.deadletter_topic, None, json.dumps(d.to_record(), ensure_ascii=False).encode())
             )
@@ -95,7 +95,7 @@ class Outputs:
             self.redis.write(
                 result.touched.values(),
                 result.outputs,
-                result.deadletters,
+                result.dead_letters,
                 result.fixes,
                 result.declarations,
             ),
