@@ -58,6 +58,12 @@ class KafkaSettings(_Section):
     )
     partitions: int = Field(4, ge=1)
     app_id: str = "smartlock"
+    output_give_up_s: float = Field(
+        300.0,
+        gt=0,
+        description="a worker or bridge that cannot write its output (MQTT, Redis, Kafka) retries "
+        "with backoff for this long, holding the batch, then exits non-zero for a restart",
+    )
     rebalance_timeout_s: float = Field(
         3.0,
         gt=0,

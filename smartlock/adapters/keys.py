@@ -9,10 +9,11 @@
 * ``<p>:positions``: GEO index of current positions, member = lock id;
 * ``<p>:track:<declaration_id>:<lock_id>``: list of ``[ts, lat, lon]`` fixes of a trip;
 * ``<p>:declaration:<declaration_id>``: the accepted declaration (JSON);
-* ``<p>:alerts``: stream of alerts; ``<p>:alert_ids``: the alert ids already added;
-* ``<p>:verdicts`` and ``<p>:deadletters``: streams of gate verdicts and dead letters;
+* ``<p>:alerts``, ``<p>:verdicts``, ``<p>:deadletters``: streams of alerts, gate verdicts and
+  dead letters, each entry added once (``<p>:alert_ids``, ``<p>:verdict_ids`` and
+  ``<p>:deadletter_ids`` remember what was added);
 * ``<p>:writeoff:<declaration_id>``: hash lock id -> write-off record;
-* ``<p>:audit:<declaration_id>``: stream of audit entries, one per gate verdict;
+* ``<p>:audit:<declaration_id>``: stream of audit entries, one per gate verdict (``<p>:audit_ids``);
 * ``<p>:workers``: hash worker name -> the partitions it owns;
 * ``<p>:intake:<reference>`` and ``<p>:intake:declaration:<declaration_id>``: the intake's
   declarations and the index from declaration id to reference;
@@ -69,14 +70,26 @@ class RedisKeys:
         return f"{self.prefix}:verdicts"
 
     @property
+    def verdict_ids(self) -> str:
+        return f"{self.prefix}:verdict_ids"
+
+    @property
     def deadletters(self) -> str:
         return f"{self.prefix}:deadletters"
+
+    @property
+    def deadletter_ids(self) -> str:
+        return f"{self.prefix}:deadletter_ids"
 
     def writeoff(self, declaration_id: str) -> str:
         return f"{self.prefix}:writeoff:{declaration_id}"
 
     def audit(self, declaration_id: str) -> str:
         return f"{self.prefix}:audit:{declaration_id}"
+
+    @property
+    def audit_ids(self) -> str:
+        return f"{self.prefix}:audit_ids"
 
     @property
     def workers(self) -> str:

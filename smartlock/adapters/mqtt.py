@@ -9,7 +9,9 @@ asyncio loop; a failure on paho's thread is stored and re-raised in the caller's
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +23,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from smartlock.errors import InfrastructureError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,12 @@ class MqttClient:
         self._client.on_connect = self._handle_connect
         self._client.on_message = self._handle_message
         self._client.on_disconnect = self._handle_disconnect
+        # paho reconnects by itself (loop_start); keep the gap short after a broker restart.
+        self._client.reconnect_delay_set(0.2, 5)
+        self.client_id = client_id
+        #: monotonic time the connection was lost, None while connected (or never connected).
+        self.lost_since: float | None = None
+        self._closing = False
 
     # ----------------------------------------------------------------- paho thread
 
@@ -101,6 +111,12 @@ class MqttClient:
             if self._subscriptions:
                 opts = [(t, SubscribeOptions(qos=q)) for t, q in self._subscriptions]
                 client.subscribe(opts)
+            if self.lost_since is not None:
+                log.warning(
+                    "MQTT %s: reconnected to %s:%s after %.1f s",
+                    self.client_id, self.host, self.port, time.monotonic() - self.lost_since,
+                )  # fmt: skip
+            self.lost_since = None
             self._connected.set()
         except BaseException as exc:  # noqa: BLE001 - stored and re-raised in the caller's thread
             self._failure = exc
@@ -108,7 +124,18 @@ class MqttClient:
     def _handle_disconnect(
         self, client: paho.Client, userdata: object, flags: object, reason: object, props: object
     ) -> None:
+        if self._connected.is_set() and not self._closing:
+            self.lost_since = time.monotonic()
+            log.warning(
+                "MQTT %s: connection to %s:%s lost (%s); reconnecting",
+                self.client_id, self.host, self.port, reason,
+            )  # fmt: skip
         self._connected.clear()
+
+    @property
+    def connected(self) -> bool:
+        """True while the broker connection is up."""
+        return self._connected.is_set()
 
     def _handle_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
         try:
@@ -188,6 +215,7 @@ class MqttClient:
         self.raise_if_failed()
 
     def disconnect(self) -> None:
+        self._closing = True
         try:
             self._client.disconnect()
         finally:

@@ -1,6 +1,6 @@
 """Live trip state in Redis, for gates and the monitoring dashboard (one call per read).
 
-Keys are built by :class:`~smartlock.adapters.keys.RedisKeys` (``<p>`` is the configured prefix):
+Keys (``<p>`` is the configured prefix, default ``smartlock``):
 
 * ``<p>:trip:<lock_id>``: hash of the lock's current trip (declaration, state, colour,
   position, open alerts, last verdict);
@@ -8,17 +8,24 @@ Keys are built by :class:`~smartlock.adapters.keys.RedisKeys` (``<p>`` is the co
 * ``<p>:positions``: GEO index of current positions, member = lock id;
 * ``<p>:alerts``: stream of alerts (field ``json`` holds the Alert payload), each alert id
   added once (``<p>:alert_ids`` remembers them, so a reprocessed event adds nothing);
-* ``<p>:verdicts`` and ``<p>:deadletters``: streams of gate verdicts and dead letters;
+* ``<p>:verdicts`` and ``<p>:deadletters``: streams of gate verdicts and dead letters, each
+  added once (``<p>:verdict_ids`` and ``<p>:deadletter_ids`` hold digests of what was added);
 * ``<p>:writeoff:<declaration_id>``: hash lock id -> write-off record (JSON) of each
   released container, written once (a reprocessed arrival does not overwrite it);
 * ``<p>:audit:<declaration_id>``: stream of audit entries, one per gate verdict (JSON, field
-  ``json``), with who decided, when and on which evidence (alerts and their resolutions);
+  ``json``), with who decided, when and on which evidence (alerts and their resolutions),
+  one entry per verdict (``<p>:audit_ids``);
 * for the console: ``<p>:trip_changes`` (stream of trip hashes as they change), the track of
   each trip and each accepted declaration (names in :mod:`smartlock.adapters.keys`).
+
+Each "add once" is one Lua script (remember the id, and append only if it was new), so it is
+atomic: a Redis that dies between the two cannot leave an id remembered but never appended,
+and a retried or reprocessed batch appends nothing twice.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -102,13 +109,37 @@ class Fix:
     lon: float
 
 
+#: KEYS: id set, stream. ARGV: id, maxlen, field, value, field, value, ...
+ADD_ONCE = """
+if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
+  return 1
+end
+return 0
+"""
+
+
+def digest(record: dict[str, Any], drop: tuple[str, ...] = ()) -> str:
+    """A stable id of a record, without the fields (wall-clock times) a reprocessing changes."""
+    kept = {k: v for k, v in record.items() if k not in drop}
+    text = json.dumps(kept, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
 class RedisState:
     """Writes the live view; every write of a batch goes in one pipeline round trip."""
 
     def __init__(self, url: str, prefix: str, stream_maxlen: int = 100_000) -> None:
         self.client = aioredis.Redis.from_url(url, decode_responses=True)
         self.keys = RedisKeys(prefix)
+        self.keys = RedisKeys(prefix)
         self.maxlen = stream_maxlen
+
+    def _append_once(
+        self, pipe: Any, ids: str, stream: str, member: str, fields: dict[str, str]
+    ) -> None:
+        flat = [x for kv in fields.items() for x in kv]
+        pipe.eval(ADD_ONCE, 2, ids, stream, member, self.maxlen, *flat)
 
     async def write(
         self,
@@ -119,14 +150,10 @@ class RedisState:
         declarations: Iterable[dict[str, Any]] = (),
     ) -> None:
         """Writes a batch: trips (hash and change stream), alerts, verdicts, dead letters, and for
-        the console each accepted fix (the trip's track) and each accepted declaration."""
-        alerts = [o for o in outputs if o.kind == "alert"]
-        seen: list[int] = []
-        if alerts:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for o in alerts:
-                    pipe.sadd(self.keys.alert_ids, o.payload["alert_id"])
-                seen = await pipe.execute()
+        the console each accepted fix (the trip's track) and each accepted declaration.
+
+        Alerts, verdicts and dead letters are added once each (a retried or reprocessed batch
+        adds nothing); a retried batch may append its fixes to a track again."""
         async with self.client.pipeline(transaction=False) as pipe:
             for state in states:
                 fields = trip_fields(state)
@@ -144,22 +171,17 @@ class RedisState:
                         self.keys.positions,
                         (float(fields["lon"]), float(fields["lat"]), state.lock_id),
                     )
-            for o, added in zip(alerts, seen, strict=True):
-                if added:  # first time this alert id is seen: a reprocessed event adds nothing
-                    pipe.xadd(
-                        self.keys.alerts,
-                        _stream_fields(o.payload),
-                        maxlen=self.maxlen,
-                        approximate=True,
-                    )
             for o in outputs:
-                if o.kind == "verdict":
-                    pipe.xadd(
-                        self.keys.verdicts,
+                if o.kind == "alert":  # a reprocessed event adds nothing
+                    self._append_once(
+                        pipe, self.keys.alert_ids, self.keys.alerts, o.payload["alert_id"],
                         _stream_fields(o.payload),
-                        maxlen=self.maxlen,
-                        approximate=True,
-                    )
+                    )  # fmt: skip
+                elif o.kind == "verdict":
+                    self._append_once(
+                        pipe, self.keys.verdict_ids, self.keys.verdicts, digest(o.payload),
+                        _stream_fields(o.payload),
+                    )  # fmt: skip
             for fix in fixes:
                 key = self.keys.track(fix.declaration_id, fix.lock_id)
                 pipe.rpush(key, json.dumps([fix.ts, fix.lat, fix.lon]))
@@ -170,12 +192,11 @@ class RedisState:
                     json.dumps(declaration, ensure_ascii=False, sort_keys=True),
                 )
             for d in dead:
-                pipe.xadd(
-                    self.keys.deadletters,
-                    {"json": json.dumps(d.to_record(), ensure_ascii=False)},
-                    maxlen=self.maxlen,
-                    approximate=True,
-                )
+                record = d.to_record()
+                self._append_once(
+                    pipe, self.keys.deadletter_ids, self.keys.deadletters, digest(record, ("received_at",)),
+                    {"json": json.dumps(record, ensure_ascii=False)},
+                )  # fmt: skip
             await pipe.execute()
 
     async def write_verdict_records(
@@ -187,12 +208,10 @@ class RedisState:
         async with self.client.pipeline(transaction=False) as pipe:
             for entry in audits:
                 key = self.keys.audit(entry["declaration_id"] or "undeclared")
-                pipe.xadd(
-                    key,
+                self._append_once(
+                    pipe, self.keys.audit_ids, key, digest(entry, ("processed_at", "decided_by")),
                     {"json": json.dumps(entry, ensure_ascii=False, sort_keys=True)},
-                    maxlen=self.maxlen,
-                    approximate=True,
-                )
+                )  # fmt: skip
             for record in writeoffs:
                 pipe.hsetnx(
                     self.keys.writeoff(record["declaration_id"]),

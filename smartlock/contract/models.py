@@ -334,6 +334,17 @@ class AlertResolution(_Strict):
     ts: UtcTimestamp
 
 
+class DeclarationCancellation(_Strict):
+    """The intake withdraws a bound declaration before departure (``customs/cancellations``;
+    an addition to the contract). Only a trip whose lock is not sealed yet is cancelled; the
+    locks are then free for another declaration. A later cancellation is dead-lettered."""
+
+    declaration_id: Identifier
+    locks: list[Identifier] = Field(min_length=1, max_length=256)
+    reason: str = Field(min_length=1, max_length=1000)
+    ts: UtcTimestamp
+
+
 # --------------------------------------------------------------------------- outbound
 
 
@@ -374,4 +385,11 @@ class TripStatus(_Strict):
     open_alerts: list[str]
 
 
-Inbound = TransitDeclaration | LockTelemetry | LockEvent | GateArrival | AlertResolution
+Inbound = (
+    TransitDeclaration
+    | LockTelemetry
+    | LockEvent
+    | GateArrival
+    | AlertResolution
+    | DeclarationCancellation
+)

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from smartlock.contract.models import (
     Alert,
     AlertResolution,
+    DeclarationCancellation,
     GateArrival,
     GateVerdict,
     LockEvent,
@@ -89,6 +90,15 @@ DECLARATIONS = Channel(
     False,
     "Transit declarations, bound to a lock before departure.",
 )
+CANCELLATIONS = Channel(
+    "cancellations",
+    "customs/cancellations",
+    DeclarationCancellation,
+    "receive",
+    False,
+    "The intake withdraws a bound declaration before its lock is sealed (addition to the "
+    "contract); a cancellation after sealing is dead-lettered.",
+)
 LOCK_TELEMETRY = Channel(
     "lockTelemetry",
     "locks/{lock_id}/telemetry",
@@ -149,6 +159,7 @@ STATUS = Channel(
 #: Every topic of the contract, inbound first.
 CHANNELS: tuple[Channel, ...] = (
     DECLARATIONS,
+    CANCELLATIONS,
     LOCK_TELEMETRY,
     LOCK_EVENTS,
     GATE_ARRIVALS,

@@ -28,6 +28,7 @@ from smartlock.contract.models import (
     AlertResolution,
     AlertType,
     Colour,
+    DeclarationCancellation,
     GateArrival,
     GateVerdict,
     LockEvent,
@@ -155,6 +156,8 @@ class Detector:
         msg = env.message
         if isinstance(msg, TransitDeclaration):
             return [c.lock_id for c in msg.bound_locks()]
+        if isinstance(msg, DeclarationCancellation):
+            return list(dict.fromkeys(msg.locks))
         return [msg.lock_id]
 
     @staticmethod
@@ -188,6 +191,8 @@ class Detector:
             rejection = self._arrival(state, msg, outputs)
         elif isinstance(msg, AlertResolution):
             rejection = self._resolution(state, msg)
+        elif isinstance(msg, DeclarationCancellation):
+            rejection = self._cancellation(state, msg)
         else:  # pragma: no cover - the union is exhaustive
             raise TypeError(type(msg))
         return self._result(state, before, effects, outputs, rejection)
@@ -294,6 +299,12 @@ class Detector:
                     "duplicate", f"declaration {decl.declaration_id} was already received"
                 )
             if current.state is not TripState.DECLARED:
+                if _plate_only(current, raw):
+                    # The declarant changed the vehicle before arrival (a breakdown, a swap of
+                    # tractors): the trip goes on with the new plate and everything else kept.
+                    current.vehicle_plate = decl.vehicle_plate
+                    current.declaration_digest = digest
+                    return None
                 return Rejection(
                     "declaration_locked",
                     f"declaration {decl.declaration_id} cannot be amended after sealing (state {current.state.value})",
@@ -318,6 +329,7 @@ class Detector:
             departure_ts=decl.departure_ts.timestamp(),
             eta_ts=decl.eta_ts.timestamp(),
             train_id=decl.train_id,
+            amend_digest=amend_digest(raw),
         )
         state.unknown_alert = None
         return None
@@ -348,6 +360,25 @@ class Detector:
             reasons=reasons,
         ).to_payload()
         outputs.append(Output("verdict", verdict_topic(arrival.gate_id), payload))
+        return None
+
+    @staticmethod
+    def _cancellation(state: LockState, msg: DeclarationCancellation) -> Rejection | None:
+        trip = state.trip
+        if trip is None or trip.declaration_id != msg.declaration_id or not trip.is_open:
+            return Rejection(
+                "unknown_declaration",
+                f"declaration {msg.declaration_id} is not open for lock {state.lock_id}",
+            )
+        if trip.state is not TripState.DECLARED:
+            return Rejection(
+                "declaration_departed",
+                f"declaration {msg.declaration_id} cannot be cancelled after sealing "
+                f"(state {trip.state.value})",
+            )
+        trip.state = TripState.CLOSED
+        trip.verdict_reasons = [f"cancelled by the declarant: {msg.reason}"]
+        state.past_declarations = [*state.past_declarations, trip.declaration_id][-MEMORY:]
         return None
 
     @staticmethod
@@ -410,6 +441,22 @@ def colour(trip: Trip) -> Colour:
     if Severity.AMBER in open_severities or trip.state is TripState.INSPECT:
         return Colour.AMBER
     return Colour.GREEN
+
+
+def amend_digest(raw: dict[str, Any]) -> str:
+    """Digest of a declaration without its vehicle plate: equal for a plate-only amendment."""
+    rest = {k: v for k, v in raw.items() if k != "vehicle_plate"}
+    return hashlib.sha256(canonical_json(rest)).hexdigest()[:16]
+
+
+def _plate_only(trip: Trip, raw: dict[str, Any]) -> bool:
+    """A re-published declaration that changes only the plate, before the gate judged it."""
+    return (
+        trip.amend_digest is not None
+        and trip.amend_digest == amend_digest(raw)
+        and trip.verdict is None
+        and trip.is_open
+    )
 
 
 def _status_key(trip: Trip | None) -> tuple[Any, ...] | None:

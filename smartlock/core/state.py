@@ -53,6 +53,8 @@ class Trip(_State):
     departure_ts: float
     eta_ts: float
     train_id: str | None = None
+    #: digest of the declaration without its plate (a plate-only amendment keeps it)
+    amend_digest: str | None = None
 
     state: TripState = TripState.DECLARED
     sealed_ts: float | None = None

@@ -24,6 +24,7 @@ import redis
 from rich.console import Console
 from rich.live import Live
 
+from smartlock.adapters.credentials import CredentialStore
 from smartlock.adapters.keys import RedisKeys
 from smartlock.adapters.mqtt import MqttClient
 from smartlock.errors import InfrastructureError
@@ -122,10 +123,10 @@ class DemoProcesses:
     env: dict[str, str]
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def start(self, role: str) -> None:
+    def start(self, role: str, *args: str) -> None:
         log = open(self.run_dir / f"{role}.log", "ab")  # noqa: SIM115 - the child process holds it
         self.procs[role] = subprocess.Popen(
-            [sys.executable, "-m", "smartlock.cli.main", role],
+            [sys.executable, "-m", "smartlock.cli.main", role, *args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -203,16 +204,19 @@ def run_demo(
     messages = messages_for()
     console.print(f"fleet: {len(messages)} messages, replayed at {speed:g}x real time")
     stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C, kill, and closing the terminal (SIGHUP) all stop the demo cleanly: no server
+    # or process is left behind.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda *_: stop.set())
     with local_stack(run_dir, console) as ports:
-        settings = stack_settings(ports)
+        settings = stack_settings(ports, credentials={"dir": (run_dir / "credentials").resolve()})
         env = settings_env(settings, os.environ) | {"PYTHONUNBUFFERED": "1"}
         procs = DemoProcesses(run_dir, env)
         try:
             procs.start("worker")
             procs.start("bridge")
             _wait_worker(settings, procs, console, stop)
+            url = start_console(procs, run_dir, console)
             view = LiveView("127.0.0.1", ports.mqtt)
             view.start()
             fleet = FleetPublisher("127.0.0.1", ports.mqtt, messages, speed, stop, paced_from)
@@ -226,7 +230,7 @@ def run_demo(
                     elapsed = time.monotonic() - started
                     header = (
                         f"smartlock demo  {elapsed:5.0f} s   published {fleet.stats.published} "
-                        f"({fleet.stats.rate():.0f} msg/s)   Ctrl-C to stop"
+                        f"({fleet.stats.rate():.0f} msg/s)   console {url}   Ctrl-C to stop"
                     )
                     live.update(view.render(header))
                     procs.check()
@@ -269,6 +273,41 @@ def stack_settings(ports: Ports, **overrides: Any) -> Settings:
         redis={"url": f"redis://127.0.0.1:{ports.redis}/0"},
         **overrides,
     )
+
+
+#: Who may sign in to the demo's console (their secrets go to an owner-only file).
+DEMO_OPERATOR, DEMO_OBSERVER = "duty-officer", "wall-screen"
+
+
+def start_console(procs: DemoProcesses, run_dir: Path, console: Console) -> str:
+    """Starts ``smartlock console`` beside the pipeline; returns its URL.
+
+    An operator and an observer are issued in the demo's credential store; their secrets are
+    written to ``<run_dir>/console-sign-in.txt`` (mode 0600), never printed or logged.
+    """
+    store = CredentialStore(Path(procs.env["SMARTLOCK_CREDENTIALS__DIR"]))
+    lines = []
+    for role, name in (("operator", DEMO_OPERATOR), ("observer", DEMO_OBSERVER)):
+        identity = store.ensure(role, name)
+        lines.append(f"{role:<9} {name:<14} {identity.secret.get_secret_value()}")
+    sign_in = run_dir / "console-sign-in.txt"
+    fd = os.open(sign_in, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    port = 8090 if not port_in_use("127.0.0.1", 8090) else free_ports(1)[0]
+    procs.start("console", "--port", str(port))
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 30
+    while not port_in_use("127.0.0.1", port):
+        procs.check()
+        if time.monotonic() > deadline:
+            raise InfrastructureError(f"console not up; see {run_dir / 'console.log'}")
+        time.sleep(0.2)
+    console.print(
+        f"console: {url}  (wall screen: {url}?wall); sign in as {DEMO_OPERATOR} (operator) or "
+        f"{DEMO_OBSERVER} (observer) with the secret in {sign_in}"
+    )
+    return url
 
 
 def _wait_worker(

@@ -39,8 +39,8 @@ from smartlock.services.gate.report import show_outcome, writeoff_sentence
 from smartlock.services.gate.resolution import publish_resolution
 from smartlock.settings import Settings, settings_env
 from smartlock.simulators.demo_fleet import CorridorRoute
-from smartlock.simulators.fleet import Lock
 from smartlock.simulators.publisher import publish_paced
+from smartlock.simulators.trip import drive
 
 SHANGHAI = "+08:00"
 TRUCKS = [
@@ -113,37 +113,6 @@ def _http(url: str, token: str, body: dict[str, Any] | None = None) -> tuple[int
         return exc.code, json.loads(exc.read())
 
 
-def _transit(
-    route: CorridorRoute, lock_id: str, depart: datetime, detour: tuple[float, int] | None
-) -> list[tuple[str, dict[str, Any]]]:
-    """Sealing at the origin, a fix a minute at 85 km/h to the gate (with a detour if given)."""
-    lock, t, messages = Lock(lock_id, None), depart.timestamp(), []
-    lon, lat = route.at(0)
-    messages.append(
-        lock.message("events", t, {"type": "sealed", "lat": round(lat, 6), "lon": round(lon, 6)})
-    )
-    x = 0.0
-    while x < route.length_km:
-        t += 60
-        y = 0.0
-        if (
-            detour is not None and detour[0] <= x < detour[0] + 2
-        ):  # off the ramp, 2.5 km out, and back
-            y, step = 2500.0, 2.0 / detour[1]
-        else:
-            step = 85 / 60
-        x = min(route.length_km, x + step)
-        lon, lat = route.at(x, y)
-        messages.append(
-            lock.message(
-                "telemetry",
-                t,
-                {"lat": round(lat, 6), "lon": round(lon, 6), "speed_kmh": 85.0, "seal": "sealed"},
-            )
-        )
-    return messages
-
-
 def run_loop(run_dir: Path, console: Console | None = None) -> dict[str, Any]:
     """Runs the loop; returns what happened (verdicts, write-offs) for tests and the caller."""
     console = console or Console(soft_wrap=True)
@@ -211,7 +180,7 @@ def _narrate(
             f"2. driver bound {body['reference']} to {plate}; the declaration is now on customs/declarations"
         )
         declarations[lock] = body["declaration_id"]
-    messages = [m for lock, _, _, detour in TRUCKS for m in _transit(route, lock, depart, detour)]
+    messages = [m for lock, _, _, detour in TRUCKS for m in drive(route, lock, depart, detour)]
     messages.sort(key=lambda m: m[1]["ts"])
     report = asyncio.run(
         publish_paced(messages, "127.0.0.1", settings.mqtt.port, speed=None, client_id="loop-demo")

@@ -35,6 +35,7 @@ from smartlock.contract.topics import INBOUND_SUBSCRIPTIONS
 from smartlock.core.detector import Detector
 from smartlock.errors import MessageError
 from smartlock.settings import Settings
+from smartlock.stream.retry import Outage, exit_on_outage, retrying
 
 log = logging.getLogger(__name__)
 
@@ -144,9 +145,20 @@ class Bridge:
             )
             while not stop.is_set():
                 batch = await self._next_batch(stop)
-                if batch:
-                    await self._forward(batch)
-                await self._tick()
+                try:  # a Kafka outage holds the batch (MQTT keeps it unacknowledged) and retries
+                    if batch:
+                        await retrying(
+                            f"bridge {self.name}: Kafka produce",
+                            lambda batch=batch: self._forward(batch),  # type: ignore[misc]
+                            give_up_s=kafka.output_give_up_s,
+                        )
+                    await retrying(
+                        f"bridge {self.name}: watermark tick",
+                        self._tick,
+                        give_up_s=kafka.output_give_up_s,
+                    )
+                except Outage as exc:
+                    exit_on_outage(f"bridge {self.name}", exc)
                 self._mqtt.raise_if_failed()
         finally:
             self._mqtt.disconnect()

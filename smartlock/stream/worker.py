@@ -27,6 +27,7 @@ from smartlock.core.writeoff import AUTOMATIC, audit_entry, writeoff_record
 from smartlock.settings import Settings
 from smartlock.stream.faust_settings import faust_app_kwargs, shorten_fetch_wait
 from smartlock.stream.processor import BatchProcessor, BatchResult, CachedStore, Record
+from smartlock.stream.retry import Outage, exit_on_outage, retrying
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class Outputs:
             settings.redis.url, settings.redis.prefix, settings.redis.alert_stream_maxlen
         )
         self.decided_by = f"{AUTOMATIC} (worker {name})"
+        self.role = f"worker {name}"
 
     async def start(self) -> None:
         await asyncio.to_thread(self.mqtt.connect)
@@ -90,17 +92,29 @@ class Outputs:
             )
             for w in writeoffs
         )
+        touched = list(result.touched.values())
+        give_up = self.settings.kafka.output_give_up_s
         await asyncio.gather(
-            self.mqtt.publish_all(mqtt_messages),
-            self.redis.write(
-                result.touched.values(),
-                result.outputs,
-                result.dead_letters,
-                result.fixes,
-                result.declarations,
+            retrying(
+                f"{self.role}: MQTT publish",
+                lambda: self.mqtt.publish_all(mqtt_messages),
+                give_up_s=give_up,
             ),
-            self.redis.write_verdict_records(audits, writeoffs),
-            self.kafka.send(records),
+            retrying(
+                f"{self.role}: Redis write",
+                lambda: self.redis.write(
+                    touched, result.outputs, result.dead_letters, result.fixes, result.declarations
+                ),
+                give_up_s=give_up,
+            ),
+            retrying(
+                f"{self.role}: Redis write-offs and audit",
+                lambda: self.redis.write_verdict_records(audits, writeoffs),
+                give_up_s=give_up,
+            ),
+            retrying(
+                f"{self.role}: Kafka outputs", lambda: self.kafka.send(records), give_up_s=give_up
+            ),
         )
 
     def verdict_records(
@@ -225,7 +239,12 @@ def create_app(
             key for key, raw in list(table.data.items()) if raw and raw.get("partition") in assigned
         ]
         processor.engine.schedule_all(owned)
-        log.info("worker %s: partitions %s, %d trips recovered", name, sorted(assigned), len(owned))
+        # One line for operators: this worker is ready and owns these partitions.
+        print(
+            f"worker {name} ready: partitions {sorted(assigned)} of {k.inbound_topic}, "
+            f"{len(owned)} trips recovered",
+            flush=True,
+        )
         # Readiness for operators, tests and the demo: which partitions this worker owns.
         await outputs.redis.client.hset(
             RedisKeys(settings.redis.prefix).workers, name, json.dumps(sorted(assigned))
@@ -237,7 +256,15 @@ def create_app(
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             records = [Record(e.message.key, e.message.value, e.message.partition) for e in events]
             result = processor.process(records)
-            await outputs.publish(result)
-            await kafka.write_changelog(store.take_dirty())
+            changes = store.take_dirty()
+            try:  # every output written, then the table: only then may the offsets be committed
+                await outputs.publish(result)
+                await retrying(
+                    f"worker {name}: Kafka table changelog",
+                    lambda changes=changes: kafka.write_changelog(changes),  # type: ignore[misc]
+                    give_up_s=k.output_give_up_s,
+                )
+            except Outage as exc:
+                exit_on_outage(f"worker {name}", exc)
 
     return app

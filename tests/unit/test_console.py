@@ -11,7 +11,7 @@ import pytest
 
 from smartlock.adapters.credentials import CredentialStore
 from smartlock.adapters.keys import RedisKeys
-from smartlock.services.console.app import _safe_next
+from smartlock.services.console.app import SignInThrottle, _safe_next
 from smartlock.services.console.auth import Principal, verify_identity
 from smartlock.services.console.desk import DeskError, check_action
 from smartlock.services.console.feed import LiveFeed
@@ -229,3 +229,13 @@ def test_trip_counts_by_colour_and_overdue() -> None:
     counts = trip_counts(trips)
     assert (counts["red"], counts["amber"], counts["green"]) == (1, 1, 0)
     assert counts["overdue"] == 1 and counts["released"] == 1 and counts["trips"] == 3
+
+
+def test_sign_in_is_refused_after_repeated_failures_from_one_address() -> None:
+    throttle = SignInThrottle(limit=3, window_s=60)
+    for _ in range(3):
+        assert not throttle.blocked("10.0.0.1")
+        throttle.failed("10.0.0.1")
+    assert throttle.blocked("10.0.0.1") and not throttle.blocked("10.0.0.2")
+    throttle.window_s = 0  # the window has passed
+    assert not throttle.blocked("10.0.0.1")

@@ -498,3 +498,71 @@ def test_limits_are_settings() -> None:
     assert run(trip.messages).alerts() == []
     strict = DetectionSettings(deviation_confirm_fixes=1)
     assert run(trip.messages, limits=strict).alert_types() == ["route_deviation", "route_rejoined"]
+
+
+# --------------------------------------------------------------------------- amendments, cancellations
+
+
+def _republish(trip: Trip, **changes: object) -> Trip:
+    declaration = next(p for t, p in trip.messages if t == "customs/declarations")
+    trip.messages.append(("customs/declarations", dict(declaration, **changes)))
+    return trip
+
+
+def test_a_plate_only_amendment_after_sealing_keeps_the_trip_with_the_new_plate() -> None:
+    trip = Trip().declare().event("sealed", at=(0, 0)).drive(0, 20)
+    _republish(trip, vehicle_plate="浙G00001").drive(20, 50)
+    r = run(trip.arrive(plate="浙G00001").messages)
+    assert r.reasons() == []
+    assert (r.verdicts()[-1]["verdict"], r.verdicts()[-1]["reasons"]) == ("release", [])
+    old_plate = Trip().declare().event("sealed", at=(0, 0)).drive(0, 20)
+    _republish(old_plate, vehicle_plate="浙G00001").drive(20, 50).arrive()
+    assert run(old_plate.messages).verdicts()[-1]["reasons"] == [
+        f"vehicle plate {Trip().plate} does not match declared 浙G00001"
+    ]
+
+
+def test_an_amendment_of_anything_else_after_sealing_or_of_the_plate_after_the_verdict_is_refused() -> (
+    None
+):
+    trip = Trip().declare().event("sealed", at=(0, 0))
+    _republish(trip, eta_ts="2026-11-22T23:00:00Z")
+    assert run(trip.messages).reasons() == ["declaration_locked"]
+    judged = Trip().declare().event("sealed", at=(0, 0)).drive(0, 10).arrive()
+    _republish(judged, vehicle_plate="浙G00001")
+    assert run(judged.messages).reasons() == ["declaration_locked"]
+
+
+def _cancel(trip: Trip, declaration_id: str = "D1") -> Trip:
+    trip.messages.append(
+        (
+            "customs/cancellations",
+            {
+                "declaration_id": declaration_id,
+                "locks": [trip.lock_id],
+                "reason": "order withdrawn",
+                "ts": "2026-11-22T07:00:00Z",
+            },
+        )
+    )
+    return trip
+
+
+def test_a_cancellation_before_sealing_closes_the_trip_and_frees_the_lock() -> None:
+    trip = _cancel(Trip().declare())
+    r = run(trip.messages)
+    assert r.reasons() == []
+    assert r.statuses()[-1]["state"] == "closed"
+    trip.arrive()
+    assert run(trip.messages).verdicts()[-1]["reasons"] == ["no open declaration binds lock L1"]
+    again = _cancel(Trip().declare())
+    again.messages.append(("customs/declarations", dict(again.messages[0][1], declaration_id="D2")))
+    assert run(again.messages).reasons() == []  # the lock is free for another declaration
+    _republish(again)  # the cancelled declaration cannot come back
+    assert run(again.messages).reasons() == ["declaration_closed"]
+
+
+def test_a_cancellation_after_sealing_or_of_an_unknown_declaration_is_refused() -> None:
+    sealed = _cancel(Trip().declare().event("sealed", at=(0, 0)))
+    assert run(sealed.messages).reasons() == ["declaration_departed"]
+    assert run(_cancel(Trip().declare(), "D9").messages).reasons() == ["unknown_declaration"]

@@ -11,8 +11,9 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -84,6 +85,26 @@ class Parts:
     desk: Desk
     health: Health
     health_task: asyncio.Task[None]
+    throttle: SignInThrottle = field(default_factory=lambda: SignInThrottle())
+
+
+class SignInThrottle:
+    """Refuses sign-in from an address after ``limit`` failures within ``window_s`` seconds."""
+
+    def __init__(self, limit: int = 10, window_s: float = 60.0) -> None:
+        self.limit, self.window_s = limit, window_s
+        self.failures: dict[str, deque[float]] = {}
+
+    def failed(self, client: str) -> None:
+        self.failures.setdefault(client, deque(maxlen=self.limit)).append(time.monotonic())
+
+    def blocked(self, client: str) -> bool:
+        recent = self.failures.get(client)
+        return (
+            recent is not None
+            and len(recent) == self.limit
+            and time.monotonic() - recent[0] < self.window_s
+        )
 
 
 CONFIG = web.AppKey("config", ConsoleConfig)
@@ -206,9 +227,14 @@ async def _login(request: web.Request) -> web.StreamResponse:
     name, password = str(form.get("name", "")), str(form.get("password", ""))
     target = _safe_next(str(form.get("next", "/")))
     config = request.app[PARTS].config
+    throttle = request.app[PARTS].throttle
+    client = request.remote or "?"
+    if throttle.blocked(client):
+        return web.Response(status=429, text="too many failed sign-ins: wait a minute")
     principal = await asyncio.to_thread(config.verify, name, password)
     if principal is None:
-        log.info("console: failed sign-in for %r", name)
+        throttle.failed(client)
+        log.info("console: failed sign-in for %r", name[:64])
         raise web.HTTPFound(f"/login?failed=1&next={quote(target, safe='')}")
     token = await request.app[PARTS].sessions.open(principal)
     response = web.HTTPFound(target)

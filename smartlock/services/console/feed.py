@@ -34,6 +34,12 @@ RING = 5000
 MIN_INTERVAL_S = 0.1
 
 
+def with_written_ms(verdict: dict[str, Any], entry_id: str) -> dict[str, Any]:
+    """The verdict with ``written_ms``: when the worker stored it (Redis's clock, from the
+    stream entry id), for the gate view's arrival-to-verdict times."""
+    return verdict | {"written_ms": int(entry_id.split("-")[0])}
+
+
 @dataclass(frozen=True)
 class Update:
     """One numbered live update (``id`` is the SSE event id)."""
@@ -95,8 +101,8 @@ class LiveFeed:
         recent = await self.client.xrevrange(
             k.verdicts, max=self.cursor[k.verdicts], count=self.model.verdicts.maxlen
         )
-        for _, fields in reversed(recent):
-            self.model.apply_verdict(json.loads(fields["json"]), changes)
+        for entry_id, fields in reversed(recent):
+            self.model.apply_verdict(with_written_ms(json.loads(fields["json"]), entry_id), changes)
         self.model.verdict_total = await self.client.xlen(k.verdicts)
         for alert_id, raw in (await self.client.hgetall(k.acks)).items():
             self.model.acks[alert_id] = json.loads(raw)
@@ -122,7 +128,7 @@ class LiveFeed:
                 for entry_id, fields in entries:
                     self.cursor[key] = entry_id
                     try:
-                        self._apply(key, fields, changes)
+                        self._apply(key, entry_id, fields, changes)
                     except (ValueError, KeyError, TypeError) as exc:
                         log.warning("console feed: skipped entry %s of %s: %s", entry_id, key, exc)
             self.last_entry_at = time.time()
@@ -130,14 +136,14 @@ class LiveFeed:
                 await self.publish("update", changes.to_json())
             await asyncio.sleep(MIN_INTERVAL_S)
 
-    def _apply(self, key: str, fields: dict[str, str], changes: Changes) -> None:
+    def _apply(self, key: str, entry_id: str, fields: dict[str, str], changes: Changes) -> None:
         k = self.keys
         if key == k.trip_changes:
             self.model.apply_trip(json.loads(fields["json"]), changes)
         elif key == k.alerts:
             self.model.apply_alert(json.loads(fields["json"]), changes)
         elif key == k.verdicts:
-            self.model.apply_verdict(json.loads(fields["json"]), changes)
+            self.model.apply_verdict(with_written_ms(json.loads(fields["json"]), entry_id), changes)
         elif key == k.desk:
             self.model.apply_desk(json.loads(fields["json"]), changes)
 
