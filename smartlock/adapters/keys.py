@@ -16,7 +16,8 @@
 * ``<p>:audit:<declaration_id>``: stream of audit entries, one per gate verdict (``<p>:audit_ids``);
 * ``<p>:workers``: hash worker name -> the partitions it owns;
 * ``<p>:intake:<reference>`` and ``<p>:intake:declaration:<declaration_id>``: the intake's
-  declarations and the index from declaration id to reference;
+  declarations and the index from declaration id to reference; ``<p>:intake:by:<declarant>``:
+  the references a declarant filed;
 * ``<p>:console:*``: the console's acknowledgements, pending resolutions, desk stream, sessions.
 """
 
@@ -102,6 +103,9 @@ class RedisKeys:
 
     def intake_by_declaration(self, declaration_id: str) -> str:
         return f"{self.prefix}:intake:declaration:{declaration_id}"
+
+    def intake_by_declarant(self, declarant: str) -> str:
+        return f"{self.prefix}:intake:by:{declarant}"
 
     # --- the console's own keys
 
