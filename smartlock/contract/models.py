@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -27,6 +27,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     StrictInt,
     field_validator,
     model_validator,
@@ -63,9 +64,13 @@ def format_epoch(ts: float) -> str:
 
 
 UtcTimestamp = Annotated[datetime, BeforeValidator(_parse_utc)]
-Latitude = Annotated[float, Field(ge=-90.0, le=90.0, allow_inf_nan=False)]
-Longitude = Annotated[float, Field(ge=-180.0, le=180.0, allow_inf_nan=False)]
-Seq = Annotated[StrictInt, Field(ge=0)]
+#: Largest ``seq`` (CONTRACT section 7): every value is exact as a JSON number anywhere.
+MAX_SEQ = 2**53 - 1
+
+# Numbers are taken literally (CONTRACT section 7): Strict() refuses "29.3" and true.
+Latitude = Annotated[float, Strict(), Field(ge=-90.0, le=90.0, allow_inf_nan=False)]
+Longitude = Annotated[float, Strict(), Field(ge=-180.0, le=180.0, allow_inf_nan=False)]
+Seq = Annotated[StrictInt, Field(ge=0, le=MAX_SEQ)]
 Identifier = Annotated[
     str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
 ]
@@ -216,11 +221,16 @@ class Colour(StrEnum):
 # --------------------------------------------------------------------------- inbound
 
 
+#: Largest cargo quantity or value accepted (a trillion): far above any real consignment,
+#: far below where floats lose whole units.
+MAX_AMOUNT = 1e12
+
+
 class CargoItem(_Strict):
     description: str = Field(min_length=1, max_length=512)
-    quantity: float = Field(gt=0, allow_inf_nan=False)
+    quantity: Annotated[float, Strict()] = Field(gt=0, le=MAX_AMOUNT, allow_inf_nan=False)
     unit: str = Field(min_length=1, max_length=32)
-    value: float = Field(ge=0, allow_inf_nan=False)
+    value: Annotated[float, Strict()] = Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)
     currency: str = Field(pattern=r"^[A-Z]{3}$")
 
 
@@ -282,10 +292,14 @@ class LockTelemetry(_Strict):
     ts: UtcTimestamp
     lat: Latitude
     lon: Longitude
-    speed_kmh: float | None = Field(default=None, ge=0, le=1000, allow_inf_nan=False)
-    hdop: float | None = Field(default=None, ge=0, le=100, allow_inf_nan=False)
+    speed_kmh: Annotated[float, Strict()] | None = Field(
+        default=None, ge=0, le=1000, allow_inf_nan=False
+    )
+    hdop: Annotated[float, Strict()] | None = Field(default=None, ge=0, le=100, allow_inf_nan=False)
     seal: SealState
-    battery_pct: float | None = Field(default=None, ge=0, le=100, allow_inf_nan=False)
+    battery_pct: Annotated[float, Strict()] | None = Field(
+        default=None, ge=0, le=100, allow_inf_nan=False
+    )
     sig: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 
@@ -345,6 +359,22 @@ class DeclarationCancellation(_Strict):
     ts: UtcTimestamp
 
 
+class ManualOutcome(_Strict):
+    """An officer's outcome of a hand inspection at a gate (``customs/outcomes/{officer}``; an
+    addition to the contract). The officer is the authenticated client that published it.
+    ``cleared`` releases and writes off the container's declaration; ``seized`` closes the trip
+    without a write-off. Both are kept in the audit trail."""
+
+    gate_id: Identifier
+    lock_id: Identifier
+    container_no: str = Field(min_length=1, max_length=16)
+    vehicle_plate: VehiclePlate
+    outcome: Literal["cleared", "seized"]
+    officer: Identifier
+    note: str = Field(min_length=1, max_length=1000)
+    ts: UtcTimestamp
+
+
 # --------------------------------------------------------------------------- outbound
 
 
@@ -392,4 +422,5 @@ Inbound = (
     | GateArrival
     | AlertResolution
     | DeclarationCancellation
+    | ManualOutcome
 )

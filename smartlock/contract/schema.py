@@ -20,6 +20,7 @@ _PARAMS = {
     "lock_id": "Identifier of the smart lock.",
     "gate_id": "Identifier of the port gate (a destination_gate zone id).",
     "declaration_id": "Identifier of the transit declaration.",
+    "officer": "Identifier of the customs officer (the authenticated client).",
 }
 
 

@@ -21,6 +21,7 @@ from smartlock.contract.models import (
     GateVerdict,
     LockEvent,
     LockTelemetry,
+    ManualOutcome,
     TransitDeclaration,
     TripStatus,
 )
@@ -131,6 +132,15 @@ RESOLUTIONS = Channel(
     False,
     "An operator resolving an alert (addition to the contract; a resolved red alert no longer blocks release).",
 )
+OUTCOMES = Channel(
+    "manualOutcomes",
+    "customs/outcomes/{officer}",
+    ManualOutcome,
+    "receive",
+    False,
+    "An officer's outcome of a hand inspection at a gate (addition to the contract): cleared "
+    "releases and writes off, seized closes the trip without a write-off; both are audited.",
+)
 GATE_VERDICTS = Channel(
     "gateVerdicts",
     "gates/{gate_id}/verdicts",
@@ -164,6 +174,7 @@ CHANNELS: tuple[Channel, ...] = (
     LOCK_EVENTS,
     GATE_ARRIVALS,
     RESOLUTIONS,
+    OUTCOMES,
     GATE_VERDICTS,
     ALERTS,
     STATUS,

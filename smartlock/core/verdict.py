@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
+from datetime import UTC, datetime
+from typing import Any
 
+from smartlock.contract.codec import RefusedArrival
 from smartlock.contract.models import (
     GateArrival,
+    GateVerdict,
     Severity,
     Verdict,
     format_epoch,
@@ -16,6 +20,22 @@ from smartlock.contract.models import (
 from smartlock.core.state import Trip
 
 _ISO6346 = re.compile(r"^[A-Z]{3}[UJZ][0-9]{7}$")
+
+
+def refused_arrival_verdict(refused: RefusedArrival, ts: float) -> dict[str, Any]:
+    """The ``inspect`` verdict payload for an arrival that could not be accepted.
+
+    CONTRACT section 4: unknown or malformed arrivals get ``inspect``, never silence. The
+    verdict names the gate from the topic, the lock if the payload named one, and why.
+    """
+    return GateVerdict(
+        gate_id=refused.gate_id,
+        declaration_id=None,
+        lock_id=refused.lock_id or "",
+        ts=datetime.fromtimestamp(ts, UTC),
+        verdict=Verdict.INSPECT,
+        reasons=[f"arrival message refused ({refused.reason}): {refused.detail[:500]}"],
+    ).to_payload()
 
 
 def _container_read_error(container_no: str) -> str | None:

@@ -199,15 +199,30 @@ def run_demo(
         duration: stop after this many seconds (None: until Ctrl-C or the fleet is done + 10 s).
         speed: event time runs this many times faster than wall time.
     """
+    stop = threading.Event()
+    # Ctrl-C, kill, and closing the terminal (SIGHUP) all stop the demo cleanly: no server
+    # or process is left behind. The caller's handlers come back afterwards.
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in STOP_SIGNALS}
+    try:
+        return _run_demo(messages_for, paced_from, run_dir, duration, speed, console, stop)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _run_demo(
+    messages_for: Callable[[], list[Message]],
+    paced_from: float | None,
+    run_dir: Path,
+    duration: float | None,
+    speed: float,
+    console: Console | None,
+    stop: threading.Event,
+) -> dict[str, Any]:
     console = console or Console()
     run_dir.mkdir(parents=True, exist_ok=True)
     messages = messages_for()
     console.print(f"fleet: {len(messages)} messages, replayed at {speed:g}x real time")
-    stop = threading.Event()
-    # Ctrl-C, kill, and closing the terminal (SIGHUP) all stop the demo cleanly: no server
-    # or process is left behind.
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, lambda *_: stop.set())
     with local_stack(run_dir, console) as ports:
         settings = stack_settings(ports, credentials={"dir": (run_dir / "credentials").resolve()})
         env = settings_env(settings, os.environ) | {"PYTHONUNBUFFERED": "1"}
@@ -275,6 +290,9 @@ def stack_settings(ports: Ports, **overrides: Any) -> Settings:
     )
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: The console's port when free (else any free port).
+CONSOLE_PORT = 8090
 #: Who may sign in to the demo's console (their secrets go to an owner-only file).
 DEMO_OPERATOR, DEMO_OBSERVER = "duty-officer", "wall-screen"
 
@@ -294,7 +312,7 @@ def start_console(procs: DemoProcesses, run_dir: Path, console: Console) -> str:
     fd = os.open(sign_in, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write("\n".join(lines) + "\n")
-    port = 8090 if not port_in_use("127.0.0.1", 8090) else free_ports(1)[0]
+    port = CONSOLE_PORT if not port_in_use("127.0.0.1", CONSOLE_PORT) else free_ports(1)[0]
     procs.start("console", "--port", str(port))
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 30

@@ -238,6 +238,9 @@ def _narrate(
             verdicts[bad_lock] = _show(console, outcome, "6.")
     finally:
         gate.close()
+    released = [declarations[lock] for lock, v in verdicts.items() if v.get("verdict") == "release"]
+    # The worker writes the write-off while the gate already shows the release: wait for it.
+    _wait_until(lambda: all(r.exists(keys.writeoff(d)) for d in released), 15.0)
     writeoffs = {
         d: {lock: json.loads(v) for lock, v in r.hgetall(keys.writeoff(d)).items()}
         for d in declarations.values()

@@ -128,9 +128,9 @@ class Outputs:
                 continue
             state = result.touched.get(o.payload["lock_id"])
             trip = state.trip if state is not None else None
-            audits.append(audit_entry(trip, o.payload, self.decided_by, now))
+            audits.append(audit_entry(trip, o.payload, self.decided_by, now, o.manual))
             if o.payload["verdict"] == "release" and trip is not None:
-                writeoffs.append(writeoff_record(trip, o.payload, self.decided_by, now))
+                writeoffs.append(writeoff_record(trip, o.payload, self.decided_by, now, o.manual))
         return audits, writeoffs
 
 
@@ -234,9 +234,10 @@ def create_app(
         store.cache.clear()
         store.partition_of.clear()
         processor.reset()
-        processor.engine.expect(assigned)
         owned = [
-            key for key, raw in list(table.data.items()) if raw and raw.get("partition") in assigned
+            (key, raw["partition"])
+            for key, raw in list(table.data.items())
+            if raw and raw.get("partition") in assigned
         ]
         processor.engine.schedule_all(owned)
         # One line for operators: this worker is ready and owns these partitions.

@@ -269,8 +269,22 @@ def test_trip_view_shows_track_alerts_and_replay_stops_at_the_alert(
     _, console = live
     s = open_session(browser, console.base)
     try:
-        page = sign_in(s, console.base, console.operator, path=f"/trip/{shown_trip.lock_id}")
+        page = sign_in(s, console.base, console.operator)
+        # Click the red truck on the map: its trip opens.
+        page.wait_for_function(
+            f"(window.smartlockConsole.redDrawn || []).includes('{shown_trip.lock_id}')",
+            timeout=10000,
+        )
+        x, y = console_state(
+            page,
+            f"(() => {{ const t = S.trips.get('{shown_trip.lock_id}'); "
+            "const p = S.map.latLngToContainerPoint([t.lat, t.lon]); return [p.x, p.y]; })()",
+        )
+        box = page.locator("#map").bounding_box()
+        assert box is not None
+        page.mouse.click(box["x"] + x, box["y"] + y)
         page.wait_for_selector("#trip:not([hidden])", timeout=10000)
+        assert page.url.endswith(f"/trip/{shown_trip.lock_id}")
         body = page.inner_text("#trip-body")
         fixes = sum(1 for topic, _ in shown_trip.messages if topic.endswith("/telemetry"))
         assert shown_trip.declaration_id in body and shown_trip.plate in body

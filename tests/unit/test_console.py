@@ -239,3 +239,48 @@ def test_sign_in_is_refused_after_repeated_failures_from_one_address() -> None:
     assert throttle.blocked("10.0.0.1") and not throttle.blocked("10.0.0.2")
     throttle.window_s = 0  # the window has passed
     assert not throttle.blocked("10.0.0.1")
+
+
+def test_a_resolution_the_pipeline_refused_goes_back_to_the_desk_with_the_reason() -> None:
+    model = LiveModel()
+    model.apply_alert(alert(), Changes())
+    model.apply_desk(
+        {
+            "alert_id": "al-1",
+            "action": "resolve",
+            "by": "wang.li",
+            "at": "2026-11-24T03:00:00Z",
+            "note": "ok",
+        },
+        Changes(),
+    )
+    changes = Changes()
+    model.apply_dead_letter({"topic": "locks/LK-1/telemetry", "reason": "duplicate"}, changes)
+    assert not changes
+    refusal = {
+        "topic": "monitoring/resolutions/wang.li",
+        "reason": "unknown_alert",
+        "detail": "not an alert",
+        "received_at": "2026-11-24T03:00:01Z",
+        "original_text": json.dumps({"alert_id": "al-1"}),
+    }
+    model.apply_dead_letter(refusal, changes)
+    row = changes.alerts["al-1"]
+    assert row["status"] == "open" and row["refused"]["reason"] == "unknown_alert"
+    assert row["refused"]["by"] == "wang.li"
+    # A newer attempt is not undone by the refusal of an older one (read again at start-up).
+    model.apply_desk(
+        {
+            "alert_id": "al-1",
+            "action": "resolve",
+            "by": "wang.li",
+            "at": "2026-11-24T03:05:00Z",
+            "note": "again",
+        },
+        Changes(),
+    )
+    model.apply_dead_letter(refusal, Changes())
+    assert (
+        model.alert_row("al-1")["status"] == "resolving"
+        and model.alert_row("al-1")["refused"] is None
+    )

@@ -379,8 +379,8 @@ def test_release_closes_the_declaration() -> None:
 def test_duplicate_and_stale_seq_are_rejected_and_change_nothing() -> None:
     trip = Trip().declare().event("sealed", at=(0, 0)).drive(0, 3)
     dup = trip.messages[-1]
-    stale = trip.messages[-3]
-    r = run([*trip.messages, dup, stale])
+    stale = trip.messages[-3]  # two below the highest: outside a window of 2
+    r = run([*trip.messages, dup, stale], limits=DetectionSettings(seq_window=2))
     assert r.reasons() == ["duplicate", "stale_seq"]
     assert r.alerts() == []
 
@@ -566,3 +566,87 @@ def test_a_cancellation_after_sealing_or_of_an_unknown_declaration_is_refused() 
     sealed = _cancel(Trip().declare().event("sealed", at=(0, 0)))
     assert run(sealed.messages).reasons() == ["declaration_departed"]
     assert run(_cancel(Trip().declare(), "D9").messages).reasons() == ["unknown_declaration"]
+
+
+# --------------------------------------------------------------------------- officer's manual outcome
+
+
+def _outcome(trip: Trip, outcome: str, officer: str = "chen.wei", lock: str | None = None) -> Trip:
+    trip.messages.append(
+        (
+            f"customs/outcomes/{officer}",
+            {
+                "gate_id": "test-gate",
+                "lock_id": lock or trip.lock_id,
+                "container_no": trip.container,
+                "vehicle_plate": trip.plate,
+                "outcome": outcome,
+                "officer": officer,
+                "note": "opened and checked against the declaration",
+                "ts": "2026-11-22T12:00:00Z",
+            },
+        )
+    )
+    return trip
+
+
+def test_an_officer_clears_a_container_that_was_never_sealed_and_it_is_released() -> None:
+    trip = Trip().declare().arrive()  # never sealed: inspect
+    r = run(_outcome(trip, "cleared").messages)
+    first, manual = r.verdicts()
+    assert (first["verdict"], manual["verdict"], manual["declaration_id"]) == (
+        "inspect",
+        "release",
+        "D1",
+    )
+    assert r.statuses()[-1]["state"] == "released"
+    [out] = [o for o in r.outputs if o.kind == "verdict" and o.manual is not None]
+    assert out.manual == {
+        "outcome": "cleared",
+        "officer": "chen.wei",
+        "note": "opened and checked against the declaration",
+    }
+
+
+def test_an_officer_seizes_a_container_and_the_trip_closes_without_release() -> None:
+    trip = Trip().declare().arrive(plate="浙B88888")  # plate swap: inspect
+    r = run(_outcome(trip, "seized").messages)
+    seized = r.verdicts()[-1]
+    assert (seized["verdict"], seized["declaration_id"]) == ("inspect", "D1")
+    assert seized["reasons"] == [
+        "officer chen.wei seized the container by hand: opened and checked against the declaration"
+    ]
+    assert r.statuses()[-1]["state"] == "closed"
+
+
+def test_an_outcome_for_an_undeclared_lock_is_recorded_as_undeclared_and_duplicates_are_refused() -> (
+    None
+):
+    trip = _outcome(Trip(), "seized")
+    r = run(trip.messages)
+    [v] = r.verdicts()
+    assert (v["verdict"], v["declaration_id"]) == ("inspect", None)
+    assert v["reasons"][0] == "no open declaration binds lock L1"
+    trip.messages.append(trip.messages[-1])
+    assert run(trip.messages).reasons() == ["duplicate"]
+
+
+def test_an_outcome_published_under_another_officers_topic_is_refused() -> None:
+    trip = Trip().declare()
+    trip.messages.append(
+        (
+            "customs/outcomes/someone-else",
+            {
+                "gate_id": "test-gate",
+                "lock_id": "L1",
+                "container_no": trip.container,
+                "vehicle_plate": trip.plate,
+                "outcome": "cleared",
+                "officer": "chen.wei",
+                "note": "x",
+                "ts": "2026-11-22T12:00:00Z",
+            },
+        )
+    )
+    with pytest.raises(Exception, match="topic names officer"):
+        run(trip.messages)

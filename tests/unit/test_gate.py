@@ -182,3 +182,19 @@ def test_a_reconciled_arrival_is_told_in_a_sentence_without_manual_twice() -> No
         "sealed; x."
     )
     assert "manual manual" not in text
+
+
+def test_a_manual_outcome_is_audited_and_written_off_in_the_officers_name() -> None:
+    manual = {"outcome": "cleared", "officer": "chen.wei", "note": "checked by hand"}
+    record = writeoff_record(trip(), VERDICT, "worker w1", "2026-11-23T03:00:00Z", manual)
+    assert record["kind"] == "writeoff"
+    assert record["decided_by"] == "officer chen.wei (manual inspection, cleared)"
+    assert record["manual_outcome"] == manual
+    seized = audit_entry(
+        trip(),
+        VERDICT | {"verdict": "inspect", "reasons": ["seized"]},
+        "worker w1",
+        "t",
+        {"outcome": "seized", "officer": "chen.wei", "note": "n"},
+    )
+    assert (seized["kind"], seized["manual_outcome"]["outcome"]) == ("manual_outcome", "seized")

@@ -18,6 +18,7 @@ import logging
 import secrets
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,7 +81,7 @@ class LiveFeed:
     async def load(self) -> None:
         """Reads the current state; remembers where each stream stood, to tail from there."""
         k = self.keys
-        for key in (k.alerts, k.verdicts, k.trip_changes, k.desk):
+        for key in (k.alerts, k.verdicts, k.trip_changes, k.desk, k.deadletters):
             last = await self.client.xrevrange(key, count=1)
             self.cursor[key] = last[0][0] if last else "0-0"
         async for key in self.client.scan_iter(match=k.trip_pattern, count=1000):
@@ -88,16 +89,8 @@ class LiveFeed:
             if fields.get("lock_id"):
                 self.model.load_trip(fields)
         changes = Changes()
-        start = "-"
-        while True:
-            entries = await self.client.xrange(
-                k.alerts, min=start, max=self.cursor[k.alerts], count=5000
-            )
-            for _, fields in entries:
-                self.model.apply_alert(json.loads(fields["json"]), changes)
-            if len(entries) < 5000:
-                break
-            start = "(" + entries[-1][0]
+        async for fields in self._read_all(k.alerts):
+            self.model.apply_alert(json.loads(fields["json"]), changes)
         recent = await self.client.xrevrange(
             k.verdicts, max=self.cursor[k.verdicts], count=self.model.verdicts.maxlen
         )
@@ -108,8 +101,22 @@ class LiveFeed:
             self.model.acks[alert_id] = json.loads(raw)
         for alert_id, raw in (await self.client.hgetall(k.pending)).items():
             self.model.pending[alert_id] = json.loads(raw)
+        # Resolutions the pipeline refused while this console was not running.
+        async for fields in self._read_all(k.deadletters):
+            self.model.apply_dead_letter(json.loads(fields["json"]), changes)
         for alert_id in list(self.model.alerts):
             self.model.alert_row(alert_id)
+
+    async def _read_all(self, key: str) -> AsyncIterator[dict[str, str]]:
+        """Every entry of a stream up to where :meth:`load` found its end, in chunks."""
+        start = "-"
+        while True:
+            entries = await self.client.xrange(key, min=start, max=self.cursor[key], count=5000)
+            for _, fields in entries:
+                yield fields
+            if len(entries) < 5000:
+                return
+            start = "(" + entries[-1][0]
 
     async def _tail(self) -> None:
         while True:
@@ -146,6 +153,8 @@ class LiveFeed:
             self.model.apply_verdict(with_written_ms(json.loads(fields["json"]), entry_id), changes)
         elif key == k.desk:
             self.model.apply_desk(json.loads(fields["json"]), changes)
+        elif key == k.deadletters:
+            self.model.apply_dead_letter(json.loads(fields["json"]), changes)
 
     # ---------------------------------------------------------------- fan-out
 

@@ -115,6 +115,9 @@ class LiveModel:
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
     acks: dict[str, dict[str, Any]] = field(default_factory=dict)
     pending: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refused: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # resolutions the pipeline refused
     verdicts: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT_VERDICTS))
     verdict_total: int = 0
     #: alert id -> lock id of the trip that holds its record
@@ -147,6 +150,7 @@ class LiveModel:
         row["vehicle_plate"] = trip.get("vehicle_plate") or ""
         row["ack"] = ack
         row["pending"] = pending
+        row["refused"] = self.refused.get(alert_id)
         row["resolution"] = (
             {
                 "by": record["resolved_by"],
@@ -209,11 +213,32 @@ class LiveModel:
         if entry["action"] == "ack":
             self.acks[alert_id] = {"by": entry["by"], "at": entry["at"]}
         elif entry["action"] == "resolve":
+            self.refused.pop(alert_id, None)
             self.pending[alert_id] = {
                 "by": entry["by"],
                 "at": entry["at"],
                 "note": entry.get("note", ""),
             }
+        self._refresh(alert_id, changes)
+
+    def apply_dead_letter(self, record: dict[str, Any], changes: Changes) -> None:
+        """A dead letter: when it is a resolution the pipeline refused, the desk says so and the
+        alert goes back to where it was (the resolution is not lost: the dead letter keeps it)."""
+        if not str(record.get("topic", "")).startswith("monitoring/resolutions"):
+            return
+        try:
+            alert_id = json.loads(record.get("original_text") or "")["alert_id"]
+        except (ValueError, KeyError, TypeError):
+            return
+        pending = self.pending.get(alert_id)
+        if pending is not None and pending["at"] > str(record.get("received_at", "")):
+            return  # refused an earlier attempt; a newer resolution is on its way
+        self.pending.pop(alert_id, None)
+        self.refused[alert_id] = {
+            "reason": record.get("reason", ""),
+            "detail": record.get("detail", ""),
+            "by": pending["by"] if pending else None,
+        }
         self._refresh(alert_id, changes)
 
     def _set_trip(self, trip: dict[str, Any]) -> None:

@@ -80,3 +80,25 @@ def reconciled_sentence(entry: dict[str, Any]) -> str:
         f"{a['vehicle_plate']}) arrived at {a['ts']} and was sent to {entry['manual_decision']}; "
         f"{said}."
     )
+
+
+def outcome_sentence(verdict: dict[str, Any], outcome: dict[str, Any]) -> str:
+    """What the officer reads once the pipeline recorded a hand inspection's outcome."""
+    who = f"officer {outcome['officer']}"
+    if verdict.get("declaration_id") is None:
+        return (
+            f"Recorded: {who} {outcome['outcome']} the container under lock {outcome['lock_id']} "
+            f"at {outcome['gate_id']}, which no open declaration covers; "
+            f"{undeclared_sentence(outcome['lock_id'], outcome['gate_id'])}"
+        )
+    if verdict["verdict"] == "release":
+        return (
+            f"Recorded: {who} cleared container {outcome['container_no']} (lock "
+            f"{outcome['lock_id']}); declaration {verdict['declaration_id']} is written off in "
+            f"the officer's name."
+        )
+    return (
+        f"Recorded: {who} seized container {outcome['container_no']} (lock {outcome['lock_id']}); "
+        f"declaration {verdict['declaration_id']} is closed without a write-off and the seizure "
+        "is in the audit trail."
+    )

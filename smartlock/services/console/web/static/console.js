@@ -24,6 +24,7 @@ if (WALL) document.body.classList.add("wall");
 // ------------------------------------------------------------------ map
 
 const map = L.map("map", { preferCanvas: true, zoomControl: !WALL, attributionControl: false });
+S.map = map;
 const renderer = L.canvas({ padding: 0.3 });
 map.createPane("reds").style.zIndex = 650; // red trucks above clusters and every other layer
 const redRenderer = L.canvas({ padding: 0.3, pane: "reds" });
@@ -248,6 +249,7 @@ function alertHtml(a) {
     : a.status === "resolving" && a.pending ? `resolved by ${esc(a.pending.by)} at ${short(a.pending.at)}: waiting for the pipeline`
     : a.status === "resolved" && a.resolution ? `resolved by ${esc(a.resolution.by)}${a.resolution.ts ? " at " + short(a.resolution.ts) : ""}: ${esc(a.resolution.note)}`
     : a.status === "cleared" ? "cleared by the pipeline" : "";
+  const refused = a.refused && ACTIVE.has(a.status) ? `<div class="who sev-red">the pipeline refused ${a.refused.by ? esc(a.refused.by) + "'s" : "a"} resolution: ${esc(a.refused.reason)} ${esc(a.refused.detail)}</div>` : "";
   const may = S.me && S.me.may_act;
   const actions = !may ? "" : (a.status === "open" ? `<button type="button" data-act="ack" data-id="${esc(a.alert_id)}">acknowledge</button>` : "")
     + (ACTIVE.has(a.status) && a.declaration_id !== "UNDECLARED" ? `<button type="button" data-act="resolve" data-id="${esc(a.alert_id)}">resolve…</button>` : "");
@@ -256,7 +258,7 @@ function alertHtml(a) {
     <div class="head"><span class="type sev-${esc(a.severity)}">${esc(a.type)}</span><span class="status ${esc(a.status)}">${esc(a.status)}</span>
     <a data-trip="${esc(a.lock_id)}">${esc(a.declaration_id)}</a><span>${esc(a.vehicle_plate)}</span><span class="muted mono">${short(a.ts)}</span></div>
     <div class="muted mono">${esc(a.alert_id)} · ${esc(a.lock_id)} · ${esc(a.corridor_id)}</div>
-    ${detail ? `<div class="muted">${detail}</div>` : ""}${who ? `<div class="who">${who}</div>` : ""}
+    ${detail ? `<div class="muted">${detail}</div>` : ""}${who ? `<div class="who">${who}</div>` : ""}${refused}
     <div class="actions">${actions}</div></li>`;
 }
 $("alerts").addEventListener("click", (e) => {
