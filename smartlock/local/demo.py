@@ -223,6 +223,7 @@ def _run_demo(
     run_dir.mkdir(parents=True, exist_ok=True)
     messages = messages_for()
     console.print(f"fleet: {len(messages)} messages, replayed at {speed:g}x real time")
+    issue_console_identities(run_dir)
     with local_stack(run_dir, console) as ports:
         settings = stack_settings(ports, credentials={"dir": (run_dir / "credentials").resolve()})
         env = settings_env(settings, os.environ) | {"PYTHONUNBUFFERED": "1"}
@@ -280,16 +281,6 @@ def _run_demo(
     return figures
 
 
-def stack_settings(ports: Ports, **overrides: Any) -> Settings:
-    """The settings of processes that use the local stack on ``ports``."""
-    return load_settings(
-        mqtt={"host": "127.0.0.1", "port": ports.mqtt},
-        kafka={"bootstrap": f"127.0.0.1:{ports.kafka}"},
-        redis={"url": f"redis://127.0.0.1:{ports.redis}/0"},
-        **overrides,
-    )
-
-
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 #: The console's port when free (else any free port).
 CONSOLE_PORT = 8090
@@ -297,13 +288,10 @@ CONSOLE_PORT = 8090
 DEMO_OPERATOR, DEMO_OBSERVER = "duty-officer", "wall-screen"
 
 
-def start_console(procs: DemoProcesses, run_dir: Path, console: Console) -> str:
-    """Starts ``smartlock console`` beside the pipeline; returns its URL.
-
-    An operator and an observer are issued in the demo's credential store; their secrets are
-    written to ``<run_dir>/console-sign-in.txt`` (mode 0600), never printed or logged.
-    """
-    store = CredentialStore(Path(procs.env["SMARTLOCK_CREDENTIALS__DIR"]))
+def issue_console_identities(run_dir: Path) -> Path:
+    """Issues the demo's operator and observer (before the stack starts, so the broker knows
+    them); their secrets go to ``<run_dir>/console-sign-in.txt`` (mode 0600), never printed."""
+    store = CredentialStore(run_dir / "credentials")
     lines = []
     for role, name in (("operator", DEMO_OPERATOR), ("observer", DEMO_OBSERVER)):
         identity = store.ensure(role, name)
@@ -312,6 +300,12 @@ def start_console(procs: DemoProcesses, run_dir: Path, console: Console) -> str:
     fd = os.open(sign_in, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write("\n".join(lines) + "\n")
+    return sign_in
+
+
+def start_console(procs: DemoProcesses, run_dir: Path, console: Console) -> str:
+    """Starts ``smartlock console`` beside the pipeline; returns its URL."""
+    sign_in = run_dir / "console-sign-in.txt"
     port = CONSOLE_PORT if not port_in_use("127.0.0.1", CONSOLE_PORT) else free_ports(1)[0]
     procs.start("console", "--port", str(port))
     url = f"http://127.0.0.1:{port}/"
@@ -326,6 +320,16 @@ def start_console(procs: DemoProcesses, run_dir: Path, console: Console) -> str:
         f"{DEMO_OBSERVER} (observer) with the secret in {sign_in}"
     )
     return url
+
+
+def stack_settings(ports: Ports, **overrides: Any) -> Settings:
+    """The settings of processes that use the local stack on ``ports``."""
+    return load_settings(
+        mqtt={"host": "127.0.0.1", "port": ports.mqtt},
+        kafka={"bootstrap": f"127.0.0.1:{ports.kafka}"},
+        redis={"url": f"redis://127.0.0.1:{ports.redis}/0"},
+        **overrides,
+    )
 
 
 def _wait_worker(

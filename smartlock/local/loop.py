@@ -157,7 +157,10 @@ def _wait_http(url: str, procs: DemoProcesses, timeout: float = 30.0) -> None:
 def _narrate(
     console: Console, base: str, settings: Settings, route: CorridorRoute, run_dir: Path
 ) -> dict[str, Any]:
-    depart = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=45)
+    # The trucks left three hours ago (declared to arrive in an hour, so on time): every lock
+    # message is stamped in the past, as a live lock's are; a stamp ahead of the clock would
+    # be refused as future_ts (CONTRACT section 7).
+    depart = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=3)
     r = redis.Redis.from_url(settings.redis.url, decode_responses=True)
     keys = RedisKeys(settings.redis.prefix)
     declarant = CredentialStore(settings.credentials_dir).ensure("declarant", "loop-forwarder")
