@@ -313,3 +313,38 @@ def test_another_declarants_reference_is_not_found_and_customs_change_nothing() 
         assert s.store.records[reference]["status"] == "accepted"
 
     run(scenario())
+
+
+# --------------------------------------------------------------------------- origin approval
+
+
+def test_the_origin_office_approves_a_bound_declaration_and_the_transfer_goes_to_the_destination() -> (
+    None
+):
+    async def scenario() -> None:
+        s = Setup()
+        accepted = await s.declare(lock_id="LK-09")
+        assert (await s.service.approve(accepted, CUSTOMS))[0] == 409  # not bound yet
+        reference = await s.bound()
+        assert (await s.service.approve(reference, ACME))[0] == 403  # declarants do not approve
+        code, record = await s.service.approve(reference, CUSTOMS)
+        assert code == 200, record
+        assert record["approval"] == {
+            "office": "ningbo-officer",
+            "at": "2026-11-23T02:00:00Z",
+            "transfer_topic": "customs/transfers/beilun-gate",
+        }
+        topic, transfer = s.sent[-1]
+        assert topic == "customs/transfers/beilun-gate"
+        assert transfer["approving_office"] == "ningbo-officer"
+        assert transfer["seals"] == [
+            {"lock_id": "LK-01", "container_no": "CSQU3054383", "seal_no": "LK-01"}
+        ]
+        assert transfer["declaration"]["declaration_id"] == reference
+        assert (await s.service.approve(reference, CUSTOMS))[0] == 409  # once
+        sealed = await s.bound(lock_id="LK-02", container_no="MSCU1234566")
+        s.pipeline(sealed, "sealed")
+        code, body = await s.service.approve(sealed, CUSTOMS)
+        assert code == 409 and "before its lock is sealed" in body["error"]
+
+    run(scenario())

@@ -34,7 +34,14 @@ const redLayer = L.layerGroup().addTo(map);
 const tripLayer = L.layerGroup().addTo(map);
 let corridors = {};
 
+map.createPane("land").style.zIndex = 150; // the coastline, under everything else
+async function loadBasemap() {
+  const land = await (await fetch("/api/basemap")).json();
+  L.geoJSON(land, { pane: "land", interactive: false, style: { color: "#2b3f52", weight: 1, fillColor: "#15222e", fillOpacity: 1 } }).addTo(map);
+  S.basemapDrawn = land.features.length;
+}
 async function loadGeofences() {
+  loadBasemap();
   const gj = await (await fetch("/api/geofences")).json();
   const layer = L.geoJSON(gj, {
     style: (f) => {
@@ -312,6 +319,13 @@ function renderWall() {
 
 // ------------------------------------------------------------------ gates and loop
 
+function writeoffsToday() {
+  // Releases stored by the worker since local midnight (a release writes the declaration off).
+  const today = new Date().toDateString();
+  const n = S.verdicts.filter((v) => v.verdict === "release" && v.written_ms && new Date(v.written_ms).toDateString() === today).length;
+  const older = S.verdictTotal > S.verdicts.length && S.verdicts.length && new Date(S.verdicts[0].written_ms).toDateString() === today;
+  return older ? `at least ${n} (only the newest ${S.verdicts.length} verdicts are loaded)` : String(n);
+}
 function verdictMs(v) {
   const ms = v.written_ms - Date.parse(v.ts);
   return v.written_ms && ms >= 0 && ms < 60000 ? ms : null;
@@ -327,7 +341,8 @@ function renderGates() {
   const c = h.counts || {};
   const v = h.verdicts || {};
   $("loop").innerHTML = `<table class="kv"><tr><th>in transit</th><td>${c.in_transit ?? "–"}</td></tr><tr><th>overdue trips</th><td>${c.overdue ?? "–"}</td></tr>
-    <tr><th>released (written off)</th><td>${v.release ?? "–"}</td></tr><tr><th>sent to inspection</th><td>${v.inspect ?? "–"}</td></tr></table>`;
+    <tr><th>written off today</th><td>${writeoffsToday()}</td></tr>
+    <tr><th>released / inspect (recent ${S.verdicts.length})</th><td>${v.release ?? "–"} / ${v.inspect ?? "–"}</td></tr></table>`;
   // Arrival (stamped by the gate) to verdict stored by the worker. Only meaningful when the gate
   // stamps arrivals with the current time: replayed or simulated event times are left out.
   const rtts = S.verdicts.map(verdictMs).filter((x) => x != null).slice(-200).sort((a, b) => a - b);
