@@ -18,6 +18,7 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaProducer
 
+from smartlock.adapters.keys import RedisKeys
 from smartlock.adapters.mqtt import MqttClient
 from smartlock.adapters.redis_state import RedisState
 from smartlock.contract.models import format_epoch
@@ -259,7 +260,7 @@ def create_app(
         )
         # Readiness for operators, tests and the demo: which partitions this worker owns.
         await outputs.redis.client.hset(
-            f"{settings.redis.prefix}:workers", name, json.dumps(sorted(assigned))
+            RedisKeys(settings.redis.prefix).workers, name, json.dumps(sorted(assigned))
         )
 
     @app.agent(inbound)
