@@ -396,3 +396,20 @@ def test_the_page_loads_with_the_outside_network_blocked_and_the_wall_screen_ren
         assert s.errors == [], s.errors
     finally:
         s.context.close()
+
+
+def test_revoking_an_identity_ends_its_sessions(
+    live: tuple[Pipeline, ConsoleProcess], browser: Browser, credentials: CredentialStore
+) -> None:
+    _, console = live
+    visitor = credentials.ensure("observer", "visitor-1")
+    s = open_session(browser, console.base)
+    try:
+        sign_in(s, console.base, (visitor.name, visitor.secret.get_secret_value()))
+        assert s.context.request.get(console.base + "/api/me").status == 200
+        credentials.revoke(visitor.name)
+        assert s.context.request.get(console.base + "/api/me").status == 401
+        s.page.reload()
+        assert urlsplit(s.page.url).path == "/login"
+    finally:
+        s.context.close()
