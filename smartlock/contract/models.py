@@ -378,6 +378,43 @@ class ManualOutcome(_Strict):
 # --------------------------------------------------------------------------- outbound
 
 
+class SealRecord(_Strict):
+    """One sealed container of a transfer: the smart lock is the electronic seal."""
+
+    lock_id: Identifier
+    container_no: ContainerNo
+    seal_no: str = Field(min_length=1, max_length=64)
+
+
+class TransferRecord(_Strict):
+    """The origin office approved a bound declaration and sealed it; this goes to the
+    destination office (``customs/transfers/{destination_gate}``; an addition to the contract)."""
+
+    declaration_id: Identifier
+    reference: str = Field(min_length=1, max_length=64)
+    origin_site: Identifier
+    destination_gate: Identifier
+    approving_office: Identifier
+    approved_at: UtcTimestamp
+    vehicle_plate: VehiclePlate
+    seals: list[SealRecord] = Field(min_length=1)
+    declaration: TransitDeclaration
+
+
+class WriteOffNotice(_Strict):
+    """The destination wrote a container off; this goes back to the origin office
+    (``customs/writeoffs/{origin_site}``; an addition to the contract)."""
+
+    declaration_id: Identifier
+    lock_id: Identifier
+    container_no: str
+    origin_site: Identifier
+    gate_id: Identifier
+    arrival_ts: UtcTimestamp
+    written_off_at: UtcTimestamp
+    decided_by: str
+
+
 class GateVerdict(_Strict):
     gate_id: str
     declaration_id: str | None

@@ -21,6 +21,8 @@ _PARAMS = {
     "gate_id": "Identifier of the port gate (a destination_gate zone id).",
     "declaration_id": "Identifier of the transit declaration.",
     "officer": "Identifier of the customs officer (the authenticated client).",
+    "destination_gate": "The destination gate zone id (the destination office).",
+    "origin_site": "The origin site zone id (the origin office).",
 }
 
 

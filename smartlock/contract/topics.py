@@ -22,8 +22,10 @@ from smartlock.contract.models import (
     LockEvent,
     LockTelemetry,
     ManualOutcome,
+    TransferRecord,
     TransitDeclaration,
     TripStatus,
+    WriteOffNotice,
 )
 
 _PARAM = re.compile(r"\{(\w+)\}")
@@ -166,6 +168,25 @@ STATUS = Channel(
     "Trip status, retained; published when state, colour or open alerts change.",
 )
 
+TRANSFERS = Channel(
+    "transfers",
+    "customs/transfers/{destination_gate}",
+    TransferRecord,
+    "send",
+    False,
+    "The origin office approved and sealed a declaration; its record goes to the destination "
+    "office (addition to the contract, published by the intake).",
+)
+WRITEOFFS = Channel(
+    "writeoffs",
+    "customs/writeoffs/{origin_site}",
+    WriteOffNotice,
+    "send",
+    False,
+    "The destination wrote a container off; the notice goes back to the origin office "
+    "(addition to the contract).",
+)
+
 #: Every topic of the contract, inbound first.
 CHANNELS: tuple[Channel, ...] = (
     DECLARATIONS,
@@ -178,6 +199,8 @@ CHANNELS: tuple[Channel, ...] = (
     GATE_VERDICTS,
     ALERTS,
     STATUS,
+    TRANSFERS,
+    WRITEOFFS,
 )
 INBOUND: tuple[Channel, ...] = tuple(c for c in CHANNELS if c.direction == "receive")
 OUTBOUND: tuple[Channel, ...] = tuple(c for c in CHANNELS if c.direction == "send")
@@ -225,3 +248,9 @@ def arrival_topic(gate_id: str) -> str:
 def lock_topic(lock_id: str, kind: str) -> str:
     """``locks/{lock_id}/telemetry`` or ``locks/{lock_id}/events`` (``kind`` names which)."""
     return {"telemetry": LOCK_TELEMETRY, "events": LOCK_EVENTS}[kind].topic(lock_id)
+
+
+def is_resolution_topic(topic: str) -> bool:
+    """True for an operator resolution's topic, ``monitoring/resolutions`` or below it."""
+    root = RESOLUTIONS.address.split("/{")[0]
+    return topic == root or topic.startswith(root + "/")

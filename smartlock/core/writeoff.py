@@ -130,3 +130,17 @@ def writeoff_record(
     entry["kind"] = "writeoff"
     entry["container_no"] = trip.container_no
     return entry
+
+
+def writeoff_notice(trip: Trip, record: dict[str, Any]) -> dict[str, Any]:
+    """The WriteOffNotice that goes back to the origin office for a write-off record."""
+    return {
+        "declaration_id": record["declaration_id"],
+        "lock_id": record["lock_id"],
+        "container_no": record["container_no"],
+        "origin_site": trip.origin_site,
+        "gate_id": record["gate_id"],
+        "arrival_ts": record["arrival_ts"],
+        "written_off_at": record["processed_at"],
+        "decided_by": record["decided_by"],
+    }

@@ -18,12 +18,14 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaProducer
 
+from smartlock.adapters.keys import RedisKeys
 from smartlock.adapters.membership import HEARTBEAT_S, Heartbeat
 from smartlock.adapters.mqtt import MqttClient
 from smartlock.adapters.redis_state import RedisState
 from smartlock.contract.models import format_epoch
+from smartlock.contract.topics import WRITEOFFS
 from smartlock.core.detector import Detector
-from smartlock.core.writeoff import AUTOMATIC, audit_entry, writeoff_record
+from smartlock.core.writeoff import AUTOMATIC, audit_entry, writeoff_notice, writeoff_record
 from smartlock.settings import Settings
 from smartlock.stream.faust_settings import faust_app_kwargs, shorten_fetch_wait
 from smartlock.stream.processor import BatchProcessor, BatchResult, CachedStore, Record
@@ -67,6 +69,18 @@ class Outputs:
             )
             for o in result.outputs
         ]
+        audits, writeoffs = self.verdict_records(result)
+        for w in writeoffs:  # the write-off goes back to the origin office
+            state = result.touched[w["lock_id"]]
+            assert state.trip is not None
+            notice = writeoff_notice(state.trip, w)
+            mqtt_messages.append(
+                (
+                    WRITEOFFS.topic(notice["origin_site"]),
+                    json.dumps(notice, ensure_ascii=False, separators=(",", ":")).encode(),
+                    False,
+                )
+            )
         records: list[tuple[str, bytes | None, bytes]] = []
         for o in result.outputs:
             line = json.dumps(o.line(), ensure_ascii=False, separators=(",", ":")).encode()
@@ -83,7 +97,6 @@ class Outputs:
             records.append(
                 (k.deadletter_topic, None, json.dumps(d.to_record(), ensure_ascii=False).encode())
             )
-        audits, writeoffs = self.verdict_records(result)
         records.extend(
             (
                 k.writeoffs_topic,
@@ -257,7 +270,7 @@ def create_app(
         )
         # Readiness for operators, tests and the demo: which partitions this worker owns.
         await outputs.redis.client.hset(
-            f"{settings.redis.prefix}:workers", name, json.dumps(sorted(assigned))
+            RedisKeys(settings.redis.prefix).workers, name, json.dumps(sorted(assigned))
         )
 
     @app.agent(inbound)

@@ -57,6 +57,7 @@ class ConsoleProcess:
 
     pipeline: Pipeline
     workdir: Path
+    store: CredentialStore
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     operator: tuple[str, str] = ("", "")
@@ -67,13 +68,10 @@ class ConsoleProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> ConsoleProcess:
-        store = CredentialStore(self.workdir / "credentials")
         for role, name in (("operator", OPERATOR_NAME), ("observer", OBSERVER_NAME)):
-            identity = store.issue(role, name)
+            identity = self.store.ensure(role, name)
             setattr(self, role, (name, identity.secret.get_secret_value()))
-        env = self.pipeline.env() | {
-            "SMARTLOCK_CREDENTIALS__DIR": str(self.workdir / "credentials")
-        }
+        env = self.pipeline.env()  # SMARTLOCK_CREDENTIALS__DIR: the pipeline's store
         log = open(self.workdir / "console.log", "ab")  # noqa: SIM115 - the child process holds it
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "smartlock.cli.main", "console", "--port", str(self.port)],

@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -22,13 +22,15 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import Browser
 
+from smartlock.adapters.credentials import CredentialStore
+from smartlock.adapters.keys import RedisKeys
 from smartlock.contract.models import format_ts
 from smartlock.core.geofence import Geofences, default_geofence_dir
 from smartlock.services.gate.client import GateClient, make_arrival
 from smartlock.services.gate.queue import FallbackQueue
 from smartlock.settings import load_settings
 from smartlock.simulators.demo_fleet import CorridorRoute
-from tests.builders import Trip, merge
+from tests.builders import T0, Trip, merge
 from tests.integration.console_browser import (
     ConsoleProcess,
     chromium,
@@ -56,15 +58,24 @@ BEILUN = CorridorRoute(GEO, "g1512-yiwu-beilun", "yiwu-origin", "beilun-gate")
 
 @pytest.fixture(scope="module")
 def live(
-    mqtt_server: Any, redis_server: Any, kafka_server: Any, tmp_path_factory: pytest.TempPathFactory
+    mqtt_server: Any,
+    redis_server: Any,
+    kafka_server: Any,
+    credentials: CredentialStore,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Pipeline, ConsoleProcess]]:
     workdir = tmp_path_factory.mktemp("console")
     p = Pipeline(
-        mqtt_server.host, mqtt_server.port, kafka_server.bootstrap, redis_server.url, workdir
+        mqtt_server.host,
+        mqtt_server.port,
+        kafka_server.bootstrap,
+        redis_server.url,
+        workdir,
+        credentials_dir=credentials.directory,  # the identities the test servers know
     )
     p.start("worker")
     p.start("bridge")
-    console = ConsoleProcess(p, workdir)
+    console = ConsoleProcess(p, workdir, credentials)
     try:
         p.wait_worker_ready()
         console.start()
@@ -90,9 +101,20 @@ def publish(host: str, port: int, messages: list[tuple[str, Any]]) -> None:
     off_loop(publish_in_loop, host, port, messages)
 
 
+#: Event time of the next trips: each test's trips start four hours (longer than a trip) after
+#: the previous ones, so a trip never starts behind the pipeline's event-time clock (its
+#: watermark), whatever ran first; all stay in the past (a future ts is refused).
+_clock = [T0]
+
+
+def next_start() -> datetime:
+    _clock[0] += timedelta(hours=4)
+    return _clock[0]
+
+
 def detour_trip(lock: str, decl: str, plate: str) -> tuple[Trip, Trip]:
     """(the part before the detour, the detour and the rest of the road) of one truck."""
-    before = Trip(lock, decl, plate=plate, container="CSQU3054383", route=BEILUN)
+    before = Trip(lock, decl, plate=plate, container="CSQU3054383", route=BEILUN, t=next_start())
     before.declare().event("sealed", at=(0, 0)).drive(0, 60)
     after = Trip(
         lock, decl, plate=plate, container="CSQU3054383", route=BEILUN, t=before.t, seq=before.seq
@@ -106,7 +128,7 @@ def detour_trip(lock: str, decl: str, plate: str) -> tuple[Trip, Trip]:
 def wait_heard(p: Pipeline, trip: Trip, timeout: float = 60.0) -> None:
     last = next(payload["ts"] for _, payload in reversed(trip.messages) if "seq" in payload)
     r, deadline = p.redis(), time.monotonic() + timeout
-    while r.hget(f"{p.prefix}:trip:{trip.lock_id}", "last_ts") != last:
+    while r.hget(RedisKeys(p.prefix).trip(trip.lock_id), "last_ts") != last:
         assert time.monotonic() < deadline, p.log("worker-1")
         time.sleep(0.2)
 
@@ -117,7 +139,7 @@ def alert_entry(
     """(milliseconds when Redis stored it, payload) of the lock's alert of that type."""
     r, deadline = p.redis(), time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for entry_id, fields in r.xrange(f"{p.prefix}:alerts"):
+        for entry_id, fields in r.xrange(RedisKeys(p.prefix).alerts):
             alert = json.loads(fields["json"])
             if alert["lock_id"] == lock and alert["type"] == type_:
                 return int(entry_id.split("-")[0]), alert
@@ -162,7 +184,8 @@ def test_a_page_without_a_session_redirects_to_sign_in_and_the_api_refuses(
         s.page.fill("input[name=name]", console.operator[0])
         s.page.fill("input[name=password]", "wrong password")
         s.page.click("button[type=submit]")
-        assert "/login?failed=1" in s.page.url and s.page.is_visible("#failed")
+        assert "/login?failed=1" in s.page.url
+        s.page.wait_for_selector("#failed", state="visible", timeout=5000)
         assert s.context.cookies() == []
     finally:
         s.context.close()
@@ -210,7 +233,7 @@ def test_red_alert_on_map_and_desk_within_a_second_then_resolved_from_the_page_a
         page.fill(f"{row} textarea", "   ")  # blanks only: refused by the page
         page.click(f"{row} button[type=submit]")
         assert page.inner_text(f"{row} .error") == "a note is required"
-        assert p.redis().hget(f"{p.prefix}:console:pending", alert["alert_id"]) is None
+        assert p.redis().hget(RedisKeys(p.prefix).pending, alert["alert_id"]) is None
         page.fill(
             f"{row} textarea",
             "detour to the Fenghua toll plaza for a police check, confirmed by phone",
@@ -250,8 +273,11 @@ def test_red_alert_on_map_and_desk_within_a_second_then_resolved_from_the_page_a
             f"#verdicts li:has-text('{after.declaration_id}') .release", timeout=5000
         )
         assert "redis" in page.inner_text("#health") and "worker 1" in page.inner_text("#health")
+        page.wait_for_function(
+            "document.querySelector('#loop tr:nth-child(3) td')?.textContent === '1'", timeout=5000
+        )  # written off today: this release
         deadline = time.monotonic() + 10  # the audit entry is written beside the verdict
-        while not (trail := p.redis().xrange(f"{p.prefix}:audit:{after.declaration_id}")):
+        while not (trail := p.redis().xrange(RedisKeys(p.prefix).audit(after.declaration_id))):
             assert time.monotonic() < deadline
             time.sleep(0.1)
         trail = [json.loads(f["json"]) for _, f in trail]
@@ -328,7 +354,7 @@ def test_an_observer_sees_the_desk_but_cannot_resolve_or_acknowledge(
                 [alert["alert_id"], action, body],
             )
             assert status == 403, action
-        assert p.redis().hget(f"{p.prefix}:console:pending", alert["alert_id"]) is None
+        assert p.redis().hget(RedisKeys(p.prefix).pending, alert["alert_id"]) is None
         assert console_state(page, f"S.alerts.get('{alert['alert_id']}').status") == "open"
     finally:
         s.context.close()
@@ -338,8 +364,9 @@ def test_the_page_loads_with_the_outside_network_blocked_and_the_wall_screen_ren
     live: tuple[Pipeline, ConsoleProcess], browser: Browser, shown_trip: Trip, tmp_path: Path
 ) -> None:
     p, console = live
+    start = next_start()
     fleet = [
-        Trip(f"LK-CON-F{k:02d}", f"DCL-CON-F{k:02d}", plate=f"浙G3{k:04d}", route=BEILUN)
+        Trip(f"LK-CON-F{k:02d}", f"DCL-CON-F{k:02d}", plate=f"浙G3{k:04d}", route=BEILUN, t=start)
         .declare()
         .event("sealed", at=(0, 0))
         .drive(0, 10 + 4.5 * k, step_km=5, dt=200)
@@ -351,6 +378,9 @@ def test_the_page_loads_with_the_outside_network_blocked_and_the_wall_screen_ren
     try:
         page = sign_in(s, console.base, console.observer, path="/?wall")
         assert page.evaluate("document.body.classList.contains('wall')")
+        page.wait_for_function(
+            "window.smartlockConsole.basemapDrawn === 1", timeout=30000
+        )  # the coast
         drawn = console_state(page, "S.geofencesDrawn")
         assert drawn == len(GEO.corridors) + len(GEO.zones), drawn
         page.wait_for_function("document.querySelector('#n-red').textContent !== '0'")
@@ -364,5 +394,22 @@ def test_the_page_loads_with_the_outside_network_blocked_and_the_wall_screen_ren
         screenshot(page, "console-wall.png", tmp_path)
         assert s.blocked == [], s.blocked
         assert s.errors == [], s.errors
+    finally:
+        s.context.close()
+
+
+def test_revoking_an_identity_ends_its_sessions(
+    live: tuple[Pipeline, ConsoleProcess], browser: Browser, credentials: CredentialStore
+) -> None:
+    _, console = live
+    visitor = credentials.ensure("observer", "visitor-1")
+    s = open_session(browser, console.base)
+    try:
+        sign_in(s, console.base, (visitor.name, visitor.secret.get_secret_value()))
+        assert s.context.request.get(console.base + "/api/me").status == 200
+        credentials.revoke(visitor.name)
+        assert s.context.request.get(console.base + "/api/me").status == 401
+        s.page.reload()
+        assert urlsplit(s.page.url).path == "/login"
     finally:
         s.context.close()

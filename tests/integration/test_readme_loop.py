@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from smartlock.adapters.keys import RedisKeys
 from smartlock.local.stack import free_ports
 from tests.integration.procs import ROOT, Pipeline
 from tests.integration.test_gate_loop import pipeline as pipeline  # noqa: F401  (fixture)
@@ -119,7 +120,7 @@ def test_the_readme_hand_run_loop_ends_with_the_declaration_written_off(
     r = p.redis()
     last = None
     while True:  # until the worker has the lock's last fix (it arrived inside the gate zone)
-        current = r.hget(f"{p.prefix}:trip:LK-0001", "last_ts")
+        current = r.hget(RedisKeys(p.prefix).trip("LK-0001"), "last_ts")
         if current is not None and current == last:
             break
         last = current

@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from shapely.geometry import shape
 
 from smartlock.adapters.credentials import CredentialStore
 from smartlock.adapters.keys import RedisKeys
 from smartlock.services.console.app import SignInThrottle, _safe_next
-from smartlock.services.console.auth import Principal, verify_identity
+from smartlock.services.console.auth import Principal, still_active, verify_identity
+from smartlock.services.console.basemap import land_within
 from smartlock.services.console.desk import DeskError, check_action
 from smartlock.services.console.feed import LiveFeed
 from smartlock.services.console.health import trip_counts
@@ -204,6 +206,9 @@ def test_sign_in_checks_the_secret_and_the_role(tmp_path: Path) -> None:
     assert verify_identity(store, "nobody", op) is None
     assert verify_identity(store, "LK-01", lock) is None  # a lock is no console user
     assert OPERATOR.may_act and not OBSERVER.may_act
+    assert still_active(store, OPERATOR)
+    store.revoke("wang.li")
+    assert not still_active(store, OPERATOR) and verify_identity(store, "wang.li", op) is None
 
 
 def test_only_local_paths_are_followed_after_sign_in() -> None:
@@ -284,3 +289,21 @@ def test_a_resolution_the_pipeline_refused_goes_back_to_the_desk_with_the_reason
         model.alert_row("al-1")["status"] == "resolving"
         and model.alert_row("al-1")["refused"] is None
     )
+
+
+def test_basemap_keeps_the_land_inside_the_box_from_a_quantized_topology() -> None:
+    # One square island from (0,0) to (2,2), quantized at 0.5 degree, delta-encoded, one arc.
+    topology = {
+        "type": "Topology",
+        "transform": {"scale": [0.5, 0.5], "translate": [0, 0]},
+        "arcs": [[[0, 0], [4, 0], [0, 4], [-4, 0], [0, -4]]],
+        "objects": {
+            "land": {
+                "type": "GeometryCollection",
+                "geometries": [{"type": "Polygon", "arcs": [[0]]}],
+            }
+        },
+    }
+    land = land_within(topology, (1.0, 1.0, 3.0, 3.0))
+    assert shape(land["geometry"]).area == pytest.approx(1.0)  # the quarter inside the box
+    assert shape(land_within(topology, (5.0, 5.0, 6.0, 6.0))["geometry"]).is_empty

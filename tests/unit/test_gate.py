@@ -198,3 +198,13 @@ def test_a_manual_outcome_is_audited_and_written_off_in_the_officers_name() -> N
         {"outcome": "seized", "officer": "chen.wei", "note": "n"},
     )
     assert (seized["kind"], seized["manual_outcome"]["outcome"]) == ("manual_outcome", "seized")
+
+
+def test_a_write_off_notice_goes_back_to_the_origin_office() -> None:
+    from smartlock.contract.models import WriteOffNotice
+    from smartlock.core.writeoff import writeoff_notice
+
+    record = writeoff_record(trip(), VERDICT, "worker w1", "2026-11-23T03:00:00Z")
+    notice = writeoff_notice(trip(), record)
+    assert notice["origin_site"] == "o" and notice["gate_id"] == "beilun-gate"
+    assert WriteOffNotice.model_validate(notice).to_payload() == notice

@@ -107,6 +107,27 @@ def test_an_inspected_declaration_shows_the_verdicts_reasons() -> None:
     run(scenario())
 
 
+def test_a_seized_container_stays_inspect_with_the_officers_reason() -> None:
+    record = {
+        "status": "bound",
+        "reference": "R",
+        "declaration": {"declaration_id": "D1", "lock_id": "L1", "container_no": "C1"},
+    }
+    seized = {
+        "declaration_id": "D1",
+        "state": "closed",
+        "verdict": "inspect",
+        "verdict_reasons": '["officer chen.wei seized the container by hand: x"]',
+    }
+    status = live_status(record, {"L1": seized}, {})
+    assert (status["status"], status["reasons"]) == (
+        "inspect",
+        ["officer chen.wei seized the container by hand: x"],
+    )
+    unsealed_at_gate = {"declaration_id": "D1", "state": "closed", "verdict": "release"}
+    assert live_status(record, {"L1": unsealed_at_gate}, {})["status"] == "released"
+
+
 def test_a_lock_that_moved_on_to_another_declaration_does_not_change_this_status() -> None:
     record = {
         "status": "bound",
@@ -311,5 +332,40 @@ def test_another_declarants_reference_is_not_found_and_customs_change_nothing() 
         assert (await s.service.amend(reference, {"vehicle_plate": "浙G01346"}, CUSTOMS))[0] == 403
         assert (await s.service.cancel(reference, None, CUSTOMS))[0] == 403
         assert s.store.records[reference]["status"] == "accepted"
+
+    run(scenario())
+
+
+# --------------------------------------------------------------------------- origin approval
+
+
+def test_the_origin_office_approves_a_bound_declaration_and_the_transfer_goes_to_the_destination() -> (
+    None
+):
+    async def scenario() -> None:
+        s = Setup()
+        accepted = await s.declare(lock_id="LK-09")
+        assert (await s.service.approve(accepted, CUSTOMS))[0] == 409  # not bound yet
+        reference = await s.bound()
+        assert (await s.service.approve(reference, ACME))[0] == 403  # declarants do not approve
+        code, record = await s.service.approve(reference, CUSTOMS)
+        assert code == 200, record
+        assert record["approval"] == {
+            "office": "ningbo-officer",
+            "at": "2026-11-23T02:00:00Z",
+            "transfer_topic": "customs/transfers/beilun-gate",
+        }
+        topic, transfer = s.sent[-1]
+        assert topic == "customs/transfers/beilun-gate"
+        assert transfer["approving_office"] == "ningbo-officer"
+        assert transfer["seals"] == [
+            {"lock_id": "LK-01", "container_no": "CSQU3054383", "seal_no": "LK-01"}
+        ]
+        assert transfer["declaration"]["declaration_id"] == reference
+        assert (await s.service.approve(reference, CUSTOMS))[0] == 409  # once
+        sealed = await s.bound(lock_id="LK-02", container_no="MSCU1234566")
+        s.pipeline(sealed, "sealed")
+        code, body = await s.service.approve(sealed, CUSTOMS)
+        assert code == 409 and "before its lock is sealed" in body["error"]
 
     run(scenario())

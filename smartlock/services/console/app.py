@@ -69,6 +69,9 @@ class ConsoleConfig:
     verify: Callable[[str, str], Principal | None]  # name, password -> who, or None
     publish_resolution: ResolutionPublisher
     probe: HealthProbe
+    basemap: Callable[[], dict[str, Any]] = lambda: {"type": "FeatureCollection", "features": []}  # noqa: E731
+    #: Whether a signed-in identity still holds its role (a revoked one loses its sessions).
+    active: Callable[[Principal], bool] = lambda who: True  # noqa: E731
     session_ttl_s: int = 12 * 3600
     secure_cookie: bool = False
 
@@ -85,6 +88,7 @@ class Parts:
     desk: Desk
     health: Health
     health_task: asyncio.Task[None]
+    basemap_task: asyncio.Task[dict[str, Any]]
     throttle: SignInThrottle = field(default_factory=lambda: SignInThrottle())
 
 
@@ -130,6 +134,7 @@ def create_app(config: ConsoleConfig) -> web.Application:
             web.get("/trip/{lock_id}", _index),
             web.get("/api/me", _me),
             web.get("/api/geofences", _geofences),
+            web.get("/api/basemap", _basemap),
             web.get("/api/events", _events),
             web.get("/api/trips/{lock_id}", _trip),
             web.get("/api/health", _health),
@@ -163,12 +168,14 @@ async def _startup(app: web.Application) -> None:
         desk=Desk(client, keys, feed.model, config.publish_resolution),
         health=health,
         health_task=asyncio.create_task(health.run(HEALTH_EVERY_S)),
+        basemap_task=asyncio.create_task(asyncio.to_thread(config.basemap)),  # a few seconds
     )
 
 
 async def _cleanup(app: web.Application) -> None:
     parts = app[PARTS]
     parts.health_task.cancel()
+    parts.basemap_task.cancel()
     await parts.feed.stop()
     await parts.redis.aclose()
 
@@ -190,7 +197,12 @@ async def _security_headers(request: web.Request, handler: Handler) -> web.Strea
 async def _require_session(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path in PUBLIC:
         return await handler(request)
-    principal = await request.app[PARTS].sessions.get(request.cookies.get(COOKIE))
+    parts = request.app[PARTS]
+    principal = await parts.sessions.get(request.cookies.get(COOKIE))
+    if principal is not None and not parts.config.active(principal):
+        await parts.sessions.close(request.cookies.get(COOKIE))
+        log.info("console: session of %s ended: its credentials were revoked", principal.name)
+        principal = None
     if principal is None:
         if request.path.startswith("/api/"):
             return web.json_response({"error": "sign in first"}, status=401)
@@ -272,6 +284,11 @@ async def _me(request: web.Request) -> web.StreamResponse:
 
 async def _geofences(request: web.Request) -> web.StreamResponse:
     return web.json_response(request.app[PARTS].config.geofences)
+
+
+async def _basemap(request: web.Request) -> web.StreamResponse:
+    land = await asyncio.shield(request.app[PARTS].basemap_task)
+    return web.json_response(land, headers={"Cache-Control": "private, max-age=86400"})
 
 
 async def _trip(request: web.Request) -> web.StreamResponse:

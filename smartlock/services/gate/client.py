@@ -22,6 +22,7 @@ from typing import Any
 
 import redis
 
+from smartlock.adapters.keys import RedisKeys
 from smartlock.adapters.mqtt import MqttClient, Received
 from smartlock.contract.models import GateArrival, ManualOutcome, format_ts
 from smartlock.contract.topics import OUTCOMES, arrival_topic, verdict_topic
@@ -232,7 +233,7 @@ class GateClient:
         found: dict[tuple[str, float], dict[str, Any]] = {}
         try:
             for _, fields in client.xrevrange(
-                f"{self.settings.redis.prefix}:verdicts", count=100_000
+                RedisKeys(self.settings.redis.prefix).verdicts, count=100_000
             ):
                 payload = json.loads(fields.get("json", "{}"))
                 key = _match_key(payload)

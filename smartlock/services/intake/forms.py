@@ -391,6 +391,27 @@ def openapi() -> dict[str, Any]:
                 ),
             },
         },
+        "/declarations/{reference}/approve": {
+            "post": {
+                "summary": "The origin office approves a bound declaration before sealing",
+                "description": "Customs staff only; body {}. The transfer record (declaration, "
+                "seals, time, approving office) is published on MQTT "
+                "customs/transfers/{destination_gate} for the destination office (see "
+                "docs/asyncapi.yaml); the destination's write-off comes back on "
+                "customs/writeoffs/{origin_site}.",
+                "operationId": "approveDeclaration",
+                "parameters": _REF,
+                "responses": _guarded(
+                    {
+                        "200": _response("approved; the record carries 'approval'", "Record"),
+                        "404": _response("unknown reference", "Problem"),
+                        "409": _response("already approved, or not bound, or sealed", "Problem"),
+                        "503": _response("MQTT broker did not acknowledge; retry", "Problem"),
+                    },
+                    body=True,
+                ),
+            }
+        },
         "/declarations/{reference}/cancel": {
             "post": {
                 "summary": "Cancel a declaration before departure",

@@ -20,10 +20,11 @@ from typing import Any
 from aiohttp import web
 
 from smartlock.adapters.credentials import CredentialStore
-from smartlock.contract.models import TransitDeclaration, format_ts, normalise_plate
-from smartlock.contract.topics import CANCELLATIONS, DECLARATIONS
+from smartlock.contract.codec import load_json
+from smartlock.contract.models import TransferRecord, TransitDeclaration, format_ts, normalise_plate
+from smartlock.contract.topics import CANCELLATIONS, DECLARATIONS, TRANSFERS
 from smartlock.core.declaration import check_plate
-from smartlock.errors import InfrastructureError
+from smartlock.errors import InfrastructureError, MessageError
 from smartlock.services.intake.auth import (
     AUTHENTICATE,
     CUSTOMS,
@@ -260,6 +261,56 @@ class IntakeService:
         }
         return 200, await self._with_status(await self.store.save(amended))
 
+    async def approve(self, reference: str, caller: Principal) -> tuple[int, dict[str, Any]]:
+        """The origin office (a customs identity) approves a bound declaration before sealing;
+        the transfer record (declaration, seals, time, approving office) goes to the destination
+        office on ``customs/transfers/{destination_gate}``. 200, 403, 404, 409 or 503."""
+        if caller.role != CUSTOMS:
+            return 403, {"error": "only customs staff of the origin office approve a declaration"}
+        record, problem = await self._own(reference, caller)
+        if record is None:
+            assert problem is not None
+            return problem
+        status = (await self._with_status(record))["status"]
+        if record.get("approval"):
+            return 409, {"error": f"declaration {record['reference']} is already approved."}
+        if status != "bound":
+            return 409, {
+                "error": f"declaration {record['reference']} is {status}; the origin office "
+                "approves a bound declaration before its lock is sealed."
+            }
+        now = self.clock().replace(microsecond=0)
+        decl = record["declaration"]
+        topic = TRANSFERS.topic(decl["destination_gate"])
+        transfer = TransferRecord.model_validate(
+            {
+                "declaration_id": decl["declaration_id"],
+                "reference": record["reference"],
+                "origin_site": decl["origin_site"],
+                "destination_gate": decl["destination_gate"],
+                "approving_office": caller.name,
+                "approved_at": format_ts(now),
+                "vehicle_plate": decl["vehicle_plate"],
+                "seals": [
+                    {
+                        "lock_id": c["lock_id"],
+                        "container_no": c["container_no"],
+                        "seal_no": c["lock_id"],
+                    }
+                    for c in decl.get("locks") or [decl]
+                ],
+                "declaration": decl,
+            }
+        ).to_payload()
+        try:
+            await self.publish(topic, json.dumps(transfer, ensure_ascii=False).encode("utf-8"))
+        except InfrastructureError as exc:
+            return 503, {
+                "error": f"declaration {record['reference']} not approved: {exc}; try again"
+            }
+        approval = {"office": caller.name, "at": format_ts(now), "transfer_topic": topic}
+        return 200, await self._with_status(await self.store.save(record | {"approval": approval}))
+
     async def cancel(
         self, reference: str, reason: Any, caller: Principal
     ) -> tuple[int, dict[str, Any]]:
@@ -385,13 +436,15 @@ SERVICE = web.AppKey("service", IntakeService)
 
 
 async def _json_body(request: web.Request) -> Any:
+    # The pipeline's one strict JSON door (CONTRACT section 7): depth and size checked before
+    # parsing, repeated keys, NaN and endless integers refused; never a 500.
     try:
-        return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return load_json(await request.read(), "body", max_bytes=MAX_BODY_BYTES)
+    except MessageError as exc:
         raise web.HTTPBadRequest(
             text=json.dumps(
                 {
-                    "error": f"body is not valid JSON ({exc}); send a JSON "
+                    "error": f"body is not valid JSON ({exc.reason}: {exc.detail}); send a JSON "
                     "object with Content-Type application/json"
                 }
             ),
@@ -450,6 +503,13 @@ async def _cancel(request: web.Request) -> web.Response:
     )
 
 
+async def _approve(request: web.Request) -> web.Response:
+    await _json_body(request)  # {} (the approving office is the authenticated caller)
+    return _reply(
+        await request.app[SERVICE].approve(request.match_info["reference"], request[PRINCIPAL])
+    )
+
+
 async def _fees(request: web.Request) -> web.Response:
     return _reply(request.app[SERVICE].fees(await _json_body(request)))
 
@@ -505,6 +565,7 @@ def build_app(service: IntakeService, authenticate: Authenticate) -> web.Applica
     app.router.add_patch("/declarations/{reference}", _amend)
     app.router.add_post("/declarations/{reference}/bind", _bind)
     app.router.add_post("/declarations/{reference}/cancel", _cancel)
+    app.router.add_post("/declarations/{reference}/approve", _approve)
     app.router.add_post("/fees", _fees)
     app.router.add_get("/openapi.json", _openapi)
     app.router.add_get("/healthz", _healthz)
