@@ -14,6 +14,7 @@ from typing import Any
 
 from smartlock.cli.commands.common import add_server_args, settings_with_servers
 from smartlock.cli.commands.replay import parse_speed
+from smartlock.contract.timestamps import parse_rfc3339
 from smartlock.errors import ConfigError
 from smartlock.runtime import load_geofences
 from smartlock.services.intake.fields import DEFAULT_TZ, parse_local_time
@@ -90,7 +91,7 @@ def fleet_config(args: argparse.Namespace) -> FleetConfig:
     start = DEFAULT_START
     if args.start:
         try:
-            start = datetime.fromisoformat(args.start.replace("Z", "+00:00"))
+            start = parse_rfc3339(args.start)
         except ValueError:
             raise ConfigError(
                 f"--start {args.start!r} is not an RFC 3339 time like 2026-11-22T08:00:00Z"
