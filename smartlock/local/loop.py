@@ -166,7 +166,7 @@ def _narrate(
     keys = RedisKeys(settings.redis.prefix)
     declarant = CredentialStore(settings.credentials_dir).ensure("declarant", "loop-forwarder")
     token = declarant.secret.get_secret_value()
-    declarations = {}
+    declarations, references = {}, {}
     for lock, container, plate, _ in TRUCKS:
         status, body = _http(f"{base}/declarations", token, _form(lock, container, plate, depart))
         if status != 201:
@@ -184,6 +184,7 @@ def _narrate(
             f"2. driver bound {body['reference']} to {plate}; the declaration is now on customs/declarations"
         )
         declarations[lock] = body["declaration_id"]
+        references[lock] = body["reference"]
     messages = [m for lock, _, _, detour in TRUCKS for m in drive(route, lock, depart, detour)]
     messages.sort(key=lambda m: m[1]["ts"])
     report = asyncio.run(
@@ -250,7 +251,14 @@ def _narrate(
     for records in writeoffs.values():
         for record in records.values():
             console.print(f"7. {writeoff_sentence(record)}", markup=False)
-    return {"verdicts": verdicts, "writeoffs": writeoffs}
+    seen = {}
+    for lock, reference in references.items():  # the write-off reaches the declarant
+        _, record = _http(f"{base}/declarations/{reference}", token)
+        seen[lock] = record.get("status")
+        console.print(
+            f"8. The declarant looks up {reference} and reads: {str(seen[lock]).replace('_', ' ')}."
+        )
+    return {"verdicts": verdicts, "writeoffs": writeoffs, "declarant_sees": seen}
 
 
 def _wait_until(check: Any, timeout: float = 60.0) -> None:
