@@ -29,6 +29,7 @@ from rich.console import Console
 from smartlock.adapters.credentials import CredentialStore
 from smartlock.adapters.keys import RedisKeys
 from smartlock.contract.models import format_epoch
+from smartlock.contract.timestamps import parse_rfc3339
 from smartlock.core.geofence import Geofences, default_geofence_dir
 from smartlock.errors import InfrastructureError
 from smartlock.local.demo import DemoProcesses, _wait_worker, local_stack, stack_settings
@@ -165,7 +166,7 @@ def _narrate(
     keys = RedisKeys(settings.redis.prefix)
     declarant = CredentialStore(settings.credentials_dir).ensure("declarant", "loop-forwarder")
     token = declarant.secret.get_secret_value()
-    declarations = {}
+    declarations, references = {}, {}
     for lock, container, plate, _ in TRUCKS:
         status, body = _http(f"{base}/declarations", token, _form(lock, container, plate, depart))
         if status != 201:
@@ -183,6 +184,7 @@ def _narrate(
             f"2. driver bound {body['reference']} to {plate}; the declaration is now on customs/declarations"
         )
         declarations[lock] = body["declaration_id"]
+        references[lock] = body["reference"]
     messages = [m for lock, _, _, detour in TRUCKS for m in drive(route, lock, depart, detour)]
     messages.sort(key=lambda m: m[1]["ts"])
     report = asyncio.run(
@@ -196,9 +198,7 @@ def _narrate(
         _wait_until(lambda lock=lock, last=last: r.hget(keys.trip(lock), "last_ts") == last)
     gate = GateClient("beilun-gate", settings, FallbackQueue(run_dir / "gate-queue"), timeout=1.0)
     gate.connect()
-    arrive_at = datetime.fromisoformat(messages[-1][1]["ts"].replace("Z", "+00:00")) + timedelta(
-        minutes=2
-    )
+    arrive_at = parse_rfc3339(messages[-1][1]["ts"]) + timedelta(minutes=2)
     verdicts = {}
     try:
         for n, (lock, container, plate, _) in enumerate(TRUCKS):
@@ -251,7 +251,14 @@ def _narrate(
     for records in writeoffs.values():
         for record in records.values():
             console.print(f"7. {writeoff_sentence(record)}", markup=False)
-    return {"verdicts": verdicts, "writeoffs": writeoffs}
+    seen = {}
+    for lock, reference in references.items():  # the write-off reaches the declarant
+        _, record = _http(f"{base}/declarations/{reference}", token)
+        seen[lock] = record.get("status")
+        console.print(
+            f"8. The declarant looks up {reference} and reads: {str(seen[lock]).replace('_', ' ')}."
+        )
+    return {"verdicts": verdicts, "writeoffs": writeoffs, "declarant_sees": seen}
 
 
 def _wait_until(check: Any, timeout: float = 60.0) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from smartlock.adapters.keys import RedisKeys
 from smartlock.core.evaluate import evaluate
 from smartlock.runtime import build_detector
 from smartlock.settings import load_settings
@@ -96,7 +97,7 @@ def test_hostile_messages_stop_nothing_and_move_no_clock(
     live.wait_worker_ready()
     publish(mqtt_server.host, mqtt_server.port, messages)
     r = live.redis()
-    _wait(lambda: r.xlen(f"{live.prefix}:verdicts") >= 2, "the two verdicts")
+    _wait(lambda: r.xlen(RedisKeys(live.prefix).verdicts) >= 2, "the two verdicts")
     assert live.procs["bridge-1"].poll() is None, live.log("bridge-1")
     dead = kafka_values(kafka_server.bootstrap, f"{live.prefix}.deadletter", len(hostile))
     assert sorted(d["reason"] for d in dead) == sorted(
@@ -119,7 +120,7 @@ def test_hostile_messages_stop_nothing_and_move_no_clock(
     assert got == want
     verdicts = {
         json.loads(f["json"])["lock_id"]: json.loads(f["json"])["verdict"]
-        for _, f in r.xrange(f"{live.prefix}:verdicts")
+        for _, f in r.xrange(RedisKeys(live.prefix).verdicts)
     }
     assert verdicts == {"L1": "release", "L2": "release"}
     # Every hostile message was acknowledged: a restarted bridge gets none of them again.
@@ -271,8 +272,8 @@ def test_a_fleet_with_many_store_and_forward_bursts_on_two_workers_equals_evalua
         _wait(
             lambda: (
                 sorted(
-                    json.loads(r.hget(f"{pipeline.prefix}:workers", "1") or "[]")
-                    + json.loads(r.hget(f"{pipeline.prefix}:workers", "2") or "[]")
+                    json.loads(r.hget(RedisKeys(pipeline.prefix).workers, "1") or "[]")
+                    + json.loads(r.hget(RedisKeys(pipeline.prefix).workers, "2") or "[]")
                 )
                 == [0, 1, 2, 3]
             ),
