@@ -29,6 +29,7 @@ from rich.console import Console
 from smartlock.adapters.credentials import CredentialStore
 from smartlock.adapters.keys import RedisKeys
 from smartlock.contract.models import format_epoch
+from smartlock.contract.timestamps import parse_rfc3339
 from smartlock.core.geofence import Geofences, default_geofence_dir
 from smartlock.errors import InfrastructureError
 from smartlock.local.demo import DemoProcesses, _wait_worker, local_stack, stack_settings
@@ -197,9 +198,7 @@ def _narrate(
         _wait_until(lambda lock=lock, last=last: r.hget(keys.trip(lock), "last_ts") == last)
     gate = GateClient("beilun-gate", settings, FallbackQueue(run_dir / "gate-queue"), timeout=1.0)
     gate.connect()
-    arrive_at = datetime.fromisoformat(messages[-1][1]["ts"].replace("Z", "+00:00")) + timedelta(
-        minutes=2
-    )
+    arrive_at = parse_rfc3339(messages[-1][1]["ts"]) + timedelta(minutes=2)
     verdicts = {}
     try:
         for n, (lock, container, plate, _) in enumerate(TRUCKS):

@@ -225,18 +225,19 @@ def test_replay_with_store_and_forward_bursts_equals_evaluate(
     )
 
 
+@pytest.mark.timeout(600)  # a guard for a loaded machine, not a speed target
 def test_a_fleet_with_many_store_and_forward_bursts_on_two_workers_equals_evaluate(
     mqtt_server: Endpoint, redis_server: Endpoint, kafka_server: Endpoint, tmp_path: Path
 ) -> None:
-    # 40 trucks, 16 of them out of coverage for 15 minutes and uploading the stored fixes in
+    # 24 trucks, 12 of them out of coverage for 15 minutes and uploading the stored fixes in
     # a burst, replayed as fast as the broker takes them over 4 partitions and 2 workers.
     trace = tmp_path / "fleet.jsonl"
     simulate = cli_run(
         "simulate",
         "--trucks",
-        "40",
+        "24",
         "--scenario",
-        "signal_loss:40%",
+        "signal_loss:50%",
         "--seed",
         "7",
         "--spread",
@@ -257,7 +258,7 @@ def test_a_fleet_with_many_store_and_forward_bursts_on_two_workers_equals_evalua
         (x["payload"] for x in lines if x["topic"].startswith("monitoring/alerts/")),
         key=lambda a: a["alert_id"],
     )
-    assert sum(a["type"] == "signal_lost" for a in expected) == 16  # one per silence
+    assert sum(a["type"] == "signal_lost" for a in expected) == 12  # one per silence
     pipeline = Pipeline(
         mqtt_server.host, mqtt_server.port, kafka_server.bootstrap, redis_server.url, tmp_path
     )

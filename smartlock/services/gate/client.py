@@ -25,6 +25,7 @@ import redis
 from smartlock.adapters.keys import RedisKeys
 from smartlock.adapters.mqtt import MqttClient, Received
 from smartlock.contract.models import GateArrival, ManualOutcome, format_ts
+from smartlock.contract.timestamps import epoch
 from smartlock.contract.topics import OUTCOMES, arrival_topic, verdict_topic
 from smartlock.errors import InfrastructureError
 from smartlock.services.gate.queue import FallbackQueue, arrival_key
@@ -91,7 +92,7 @@ def make_outcome(
 
 def _match_key(payload: dict[str, Any]) -> tuple[str, float] | None:
     try:
-        ts = datetime.fromisoformat(str(payload["ts"]).replace("Z", "+00:00")).timestamp()
+        ts = epoch(str(payload["ts"]))
         return str(payload["lock_id"]), ts
     except (KeyError, ValueError):
         return None
