@@ -15,6 +15,8 @@
 * ``<p>:writeoff:<declaration_id>``: hash lock id -> write-off record;
 * ``<p>:audit:<declaration_id>``: stream of audit entries, one per gate verdict (``<p>:audit_ids``);
 * ``<p>:workers``: hash worker name -> the partitions it owns;
+* ``<p>:alive:<role>:<name>``: a running bridge's or worker's name, expiring without
+  heartbeats; ``<p>:members``: hash ``<role>:<name>`` -> its last heartbeat (JSON);
 * ``<p>:intake:<reference>`` and ``<p>:intake:declaration:<declaration_id>``: the intake's
   declarations and the index from declaration id to reference; ``<p>:intake:by:<declarant>``:
   the references a declarant filed;
@@ -95,6 +97,13 @@ class RedisKeys:
     @property
     def workers(self) -> str:
         return f"{self.prefix}:workers"
+
+    def alive(self, role: str, name: str) -> str:
+        return f"{self.prefix}:alive:{role}:{name}"
+
+    @property
+    def members(self) -> str:
+        return f"{self.prefix}:members"
 
     # --- the intake
 

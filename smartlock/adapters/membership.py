@@ -6,12 +6,10 @@ host already holds it. A name is held by a key that expires ``TTL_S`` after the 
 heartbeat, so a copy restarted after a crash gets its old name (and its MQTT session or data
 directory) back once the old key has expired, and two live copies never share one.
 
-Keys (``<p>`` is the Redis prefix):
-
-* ``<p>:alive:<role>:<name>``: JSON of the member, expires ``TTL_S`` after the last beat;
-* ``<p>:members``: hash ``<role>:<name>`` -> the same JSON, kept after the key expired, so
-  ``smartlock stack status`` can report a member whose heartbeat stopped. A clean stop
-  removes the member from both.
+Keys (:class:`~smartlock.adapters.keys.RedisKeys`): ``alive(role, name)`` holds the member's
+JSON and expires ``TTL_S`` after the last beat; ``members`` keeps the same JSON per
+``<role>:<name>`` after that key expired, so ``smartlock stack status`` can report a member
+whose heartbeat stopped. A clean stop removes the member from both.
 """
 
 from __future__ import annotations
@@ -23,6 +21,8 @@ import socket
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from smartlock.adapters.keys import RedisKeys
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class Member:
 
 
 def _alive_key(prefix: str, role: str, name: str) -> str:
-    return f"{prefix}:alive:{role}:{name}"
+    return RedisKeys(prefix).alive(role, name)
 
 
 def claim_name(redis_url: str, prefix: str, role: str, requested: str | None = None) -> str:
@@ -64,13 +64,13 @@ def claim_name(redis_url: str, prefix: str, role: str, requested: str | None = N
         if requested:
             member = Member(role, requested)
             client.set(_alive_key(prefix, role, requested), member.to_json(), ex=TTL_S)
-            client.hset(f"{prefix}:members", f"{role}:{requested}", member.to_json())
+            client.hset(RedisKeys(prefix).members, f"{role}:{requested}", member.to_json())
             return requested
         for n in range(1, 1000):
             name = base if n == 1 else f"{base}-{n}"
             member = Member(role, name)
             if client.set(_alive_key(prefix, role, name), member.to_json(), ex=TTL_S, nx=True):
-                client.hset(f"{prefix}:members", f"{role}:{name}", member.to_json())
+                client.hset(RedisKeys(prefix).members, f"{role}:{name}", member.to_json())
                 return name
     except redis.RedisError as exc:
         name = f"{base}-{os.getpid()}"
@@ -100,7 +100,9 @@ class Heartbeat:
         m = self.member
         try:
             await self.client.set(_alive_key(self.prefix, m.role, m.name), m.to_json(), ex=TTL_S)
-            await self.client.hset(f"{self.prefix}:members", f"{m.role}:{m.name}", m.to_json())
+            await self.client.hset(
+                RedisKeys(self.prefix).members, f"{m.role}:{m.name}", m.to_json()
+            )
             self._last = now
         except Exception as exc:  # noqa: BLE001 - a missed beat is reported by stack status
             log.warning("%s %s: heartbeat to Redis failed (%s)", m.role, m.name, exc)
@@ -110,7 +112,7 @@ class Heartbeat:
         m = self.member
         try:
             await self.client.delete(_alive_key(self.prefix, m.role, m.name))
-            await self.client.hdel(f"{self.prefix}:members", f"{m.role}:{m.name}")
+            await self.client.hdel(RedisKeys(self.prefix).members, f"{m.role}:{m.name}")
         except Exception as exc:  # noqa: BLE001
             log.warning("%s %s: could not deregister (%s)", m.role, m.name, exc)
 
@@ -130,7 +132,7 @@ def members(redis_url: str, prefix: str, now: float | None = None) -> list[Membe
 
     client = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=3)
     try:
-        recorded = client.hgetall(f"{prefix}:members")
+        recorded = client.hgetall(RedisKeys(prefix).members)
         now = time.time() if now is None else now
         result = []
         for raw in recorded.values():

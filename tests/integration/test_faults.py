@@ -41,11 +41,7 @@ pytestmark = pytest.mark.integration
 # and dropped (README "Durability and faults"). Its persistence itself (queued messages of a
 # plain subscription survive kill -9) is checked in test_durability.py.
 VICTIMS = ("worker", "bridge", "redis", "broker")
-#: Time-based alerts the current watermark still raises early when a fault delays delivery
-#: (extra signal_lost, never lost or duplicated). Issue 11 part A (deterministic watermark)
-#: removes the cause; then this becomes () and such extras fail the suite like any other.
-TIME_BASED = ("signal_lost", "overdue")
-TABLE: list[tuple[str, str, int, int, int, int, int]] = []
+TABLE: list[tuple[str, str, int, int, int, int]] = []
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +62,9 @@ def table_lines() -> list[str]:
         return []
     lines = [
         "fault suite (SIGKILL mid-stream, then restart), against evaluate:",
-        f"{'killed':<10} {'output':<10} {'expected':>8} {'lost':>5} {'duplicated':>10} "
-        f"{'extra':>6} {'extra signal_lost/overdue':>26}",
+        f"{'killed':<10} {'output':<10} {'expected':>8} {'lost':>5} {'duplicated':>10} {'extra':>6}",
     ]
-    lines += [
-        f"{r[0]:<10} {r[1]:<10} {r[2]:>8} {r[3]:>5} {r[4]:>10} {r[5]:>6} {r[6]:>26}" for r in TABLE
-    ]
+    lines += [f"{r[0]:<10} {r[1]:<10} {r[2]:>8} {r[3]:>5} {r[4]:>10} {r[5]:>6}" for r in TABLE]
     return lines
 
 
@@ -184,10 +177,8 @@ def test_a_sigkill_mid_stream_loses_duplicates_and_invents_nothing(
     for output, want in expected.items():
         have = got[output]
         lost, extra = want - set(have), set(have) - want
-        timed = {x for x in extra if x.split("/")[1:2] and x.split("/")[1] in TIME_BASED}
-        extra -= timed
         duplicated = len(have) - len(set(have))
-        TABLE.append((victim, output, len(want), len(lost), duplicated, len(extra), len(timed)))
+        TABLE.append((victim, output, len(want), len(lost), duplicated, len(extra)))
         report.append((output, sorted(lost), duplicated, sorted(extra)))
     assert all(not lost and not dup and not extra for _, lost, dup, extra in report), (
         report, pipeline.log("worker-1"), pipeline.log("bridge-1"),
