@@ -91,6 +91,8 @@ def decode(topic: str, data: bytes | str | dict[str, Any]) -> Envelope:
         message = model.model_validate(raw)
     except ValidationError as exc:
         raise MessageError(topic, "invalid_payload", _describe(exc)) from None
+    if field is not None and getattr(message, field) is None:  # e.g. the operator of a resolution
+        message = message.model_copy(update={field: topic_value})
     if field is not None and getattr(message, field) != topic_value:
         raise MessageError(
             topic,

@@ -321,15 +321,18 @@ class GateArrival(_Strict):
 
 
 class AlertResolution(_Strict):
-    """An operator's resolution of an alert (``monitoring/resolutions``; an addition to the contract).
+    """An operator's resolution of an alert (``monitoring/resolutions/{operator_id}``, CONTRACT v2).
 
-    A resolved red alert no longer blocks release; the resolution stays in the audit trail.
+    The operator is the authenticated client that published it: ``{operator_id}`` in the
+    topic, which only that operator may write. A payload may omit ``operator`` (it is taken
+    from the topic) or repeat it; naming anyone else is a ``topic_mismatch``. A resolved red
+    alert no longer blocks release; the audit trail keeps who resolved it, when and why.
     """
 
     alert_id: str = Field(min_length=1, max_length=64)
     declaration_id: Identifier
     lock_id: Identifier
-    operator: str = Field(min_length=1, max_length=64)
+    operator: str | None = Field(None, min_length=1, max_length=64)
     note: str = Field(min_length=1, max_length=1000)
     ts: UtcTimestamp
 
@@ -379,14 +382,14 @@ Inbound = TransitDeclaration | LockTelemetry | LockEvent | GateArrival | AlertRe
 # --------------------------------------------------------------------------- topics
 
 TOPIC_DECLARATIONS = "customs/declarations"
-TOPIC_RESOLUTIONS = "monitoring/resolutions"
+TOPIC_RESOLUTIONS = "monitoring/resolutions/+"
 
 _TOPIC_PATTERNS: list[tuple[re.Pattern[str], type[_Strict], str | None]] = [
     (re.compile(r"^customs/declarations$"), TransitDeclaration, None),
     (re.compile(r"^locks/([^/+#]+)/telemetry$"), LockTelemetry, "lock_id"),
     (re.compile(r"^locks/([^/+#]+)/events$"), LockEvent, "lock_id"),
     (re.compile(r"^gates/([^/+#]+)/arrivals$"), GateArrival, "gate_id"),
-    (re.compile(r"^monitoring/resolutions$"), AlertResolution, None),
+    (re.compile(r"^monitoring/resolutions/([^/+#]+)$"), AlertResolution, "operator"),
 ]
 
 #: MQTT subscriptions that cover every inbound topic.
@@ -395,7 +398,7 @@ INBOUND_SUBSCRIPTIONS = [
     "locks/+/telemetry",
     "locks/+/events",
     "gates/+/arrivals",
-    "monitoring/resolutions",
+    "monitoring/resolutions/+",
 ]
 
 
@@ -405,6 +408,10 @@ def alert_topic(declaration_id: str) -> str:
 
 def status_topic(declaration_id: str) -> str:
     return f"monitoring/status/{declaration_id}"
+
+
+def resolution_topic(operator_id: str) -> str:
+    return f"monitoring/resolutions/{operator_id}"
 
 
 def verdict_topic(gate_id: str) -> str:

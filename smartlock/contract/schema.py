@@ -62,11 +62,12 @@ CHANNELS: list[tuple[str, str, type[BaseModel], str, bool, str]] = [
     ),
     (
         "resolutions",
-        "monitoring/resolutions",
+        "monitoring/resolutions/{operator_id}",
         AlertResolution,
         "receive",
         False,
-        "An operator resolving an alert (addition to the contract; a resolved red alert no longer blocks release).",
+        "An operator resolving an alert (CONTRACT v2): only operator {operator_id} may publish here, "
+        "and the audit trail records that operator; a resolved red alert no longer blocks release.",
     ),
     (
         "gateVerdicts",
@@ -98,6 +99,7 @@ _PARAMS = {
     "lock_id": "Identifier of the smart lock.",
     "gate_id": "Identifier of the port gate (a destination_gate zone id).",
     "declaration_id": "Identifier of the transit declaration.",
+    "operator_id": "The operator's identity (its MQTT user name; only it may publish here).",
 }
 
 

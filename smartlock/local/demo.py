@@ -24,7 +24,8 @@ import redis
 from rich.console import Console
 from rich.live import Live
 
-from smartlock.adapters.mqtt import MqttClient
+from smartlock.adapters.credentials import CredentialStore
+from smartlock.adapters.mqtt import Login, MqttClient
 from smartlock.errors import InfrastructureError
 from smartlock.local.live_view import LiveView
 from smartlock.local.stack import Ports, free_ports, port_in_use, start_stack, stop_stack
@@ -60,10 +61,11 @@ class FleetPublisher(threading.Thread):
         speed: float,
         stop: threading.Event,
         paced_from: float | None = None,
+        login: Login | None = None,
     ) -> None:
         super().__init__(daemon=True, name="fleet")
         self.client = MqttClient(
-            host, port, f"smartlock-demo-fleet-{os.getpid()}", max_inflight=2000
+            host, port, f"smartlock-demo-fleet-{os.getpid()}", max_inflight=2000, login=login
         )
         self.messages = messages
         self.speed = speed
@@ -203,6 +205,7 @@ def run_demo(
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    credentials = CredentialStore(run_dir / "credentials")
     with local_stack(run_dir, console) as ports:
         env = dict(os.environ)
         env.update(
@@ -210,6 +213,7 @@ def run_demo(
                 "SMARTLOCK_MQTT__PORT": str(ports.mqtt),
                 "SMARTLOCK_KAFKA__BOOTSTRAP": f"127.0.0.1:{ports.kafka}",
                 "SMARTLOCK_REDIS__URL": f"redis://127.0.0.1:{ports.redis}/0",
+                "SMARTLOCK_CREDENTIALS__DIR": str(credentials.directory.resolve()),
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -218,9 +222,18 @@ def run_demo(
             procs.start("worker")
             procs.start("bridge")
             _wait_worker(ports.redis, procs, console, stop)
-            view = LiveView("127.0.0.1", ports.mqtt)
+            # The wall screen reads as the console service; the fleet stands in for the locks.
+            view = LiveView("127.0.0.1", ports.mqtt, login=Login.of(credentials.get("console")))
             view.start()
-            fleet = FleetPublisher("127.0.0.1", ports.mqtt, messages, speed, stop, paced_from)
+            fleet = FleetPublisher(
+                "127.0.0.1",
+                ports.mqtt,
+                messages,
+                speed,
+                stop,
+                paced_from,
+                Login.of(credentials.get("simulator")),
+            )
             view.publish_times = fleet.publish_times
             fleet.start()
             started = time.monotonic()

@@ -39,6 +39,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from smartlock.adapters.broker_auth import dynsec_config, push_identity
+from smartlock.adapters.credentials import SERVICE_ROLES, CredentialStore, Identity
 from smartlock.errors import InfrastructureError
 
 DEFAULT_RUN_DIR = Path(".run")
@@ -65,6 +67,8 @@ class Ports:
     kafka: int = 9092
     #: SeaweedFS's S3 port (Tansu's storage); 0 = the one recorded in the run directory, or a free one.
     s3: int = 0
+    #: Mosquitto's TLS listener for devices off the host (`stack up` uses 8883); 0 = none.
+    mqtt_tls: int = 0
 
 
 @dataclass(frozen=True)
@@ -154,7 +158,7 @@ class ServerStatus:
 
 
 def check_mqtt(host: str, port: int, timeout: float) -> None:
-    """Connects with paho (MQTT 5) and waits for a successful CONNACK."""
+    """Connects with paho (MQTT 5), anonymously, and waits for a CONNACK (success or refusal)."""
     import paho.mqtt.client as mqtt
 
     client = mqtt.Client(
@@ -163,7 +167,8 @@ def check_mqtt(host: str, port: int, timeout: float) -> None:
         protocol=mqtt.MQTTv5,
     )
     acked: list[bool] = []
-    client.on_connect = lambda c, u, f, rc, p=None: acked.append(not rc.is_failure)
+    # Refusing an anonymous client (135 not authorized) is an answer: the broker is up.
+    client.on_connect = lambda c, u, f, rc, p=None: acked.append(rc.value in (0, 134, 135))
     deadline = time.monotonic() + timeout
     try:
         client.connect(host, port, keepalive=5)
@@ -176,7 +181,7 @@ def check_mqtt(host: str, port: int, timeout: float) -> None:
         if sock is not None:
             sock.close()
     if acked != [True]:
-        raise InfrastructureError(f"MQTT broker on {host}:{port} sent no successful CONNACK")
+        raise InfrastructureError(f"MQTT broker on {host}:{port} sent no CONNACK")
 
 
 def check_redis(host: str, port: int, timeout: float) -> None:
@@ -256,20 +261,57 @@ def tansu_binary() -> str:
         ) from exc
 
 
-def mosquitto_config(port: int, host: str | None, persistence_dir: str, user: str | None) -> str:
+#: Largest MQTT payload the broker accepts (a memory guard). The pipeline's own limit is
+#: 64 KiB (CONTRACT section 7): payloads between the two are dead-lettered with their hash.
+MQTT_MESSAGE_LIMIT = 256 * 1024
+DYNSEC_PLUGINS = (
+    "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
+    "/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so",
+    "/usr/lib/mosquitto_dynamic_security.so",  # the eclipse-mosquitto image
+    "/usr/local/lib/mosquitto_dynamic_security.so",
+)
+
+
+@dataclass(frozen=True)
+class TlsListener:
+    """Mosquitto's TLS listener: its port and the PEM files (paths as the broker sees them)."""
+
+    port: int
+    ca: str
+    cert: str
+    key: str
+
+
+def mosquitto_config(
+    port: int,
+    host: str | None,
+    persistence_dir: str,
+    user: str | None,
+    dynsec_file: str,
+    plugin: str,
+    tls: TlsListener | None = None,
+) -> str:
     """Mosquitto configuration text for the pipeline.
 
     Args:
-        port: listener port.
+        port: plain listener port (loopback locally; the internal network in compose).
         host: listener address, or None for all interfaces (containers).
         persistence_dir: where the persistence database goes (a trailing slash is added).
         user: user to run as when started by root, or None for Mosquitto's default.
+        dynsec_file: the dynamic-security JSON (identities and their ACLs).
+        plugin: path of mosquitto_dynamic_security.so.
+        tls: a TLS listener to add (for devices outside the host), or None.
     """
     lines = [
         "# Mosquitto for smartlock, from smartlock.local.stack.mosquitto_config (a unit test keeps",
         "# deploy/mosquitto.conf equal to it). Locks publish QoS 1: none may be dropped.",
-        f"listener {port}" + (f" {host}" if host else ""),
-        "allow_anonymous true",
+        "# No anonymous client; who may publish and subscribe what (CONTRACT section 6) is in the",
+        "# dynamic-security file, made from the credentials store (smartlock.adapters.broker_auth).",
+        "per_listener_settings false",
+        "allow_anonymous false",
+        f"plugin {plugin}",
+        f"plugin_opt_config_file {dynsec_file}",
+        f"message_size_limit {MQTT_MESSAGE_LIMIT}",
         "# The default (1000) silently drops QoS 1 messages queued for an offline or slow",
         "# persistent session past that count. 0 = no limit.",
         "max_queued_messages 0",
@@ -290,26 +332,167 @@ def mosquitto_config(port: int, host: str | None, persistence_dir: str, user: st
         "log_type warning",
         "log_type notice",
         "log_timestamp_format %Y-%m-%dT%H:%M:%S",
+        f"listener {port}" + (f" {host}" if host else ""),
     ]
+    if tls is not None:
+        lines += [
+            f"listener {tls.port}" + (f" {host}" if host else ""),
+            f"cafile {tls.ca}",
+            f"certfile {tls.cert}",
+            f"keyfile {tls.key}",
+            "tls_version tlsv1.2",
+        ]
     if user:
-        # Started by root, Mosquitto would switch to user 'mosquitto', which cannot write
-        # to the run directory; the current user keeps it writable.
+        # Started by root, Mosquitto would switch to user 'mosquitto', which cannot read the
+        # owner-only files of the run directory; the current user keeps them readable.
         lines.insert(4, f"user {user}")
     return "\n".join(lines) + "\n"
 
 
-def mosquitto_server(run_dir: Path, port: int, host: str = DEFAULT_HOST) -> Server:
+def container_mosquitto_config() -> str:
+    """``deploy/mosquitto.conf`` for compose.yaml: the same settings in the eclipse-mosquitto
+    image, the plain listener 1883 for the containers' network and TLS on 8883 for devices."""
+    certs = "/mosquitto/certs"
+    return mosquitto_config(
+        1883,
+        None,
+        "/mosquitto/data",
+        None,
+        "/mosquitto/data/dynamic-security.json",
+        "/usr/lib/mosquitto_dynamic_security.so",
+        TlsListener(8883, f"{certs}/ca.crt", f"{certs}/server.crt", f"{certs}/server.key"),
+    )
+
+
+def dynsec_plugin() -> str:
+    """Path of Mosquitto's dynamic-security plugin (Debian package ``mosquitto``)."""
+    for candidate in DYNSEC_PLUGINS:
+        if Path(candidate).is_file():
+            return candidate
+    raise InfrastructureError(
+        "Mosquitto's dynamic-security plugin (mosquitto_dynamic_security.so) is missing; "
+        f"install Mosquitto 2 with: {APT_HINT}"
+    )
+
+
+def make_tls(tls_dir: Path, host: str) -> tuple[Path, Path, Path]:
+    """A local CA and a server certificate for ``host`` (made once; kept in ``tls_dir``).
+
+    Returns (ca.crt, server.crt, server.key). The CA key stays in ``tls_dir`` (mode 0600);
+    give ``ca.crt`` to the devices. In production use certificates of your own CA.
+    """
+    ca, cert, key = tls_dir / "ca.crt", tls_dir / "server.crt", tls_dir / "server.key"
+    if ca.is_file() and cert.is_file() and key.is_file():
+        return ca, cert, key
+    openssl = find_binary("openssl", "sudo apt-get install -y openssl")
+    tls_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    san = f"subjectAltName=DNS:localhost,IP:127.0.0.1,{'IP' if host[0].isdigit() else 'DNS'}:{host}"
+    (tls_dir / "server.ext").write_text(
+        f"{san}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\n"
+    )
+    steps = [
+        [
+            openssl,
+            "req",
+            "-x509",
+            *ec,
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=smartlock local CA",
+        ],
+        [
+            openssl,
+            "req",
+            *ec,
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            f"/CN={host}",
+        ],
+        [
+            openssl,
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "825",
+            "-extfile",
+            "server.ext",
+        ],
+    ]
+    old = os.umask(0o077)
+    try:
+        for argv in steps:
+            done = subprocess.run(argv, cwd=tls_dir, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise InfrastructureError(
+                    f"openssl failed making the broker's TLS files: {done.stderr}"
+                )
+    finally:
+        os.umask(old)
+    ca.chmod(0o644)
+    return ca, cert, key
+
+
+def mosquitto_server(
+    run_dir: Path,
+    port: int,
+    host: str = DEFAULT_HOST,
+    *,
+    credentials: CredentialStore | None = None,
+    tls_port: int | None = None,
+) -> Server:
+    """Mosquitto with no anonymous access, the ACLs of CONTRACT section 6 and a TLS listener.
+
+    The service accounts (bridge, worker, intake, ...) are issued into the credentials store
+    if missing; every identity of the store is written to the dynamic-security file.
+
+    Args:
+        run_dir: the run directory.
+        port: the plain listener (on ``host``, loopback by default).
+        host: listener address.
+        credentials: the credentials store (default ``<run_dir>/credentials``).
+        tls_port: port of the TLS listener (CA made under ``<run_dir>/tls``), or None.
+    """
     binary = find_binary("mosquitto", APT_HINT)
+    store = credentials or CredentialStore(run_dir / "credentials")
+    for role in SERVICE_ROLES:
+        store.ensure(role)
     conf = run_dir / "mosquitto.conf"
+    dynsec = (run_dir / "mosquitto" / "dynamic-security.json").resolve()
     user = pwd.getpwuid(os.geteuid()).pw_name
-    text = mosquitto_config(port, host, str((run_dir / "mosquitto").resolve()), user)
+    tls = None
+    if tls_port is not None:
+        ca, cert, key = make_tls(run_dir / "tls", host)
+        tls = TlsListener(tls_port, str(ca.resolve()), str(cert.resolve()), str(key.resolve()))
+    text = mosquitto_config(
+        port, host, str((run_dir / "mosquitto").resolve()), user, str(dynsec), dynsec_plugin(), tls
+    )
+    identities = json.dumps(dynsec_config(store.identities().values()), indent=1)
     return Server(
         "mosquitto",
         (binary, "-c", str(conf.resolve())),
         host,
         port,
         check_mqtt,
-        files={"mosquitto.conf": text},
+        files={"mosquitto.conf": text, "mosquitto/dynamic-security.json": identities},
         dirs=("mosquitto",),
     )
 
@@ -380,6 +563,7 @@ class S3Access:
 def _owner_only(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # also when the file existed with a wider mode
     with os.fdopen(fd, "w") as out:
         out.write(text)
 
@@ -469,15 +653,24 @@ def tansu_server(
 
 
 def stack_servers(
-    run_dir: Path, ports: Ports, host: str = DEFAULT_HOST, storage: str = "s3"
+    run_dir: Path,
+    ports: Ports,
+    host: str = DEFAULT_HOST,
+    storage: str = "s3",
+    credentials: CredentialStore | None = None,
 ) -> list[Server]:
     """The servers of the stack, in start order (SeaweedFS before Tansu with ``storage="s3"``).
+
+    ``credentials`` is the store whose identities Mosquitto admits (default
+    ``<run_dir>/credentials``).
 
     Raises:
         InfrastructureError: a binary is missing.
     """
     servers = [
-        mosquitto_server(run_dir, ports.mqtt, host),
+        mosquitto_server(
+            run_dir, ports.mqtt, host, credentials=credentials, tls_port=ports.mqtt_tls or None
+        ),
         redis_server(run_dir, ports.redis, host),
     ]
     s3 = None
@@ -577,7 +770,7 @@ def launch(server: Server, run_dir: Path) -> ServerInfo:
     for directory in server.dirs:
         (run_dir / directory).mkdir(parents=True, exist_ok=True)
     for relative, text in server.files.items():
-        (run_dir / relative).write_text(text)
+        _owner_only(run_dir / relative, text)  # configs may name secrets: owner-only
     log = run_dir / f"{server.name}.log"
     with open(log, "ab") as out:
         # A new session keeps Ctrl-C in the caller's terminal from reaching the servers.
@@ -752,6 +945,7 @@ def start_stack(
     host: str = DEFAULT_HOST,
     timeout: float = 60.0,
     storage: str = "s3",
+    credentials: CredentialStore | None = None,
 ) -> StackInfo:
     """Starts Mosquitto, Redis, SeaweedFS and Tansu and waits until all answer.
 
@@ -761,13 +955,15 @@ def start_stack(
         host: address the servers listen on.
         timeout: seconds to wait for each group of servers to answer.
         storage: ``s3`` (durable, the default: Tansu on SeaweedFS) or ``memory``.
+        credentials: the credentials store (default ``<run_dir>/credentials``); the service
+            accounts are issued into it if missing.
 
     Raises:
         InfrastructureError: a binary is missing (the message names the install command),
             a port is taken, or a server did not come up; nothing is left running then.
     """
     run_dir = Path(run_dir)
-    servers = stack_servers(run_dir, ports or Ports(), host, storage)
+    servers = stack_servers(run_dir, ports or Ports(), host, storage, credentials)
     # Tansu reads its bucket at start-up: it starts once the storage answers.
     first = start_servers(run_dir, servers[:-1], timeout)
     try:
@@ -811,3 +1007,24 @@ def stack_status(run_dir: Path | str = DEFAULT_RUN_DIR) -> list[ServerStatus]:
                 healthy = True
         result.append(ServerStatus(name, pid if running else None, port, running, healthy))
     return result
+
+
+def apply_credentials(
+    run_dir: Path, store: CredentialStore, identity: Identity, *, revoked: bool = False
+) -> str | None:
+    """Applies an issued, rotated or revoked identity to the Mosquitto of ``run_dir`` if it runs.
+
+    Returns a line for the user, or None when no broker of ``run_dir`` is running (it reads
+    the store when it starts).
+    """
+    run_dir = Path(run_dir)
+    pid = _read_pid(run_dir, "mosquitto")
+    entry = _read_state(run_dir).get("mosquitto", {})
+    port = entry.get("port")
+    if pid is None or not _alive(pid) or not isinstance(port, int):
+        return None
+    host = str(entry.get("host", DEFAULT_HOST))
+    push_identity(host, port, store.get("admin"), identity, revoked=revoked)
+    if revoked:
+        return f"Mosquitto on {host}:{port}: {identity.name} removed and disconnected"
+    return f"Mosquitto on {host}:{port}: {identity.name} admitted"

@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from smartlock.adapters.mqtt import MqttClient, Received
+from smartlock.adapters.mqtt import Received, client_for
 from smartlock.contract.codec import DeadLetter, decode
 from smartlock.contract.models import INBOUND_SUBSCRIPTIONS
 from smartlock.core.detector import Detector
@@ -102,9 +102,9 @@ class Bridge:
         self.name = name
         self.stats = BridgeStats()
         self._queue: asyncio.Queue[Received] = asyncio.Queue()
-        self._mqtt = MqttClient(
-            settings.mqtt.host,
-            settings.mqtt.port,
+        self._mqtt = client_for(
+            settings,
+            "bridge",
             f"{settings.mqtt.client_id_prefix}-bridge-{name}",
             persistent=True,
             manual_ack=True,

@@ -18,7 +18,7 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaProducer
 
-from smartlock.adapters.mqtt import MqttClient
+from smartlock.adapters.mqtt import client_for
 from smartlock.adapters.redis_state import RedisState
 from smartlock.contract.models import format_epoch
 from smartlock.core.detector import Detector
@@ -40,10 +40,8 @@ class Outputs:
     def __init__(self, kafka: KafkaWriter, settings: Settings, name: str) -> None:
         self.settings = settings
         self.kafka = kafka
-        self.mqtt = MqttClient(
-            settings.mqtt.host,
-            settings.mqtt.port,
-            f"{settings.mqtt.client_id_prefix}-worker-{name}",
+        self.mqtt = client_for(
+            settings, "worker", f"{settings.mqtt.client_id_prefix}-worker-{name}"
         )
         self.redis = RedisState(
             settings.redis.url, settings.redis.prefix, settings.redis.alert_stream_maxlen

@@ -22,6 +22,7 @@ from smartlock.core.geofence import Geofences
 from smartlock.core.limits import DetectionSettings
 from tests.builders import Trip, merge, synthetic_collections
 from tests.integration.procs import Pipeline
+from tests.servers import Endpoint
 
 pytestmark = pytest.mark.integration
 
@@ -74,10 +75,12 @@ def alert_ids(lines: list[dict[str, Any]]) -> set[str]:
 class Collector:
     """Subscribes to the pipeline's MQTT outputs and keeps them with their arrival time."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, mqtt: Endpoint) -> None:
         self.messages: list[tuple[float, str, dict[str, Any]]] = []
         self.lock = threading.Lock()
-        self.client = MqttClient(host, port, f"collector-{time.monotonic_ns()}")
+        self.client = MqttClient(
+            mqtt.host, mqtt.port, f"collector-{time.monotonic_ns()}", login=mqtt.login("recorder")
+        )
         self.client.subscribe(
             ["monitoring/alerts/+", "monitoring/status/+", "gates/+/verdicts"], self._on
         )
@@ -103,8 +106,11 @@ class Collector:
         self.client.disconnect()
 
 
-def publish(host: str, port: int, messages: list[tuple[str, Any]]) -> None:
-    client = MqttClient(host, port, f"publisher-{time.monotonic_ns()}")
+def publish(mqtt: Endpoint, messages: list[tuple[str, Any]], role: str = "replay") -> None:
+    """Publishes as the test harness (the ``replay`` identity may publish every inbound topic)."""
+    client = MqttClient(
+        mqtt.host, mqtt.port, f"publisher-{time.monotonic_ns()}", login=mqtt.login(role)
+    )
     client.connect()
     try:
         asyncio.run(
@@ -173,6 +179,8 @@ def pipeline(
         redis_server.url,
         tmp_path,
         geofences=geofence_dir,
+        credentials_dir=mqtt_server.credentials_dir,
+        mqtt=mqtt_server,
     )
     yield p
     p.stop_all()
@@ -180,7 +188,7 @@ def pipeline(
 
 @pytest.fixture
 def collector(mqtt_server: Any) -> Iterator[Collector]:
-    c = Collector(mqtt_server.host, mqtt_server.port)
+    c = Collector(mqtt_server)
     yield c
     c.close()
 
@@ -219,7 +227,7 @@ def test_trace_comes_out_on_mqtt_kafka_and_redis_as_evaluate_says(
     pipeline.start("worker")
     pipeline.start("bridge")
     pipeline.wait_worker_ready()
-    publish(mqtt_server.host, mqtt_server.port, messages)
+    publish(mqtt_server, messages)
     wait_verdicts(pipeline, 3)
     collector.wait_for(
         lambda: (
@@ -252,7 +260,7 @@ def test_gate_gets_its_verdict_within_one_second(
     pipeline.start("worker")
     pipeline.start("bridge")
     pipeline.wait_worker_ready()
-    publish(mqtt_server.host, mqtt_server.port, trip.messages)
+    publish(mqtt_server, trip.messages)
     collector.wait_for(
         lambda: any(s["state"] == "arrived" for s in collector.of("monitoring/status/"))
     )
@@ -262,7 +270,7 @@ def test_gate_gets_its_verdict_within_one_second(
             dt=60 * (n + 1), plate=f"浙A0000{n}"
         )
         sent = time.monotonic()
-        publish(mqtt_server.host, mqtt_server.port, arrival.messages)
+        publish(mqtt_server, arrival.messages)
         collector.wait_for(lambda n=n: len(collector.of("gates/")) > n, timeout=5)
         latencies.append(
             next(t for t, topic, p in reversed(collector.messages) if topic.startswith("gates/"))
@@ -296,7 +304,7 @@ def test_bridge_killed_mid_stream_loses_nothing(
         "bridge-1", signal.SIGKILL
     )  # killed mid-stream, unacknowledged messages in flight
     publisher.join()
-    publish(mqtt_server.host, mqtt_server.port, messages[half:])  # published while no bridge runs
+    publish(mqtt_server, messages[half:])  # published while no bridge runs
     pipeline.start("bridge")  # same name: resumes the persistent session
     wait_verdicts(pipeline, 30, timeout=60)
     r = pipeline.redis()
@@ -327,7 +335,7 @@ def test_worker_killed_and_restarted_recovers_trips_without_losing_or_repeating_
     pipeline.start("worker")
     pipeline.start("bridge")
     pipeline.wait_worker_ready()
-    publish(mqtt_server.host, mqtt_server.port, messages[:cut])
+    publish(mqtt_server, messages[:cut])
     r = pipeline.redis()
     deadline = time.monotonic() + 30
     last_l2 = next(p["ts"] for t, p in reversed(messages[:cut]) if t.startswith("locks/L2/"))
@@ -337,7 +345,7 @@ def test_worker_killed_and_restarted_recovers_trips_without_losing_or_repeating_
     time.sleep(1.0)  # let the worker commit its offsets and changelog
     pipeline.stop("worker-1", signal.SIGKILL)
     r.hdel(f"{pipeline.prefix}:workers", "1")
-    publish(mqtt_server.host, mqtt_server.port, messages[cut:])
+    publish(mqtt_server, messages[cut:])
     pipeline.start("worker")
     pipeline.wait_worker_ready()
     wait_verdicts(pipeline, 3)
@@ -385,8 +393,7 @@ def test_malformed_and_unsigned_messages_are_dead_lettered_and_the_pipeline_goes
     pipeline.start("bridge")
     pipeline.wait_worker_ready()
     publish(
-        mqtt_server.host,
-        mqtt_server.port,
+        mqtt_server,
         bad + unsigned.messages + forged.messages + good.messages,
     )
     wait_verdicts(pipeline, 1)
@@ -444,7 +451,7 @@ def test_two_workers_share_the_partitions(
             break
         assert time.monotonic() < deadline, (first, second)
         time.sleep(0.2)
-    publish(mqtt_server.host, mqtt_server.port, messages)
+    publish(mqtt_server, messages)
     wait_verdicts(pipeline, 12)
     assert expected_ids and {a["alert_id"] for a in pipeline.alerts_in_redis()} == expected_ids
     verdicts = {v["lock_id"]: v["verdict"] for v in collector.of("gates/")}

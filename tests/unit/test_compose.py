@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 import yaml
 
-from smartlock.local.stack import mosquitto_config
+from smartlock.local.stack import container_mosquitto_config
 
 REPO = Path(__file__).resolve().parents[2]
 SERVERS = ("mosquitto", "redis", "kafka")
@@ -79,12 +79,13 @@ def test_mosquitto_in_docker_uses_the_same_config_as_the_local_stack(
     mount = "./deploy/mosquitto.conf:/mosquitto/config/mosquitto.conf:ro"
     assert mount in compose["services"]["mosquitto"]["volumes"]
     text = (REPO / "deploy" / "mosquitto.conf").read_text()
-    assert text == mosquitto_config(1883, None, "/mosquitto/data", None), (
+    assert text == container_mosquitto_config(), (
         "deploy/mosquitto.conf drifted from smartlock.local.stack.mosquitto_config; regenerate it with "
-        'python -c "from smartlock.local.stack import mosquitto_config; '
-        "print(mosquitto_config(1883, None, '/mosquitto/data', None), end='')\" > deploy/mosquitto.conf"
+        'python -c "from smartlock.local.stack import container_mosquitto_config as c; '
+        "print(c(), end='')\" > deploy/mosquitto.conf"
     )
     assert "max_queued_messages 0" in text and "persistence true" in text
+    assert "allow_anonymous false" in text and "listener 8883" in text
 
 
 def test_dockerfile_installs_the_package_on_python_311_slim() -> None:

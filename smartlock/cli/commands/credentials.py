@@ -22,6 +22,9 @@ from smartlock.settings import Settings
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None, help="TOML settings file")
     parser.add_argument(
+        "--run-dir", type=Path, default=None, help="the local stack's run directory (default: .run)"
+    )
+    parser.add_argument(
         "--dir",
         type=Path,
         default=None,
@@ -58,10 +61,11 @@ def store_for(settings: Settings, directory: Path | None = None) -> CredentialSt
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
+    settings = settings_from_args(args, **({"run_dir": args.run_dir} if args.run_dir else {}))
     store = store_for(settings, args.dir)
     if args.action == "issue":
         identity = store.issue(args.role, args.name, rotate=args.rotate)
+        _apply(settings, store, identity, revoked=False)
         verb = "rotated" if args.rotate else "issued"
         print(f"{verb} {identity.role} {identity.name}: {_what(identity)} stored in {store.path}")
         if args.print_secret:
@@ -76,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.action == "revoke":
         identity = store.revoke(args.name)
+        _apply(settings, store, identity, revoked=True)
         print(f"revoked {identity.role} {identity.name}")
         return 0
     roles = (args.role,) if args.role else ROLES
@@ -88,3 +93,14 @@ def _what(identity: Identity) -> str:
     if identity.role in ("declarant", "customs"):
         return "intake API token"
     return "MQTT password" + (" and HMAC key" if identity.key is not None else "")
+
+
+def _apply(
+    settings: Settings, store: CredentialStore, identity: Identity, *, revoked: bool
+) -> None:
+    """Applies the change to the local stack's broker at once, if it runs."""
+    from smartlock.local.stack import apply_credentials
+
+    message = apply_credentials(settings.run_dir, store, identity, revoked=revoked)
+    if message:
+        print(message)

@@ -11,6 +11,7 @@ from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
+from smartlock.adapters.mqtt import login_for
 from smartlock.cli.commands.common import add_server_args, settings_with_servers
 from smartlock.cli.commands.replay import parse_speed
 from smartlock.errors import ConfigError
@@ -117,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
             settings.mqtt.port,
             speed=speed,
             client_id=f"smartlock-simulate-{os.getpid()}",
+            login=login_for(settings, "simulator"),
             progress=sys.stderr.isatty(),
         )
     )

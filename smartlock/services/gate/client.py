@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ from typing import Any
 
 import redis
 
-from smartlock.adapters.mqtt import MqttClient, Received
+from smartlock.adapters.mqtt import MqttClient, Received, client_for
 from smartlock.contract.models import GateArrival, format_ts, verdict_topic
 from smartlock.errors import InfrastructureError
 from smartlock.services.gate.queue import FallbackQueue, arrival_key
@@ -91,11 +90,8 @@ class GateClient:
 
     def connect(self) -> bool:
         """Connects and subscribes to the gate's verdicts; False when the broker is unreachable."""
-        client = MqttClient(
-            self.settings.mqtt.host,
-            self.settings.mqtt.port,
-            f"{self.settings.mqtt.client_id_prefix}-gate-{self.gate_id}-{uuid.uuid4().hex[:6]}",
-        )
+        # The gate's own identity: it may publish only its arrivals and read only its verdicts.
+        client = client_for(self.settings, self.gate_id, self.gate_id)
         client.subscribe([verdict_topic(self.gate_id)], self._on_verdict)
         try:
             client.connect(timeout=min(self.timeout * 3, 5.0))
@@ -141,7 +137,8 @@ class GateClient:
             deadline = time.monotonic() + self.timeout
             for info in infos:
                 info.wait_for_publish(max(0.0, deadline - time.monotonic()))
-            return all(info.is_published() for info in infos)
+            mqtt = self._mqtt
+            return all(info.is_published() and mqtt.refusal(info) is None for info in infos)
         except (InfrastructureError, RuntimeError, ValueError):
             return False
 

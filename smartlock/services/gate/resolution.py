@@ -1,4 +1,5 @@
-"""An operator's resolution of an alert, published on ``monitoring/resolutions``."""
+"""An operator's resolution of an alert, published as that operator on
+``monitoring/resolutions/{operator_id}`` (CONTRACT v2)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from smartlock.adapters.mqtt import MqttClient
-from smartlock.contract.models import TOPIC_RESOLUTIONS, AlertResolution, format_ts
+from smartlock.adapters.mqtt import client_for
+from smartlock.contract.models import AlertResolution, format_ts, resolution_topic
 from smartlock.settings import Settings
 
 
@@ -23,27 +24,28 @@ def publish_resolution(
 ) -> dict[str, Any]:
     """Validates and publishes an AlertResolution (QoS 1, waits for the broker's ack); returns it.
 
+    The client logs in as ``operator`` (an identity of the credentials store), the only
+    identity that may publish on ``monitoring/resolutions/{operator}``.
+
     Raises:
         ValueError: the resolution is not valid (pydantic's message names the field).
-        InfrastructureError: the broker is unreachable or does not acknowledge.
+        CredentialError: ``operator`` has no credentials.
+        InfrastructureError: the broker is unreachable, refuses, or does not acknowledge.
     """
     resolution = AlertResolution.model_validate(
         {
             "alert_id": alert_id,
             "declaration_id": declaration_id,
             "lock_id": lock_id,
-            "operator": operator,
             "note": note,
             "ts": ts or format_ts(datetime.now(UTC).replace(microsecond=0)),
         }
     ).to_payload()
-    client = MqttClient(
-        settings.mqtt.host, settings.mqtt.port, f"{settings.mqtt.client_id_prefix}-resolve"
-    )
+    client = client_for(settings, operator, "resolve")
     client.connect()
     try:
         payload = json.dumps(resolution, ensure_ascii=False).encode()
-        asyncio.run(client.publish_all([(TOPIC_RESOLUTIONS, payload, False)]))
+        asyncio.run(client.publish_all([(resolution_topic(operator), payload, False)]))
     finally:
         client.disconnect()
     return resolution
