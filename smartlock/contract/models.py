@@ -347,6 +347,8 @@ class GateVerdict(_Strict):
     ts: UtcTimestamp
     verdict: Verdict
     reasons: list[str]
+    #: CONTRACT v2: hex HMAC-SHA256 of the canonical JSON without ``sig`` under the gate's key.
+    sig: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
     def to_payload(self) -> dict[str, Any]:
         payload = super().to_payload()

@@ -36,7 +36,7 @@ from smartlock.local.stack import apply_credentials, free_ports
 from smartlock.services.gate.client import GateClient, Outcome, make_arrival
 from smartlock.services.gate.queue import FallbackQueue
 from smartlock.services.gate.report import show_outcome
-from smartlock.services.gate.resolution import publish_resolution
+from smartlock.services.gate.resolution import confirm_resolution, publish_resolution
 from smartlock.settings import load_settings
 from smartlock.simulators.demo_fleet import CorridorRoute
 from smartlock.simulators.fleet import Lock
@@ -263,7 +263,7 @@ def _narrate(
         bad_lock, container, plate, _ = TRUCKS[1]
         if verdicts[bad_lock]["verdict"] == "inspect":
             alert_id = verdicts[bad_lock]["reasons"][0].split()[3]
-            publish_resolution(
+            resolution = publish_resolution(
                 settings,
                 alert_id,
                 declarations[bad_lock],
@@ -271,6 +271,11 @@ def _narrate(
                 OPERATOR,
                 "police check at the Fenghua exit, confirmed by phone",
             )
+            confirmed = confirm_resolution(settings, resolution, OPERATOR)
+            if not confirmed.accepted:
+                raise InfrastructureError(
+                    f"the pipeline did not take the resolution: {confirmed.detail}"
+                )
             console.print(
                 f"5. operator {OPERATOR} resolved {alert_id} (police check at the exit, confirmed)"
             )

@@ -18,8 +18,10 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaProducer
 
+from smartlock.adapters.credentials import CredentialStore
 from smartlock.adapters.mqtt import client_for
 from smartlock.adapters.redis_state import RedisState
+from smartlock.contract.codec import sign
 from smartlock.contract.models import format_epoch
 from smartlock.core.detector import Detector
 from smartlock.core.writeoff import AUTOMATIC, audit_entry, writeoff_record
@@ -47,12 +49,28 @@ class Outputs:
             settings.redis.url, settings.redis.prefix, settings.redis.alert_stream_maxlen
         )
         self.decided_by = f"{AUTOMATIC} (worker {name})"
+        # Gate keys are read from the store at each verdict (re-read when the file changes):
+        # issuing or rotating a gate's key takes effect without restarting the worker.
+        self.credentials = CredentialStore(settings.credentials_dir)
 
     async def start(self) -> None:
         await asyncio.to_thread(self.mqtt.connect)
         await self.kafka.start()
 
+    def sign_verdicts(self, result: BatchResult) -> None:
+        """Signs every verdict with its gate's key (CONTRACT section 2), in place, before it
+        goes anywhere; a gate without credentials gets an unsigned verdict, which its client
+        treats as no verdict."""
+        keys = self.credentials.keys("gate")
+        for o in result.outputs:
+            if o.kind == "verdict":
+                o.payload.pop("sig", None)
+                key = keys.get(o.payload["gate_id"])
+                if key is not None:
+                    o.payload["sig"] = sign(o.payload, key.get_secret_value())
+
     async def publish(self, result: BatchResult) -> None:
+        self.sign_verdicts(result)
         k = self.settings.kafka
         mqtt_messages = [
             (

@@ -329,6 +329,7 @@ def test_rail_batch_one_bad_container_goes_to_inspection_alone(
             }
         )
     )
+    p.mqtt.login("gate", "beilun-rail-gate")
     shown = smartlock(
         p, "gate", "beilun-rail-gate", "--batch", str(manifest), "--queue-dir", str(tmp_path / "q")
     )

@@ -295,9 +295,7 @@ def test_bridge_killed_mid_stream_loses_nothing(
     pipeline.start("bridge")
     pipeline.wait_worker_ready()
     half = len(messages) // 2
-    publisher = threading.Thread(
-        target=publish, args=(mqtt_server.host, mqtt_server.port, messages[:half])
-    )
+    publisher = threading.Thread(target=publish, args=(mqtt_server, messages[:half]))
     publisher.start()
     time.sleep(0.05)
     pipeline.stop(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,3 +51,56 @@ def publish_resolution(
     finally:
         client.disconnect()
     return resolution
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """What the pipeline did with a resolution.
+
+    Attributes:
+        accepted: True (the alert is no longer open), False (dead-lettered), None (no answer
+            in time: the resolution waits on the broker until the pipeline processes it).
+        detail: the pipeline's reason when it refused, else a short note.
+    """
+
+    accepted: bool | None
+    detail: str
+
+
+def confirm_resolution(
+    settings: Settings, resolution: dict[str, Any], operator: str, timeout: float = 10.0
+) -> Confirmation:
+    """Watches the pipeline's Redis state until it took or refused ``resolution``.
+
+    Accepted: the trip of ``lock_id`` (declaration ``declaration_id``) no longer lists the
+    alert as open. Refused: a dead letter of this resolution on the operator's topic (e.g.
+    ``unknown_alert``, ``duplicate``, ``topic_mismatch``), with the pipeline's reason.
+    """
+    import redis
+
+    topic = resolution_topic(operator)
+    p = settings.redis.prefix
+    client = redis.Redis.from_url(settings.redis.url, decode_responses=True, socket_timeout=2)
+    deadline = time.monotonic() + timeout
+    last_id = "-"
+    try:
+        while True:
+            trip = client.hgetall(f"{p}:trip:{resolution['lock_id']}")
+            if trip.get("declaration_id") == resolution["declaration_id"] and resolution[
+                "alert_id"
+            ] not in json.loads(trip.get("open_alerts") or "[]"):
+                return Confirmation(True, "the alert is closed; the audit trail records it")
+            for entry_id, fields in client.xrange(f"{p}:deadletters", min=last_id, count=1000):
+                last_id = f"({entry_id}"
+                record = json.loads(fields.get("json", "{}"))
+                if record.get("topic") == topic and resolution["alert_id"] in str(
+                    record.get("original_text")
+                ):
+                    return Confirmation(False, f"{record.get('reason')}: {record.get('detail')}")
+            if time.monotonic() >= deadline:
+                return Confirmation(None, f"no answer from the pipeline within {timeout:g} s")
+            time.sleep(0.2)
+    except redis.RedisError as exc:
+        return Confirmation(None, f"cannot read the pipeline's state in Redis ({exc})")
+    finally:
+        client.close()
