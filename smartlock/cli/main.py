@@ -39,8 +39,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("smartlock.cli.commands.replay", "republish a trace over MQTT"),
     "intake": ("smartlock.cli.commands.intake", "declaration intake HTTP service"),
     "fees": ("smartlock.cli.commands.fees", "estimate the fee of a declaration"),
+    "form": (
+        "smartlock.cli.commands.form",
+        "print an example declaration form with its times moved to now",
+    ),
     "gate": ("smartlock.cli.commands.gate", "gate-side client: publish arrivals, show verdicts"),
     "resolve": ("smartlock.cli.commands.resolve", "resolve an alert as an operator"),
+    "console": (
+        "smartlock.cli.commands.console",
+        "the monitoring centre's web console: live map, alert desk, trips, gates",
+    ),
     "credentials": (
         "smartlock.cli.commands.credentials",
         "issue, revoke or list the credentials of locks, gates, people and services",

@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from smartlock.contract.topics import ALERTS
+
 _STYLE = {
     "red": "bold red",
     "amber": "yellow",
@@ -32,7 +34,7 @@ def print_table(lines: Iterable[str], console: Console | None = None) -> None:
     for line in lines:
         record = json.loads(line)
         topic, p = record["topic"], record["payload"]
-        if topic.startswith("monitoring/alerts/"):
+        if ALERTS.match(topic):
             detail = ", ".join(
                 f"{k}={v}" for k, v in p["detail"].items() if not isinstance(v, dict)
             )

@@ -9,20 +9,135 @@ transport turns into a :class:`DeadLetter`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
-from smartlock.contract.models import Inbound, format_ts, model_for_topic
+from smartlock.contract.models import Inbound, _parse_utc, format_ts
+from smartlock.contract.topics import GATE_ARRIVALS, inbound_channel
 from smartlock.errors import MessageError
 
-#: Largest payload accepted, in bytes. Real lock messages are a few hundred bytes.
+#: Largest payload accepted, in bytes (CONTRACT section 7). Real lock messages are a few hundred bytes.
 MAX_PAYLOAD_BYTES = 64 * 1024
+#: Deepest nesting of arrays and objects accepted (CONTRACT section 7).
+MAX_DEPTH = 32
+#: How far a ``ts`` may lie ahead of the receiving clock before it is refused as ``future_ts``.
+FUTURE_TS = timedelta(minutes=5)
+#: Longest integer literal accepted (2**53 has 16 digits); longer ones are refused before
+#: Python turns them into arbitrarily large ints.
+MAX_INT_DIGITS = 40
+
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _text_depth(text: str, limit: int) -> int:
+    """Deepest bracket nesting of JSON text (up to just past ``limit``), by a linear scan."""
+    if text.count("[") + text.count("{") <= limit:
+        return 0  # cannot be deeper than the limit: the common case, checked cheaply
+    depth = peak = 0
+    for match in _BRACKETS.finditer(_STRINGS.sub('""', text)):
+        if match.group() in "[{":
+            depth += 1
+            peak = max(peak, depth)
+            if peak > limit:
+                break
+        else:
+            depth -= 1
+    return peak
+
+
+def value_depth(value: Any) -> int:
+    """Deepest nesting of an already parsed JSON value, iteratively (no recursion)."""
+    peak = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        peak = max(peak, depth + 1)
+        if peak > MAX_DEPTH:
+            return peak
+        stack.extend((child, depth + 1) for child in children)
+    return peak
+
+
+class _Refused(ValueError):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _Refused("duplicate_key", f"key {key!r} appears more than once in one object")
+        obj[key] = value
+    return obj
+
+
+def _no_constant(name: str) -> Any:
+    raise _Refused("invalid_json", f"{name} is not a JSON number")
+
+
+def _bounded_int(literal: str) -> int:
+    if len(literal.lstrip("-")) > MAX_INT_DIGITS:
+        raise _Refused(
+            "invalid_json", f"integer {literal[:24]}... is longer than {MAX_INT_DIGITS} digits"
+        )
+    return int(literal)
+
+
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_unique_keys, parse_constant=_no_constant, parse_int=_bounded_int
+)
+
+
+def load_json(
+    data: bytes | str,
+    topic: str = "-",
+    *,
+    max_bytes: int = MAX_PAYLOAD_BYTES,
+    max_depth: int = MAX_DEPTH,
+) -> Any:
+    """Parses inbound JSON by the rules of CONTRACT section 7; the one JSON door for input.
+
+    The size and depth limits are checked before the parser runs, so no input can make it
+    recurse deeply; a repeated key, ``NaN``/``Infinity`` and integers longer than
+    :data:`MAX_INT_DIGITS` digits are refused.
+
+    Raises:
+        MessageError: with reason ``too_large``, ``too_deep``, ``duplicate_key`` or ``invalid_json``.
+    """
+    size = len(data) if isinstance(data, bytes) else len(data.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise MessageError(topic, "too_large", f"payload of {size} bytes exceeds {max_bytes}")
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as exc:
+        raise MessageError(topic, "invalid_json", f"payload is not UTF-8: {exc}") from None
+    if _text_depth(text, max_depth) > max_depth:
+        raise MessageError(topic, "too_deep", f"payload is nested deeper than {max_depth} levels")
+    try:
+        return _DECODER.decode(text)
+    except _Refused as exc:
+        raise MessageError(topic, exc.reason, exc.detail) from None
+    except (ValueError, RecursionError) as exc:
+        raise MessageError(topic, "invalid_json", f"not JSON: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -59,38 +174,63 @@ def signature_valid(payload: dict[str, Any], key: str) -> bool:
     return hmac.compare_digest(sig, sign(payload, key))
 
 
-def decode(topic: str, data: bytes | str | dict[str, Any]) -> Envelope:
+def signature_refusal(env: Envelope, keys: Mapping[str, str]) -> tuple[str, str] | None:
+    """(reason, detail) if a lock message fails signing (CONTRACT section 6), else None.
+
+    Signing is on when any key is configured; then every lock message must carry a valid
+    ``sig`` under its lock's key. Other messages are not signed by locks.
+    """
+    msg = env.message
+    lock_id, seq = getattr(msg, "lock_id", None), getattr(msg, "seq", None)
+    if not keys or seq is None or not isinstance(lock_id, str):
+        return None
+    key = keys.get(lock_id)
+    if key is None:
+        return "unknown_lock_key", f"no signing key is configured for lock {lock_id}"
+    if env.raw.get("sig") is None:
+        return "missing_signature", f"message from lock {lock_id} is not signed"
+    if not signature_valid(env.raw, key):
+        return "bad_signature", f"signature of lock {lock_id} seq {seq} does not verify"
+    return None
+
+
+def decode(
+    topic: str, data: bytes | str | dict[str, Any], received_at: datetime | None = None
+) -> Envelope:
     """Turns an inbound MQTT message into an :class:`Envelope`.
 
     Args:
         topic: the MQTT topic the message was published on.
         data: the raw payload bytes (or text), or an already parsed JSON object.
+        received_at: when the message reached the pipeline (wall clock); a ``ts`` more than
+            :data:`FUTURE_TS` after it is refused. None offline, where no receive time exists.
 
     Raises:
-        MessageError: with reason ``unknown_topic``, ``too_large``, ``invalid_json``,
-            ``not_an_object``, ``invalid_payload`` or ``topic_mismatch``.
+        MessageError: with reason ``unknown_topic``, ``too_large``, ``too_deep``,
+            ``duplicate_key``, ``invalid_json``, ``not_an_object``, ``invalid_payload``,
+            ``topic_mismatch`` or ``future_ts``.
     """
     try:
-        model, field, topic_value = model_for_topic(topic)
+        channel, topic_value = inbound_channel(topic)
     except KeyError:
-        raise MessageError(topic, "unknown_topic", f"{topic!r} is not an inbound topic") from None
+        raise MessageError(
+            topic, "unknown_topic", f"{topic[:200]!r} is not an inbound topic"
+        ) from None
     if isinstance(data, dict):
         raw = data
-    else:
-        if len(data) > MAX_PAYLOAD_BYTES:
+        if value_depth(raw) > MAX_DEPTH:
             raise MessageError(
-                topic, "too_large", f"payload of {len(data)} bytes exceeds {MAX_PAYLOAD_BYTES}"
+                topic, "too_deep", f"payload is nested deeper than {MAX_DEPTH} levels"
             )
-        try:
-            raw = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise MessageError(topic, "invalid_json", f"payload is not UTF-8 JSON: {exc}") from None
+    else:
+        raw = load_json(data, topic)
     if not isinstance(raw, dict):
         raise MessageError(topic, "not_an_object", "payload must be a JSON object")
     try:
-        message = model.model_validate(raw)
+        message = channel.model.model_validate(raw)
     except ValidationError as exc:
         raise MessageError(topic, "invalid_payload", _describe(exc)) from None
+    field = channel.param
     if field is not None and getattr(message, field) is None:  # e.g. the operator of a resolution
         message = message.model_copy(update={field: topic_value})
     if field is not None and getattr(message, field) != topic_value:
@@ -99,7 +239,83 @@ def decode(topic: str, data: bytes | str | dict[str, Any]) -> Envelope:
             "topic_mismatch",
             f"topic names {field} {topic_value!r} but the payload says {getattr(message, field)!r}",
         )
+    ts = getattr(message, "ts", None)
+    if received_at is not None and isinstance(ts, datetime) and ts > received_at + FUTURE_TS:
+        raise MessageError(
+            topic,
+            "future_ts",
+            f"ts {format_ts(ts)} is more than {int(FUTURE_TS.total_seconds())} s after the "
+            f"time it was received ({format_ts(received_at)}); check the device clock",
+        )
     return Envelope(topic=topic, message=message, raw=raw)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class RefusedArrival:
+    """A gate arrival that could not be accepted: the gate still gets an answer (``inspect``).
+
+    Attributes:
+        gate_id: the gate, from the topic (the one part of the message the broker vouches for).
+        reason: why it was refused (a :class:`MessageError` reason).
+        detail: explanation for a person.
+        ts: the arrival's own ``ts`` if it could be read (POSIX seconds), else None.
+        lock_id: the lock it names, if that could be read, else None.
+    """
+
+    gate_id: str
+    reason: str
+    detail: str
+    ts: float | None = None
+    lock_id: str | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "gate_id": self.gate_id,
+            "reason": self.reason,
+            "detail": self.detail[:_MAX_DETAIL_CHARS],
+            "ts": self.ts,
+            "lock_id": self.lock_id,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> RefusedArrival:
+        ts, lock_id = record.get("ts"), record.get("lock_id")
+        return cls(
+            gate_id=str(record["gate_id"]),
+            reason=str(record["reason"]),
+            detail=str(record["detail"]),
+            ts=float(ts) if isinstance(ts, int | float) and not isinstance(ts, bool) else None,
+            lock_id=lock_id if isinstance(lock_id, str) else None,
+        )
+
+
+def refused_arrival(topic: str, data: Any, error: MessageError) -> RefusedArrival | None:
+    """The :class:`RefusedArrival` for a refused message on ``gates/{gate_id}/arrivals``.
+
+    None for other topics, or when the topic names no usable gate id. What the payload
+    says about ``ts`` and ``lock_id`` is kept when it can be read safely.
+    """
+    gate_id = GATE_ARRIVALS.match(topic)
+    if not isinstance(gate_id, str) or not _IDENTIFIER.match(gate_id):
+        return None
+    raw: Any = data
+    if not isinstance(data, dict):
+        try:
+            raw = load_json(data, topic)
+        except MessageError:
+            raw = None
+    ts: float | None = None
+    lock_id: str | None = None
+    if isinstance(raw, dict):
+        with contextlib.suppress(ValueError, OverflowError):
+            ts = _parse_utc(raw.get("ts")).timestamp()
+        candidate = raw.get("lock_id")
+        if isinstance(candidate, str) and _IDENTIFIER.match(candidate):
+            lock_id = candidate
+    return RefusedArrival(gate_id, error.reason, error.detail, ts, lock_id)
+
+
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 
 
 def _describe(exc: ValidationError) -> str:
@@ -131,17 +347,31 @@ class DeadLetter:
     source: str
 
     def to_record(self) -> dict[str, Any]:
-        """JSON-ready record; ``original`` as UTF-8 text when it is, and always as base64."""
+        """JSON-ready record with a bounded copy of the original (CONTRACT section 7).
+
+        The record keeps the first :data:`MAX_PAYLOAD_BYTES` of the original (as UTF-8 text
+        when it is, and always as base64), its full size and the SHA-256 of all of it, so no
+        dead letter outgrows a Kafka record however large the message was.
+        """
+        kept = self.original[:MAX_PAYLOAD_BYTES]
         try:
-            text: str | None = self.original.decode("utf-8")
+            text: str | None = kept.decode("utf-8")
         except UnicodeDecodeError:
             text = None
         return {
-            "topic": self.topic,
+            "topic": self.topic[:_MAX_TOPIC_CHARS],
             "reason": self.reason,
-            "detail": self.detail,
+            "detail": self.detail[:_MAX_DETAIL_CHARS],
             "received_at": format_ts(self.received_at),
             "source": self.source,
+            "original_size": len(self.original),
+            "original_sha256": hashlib.sha256(self.original).hexdigest(),
+            "original_truncated": len(self.original) > len(kept),
             "original_text": text,
-            "original_b64": base64.b64encode(self.original).decode("ascii"),
+            "original_b64": base64.b64encode(kept).decode("ascii"),
         }
+
+
+#: Longest topic and detail kept in a dead letter (MQTT allows 64 KiB topics).
+_MAX_TOPIC_CHARS = 1024
+_MAX_DETAIL_CHARS = 4096

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -27,6 +27,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     StrictInt,
     field_validator,
     model_validator,
@@ -63,9 +64,13 @@ def format_epoch(ts: float) -> str:
 
 
 UtcTimestamp = Annotated[datetime, BeforeValidator(_parse_utc)]
-Latitude = Annotated[float, Field(ge=-90.0, le=90.0, allow_inf_nan=False)]
-Longitude = Annotated[float, Field(ge=-180.0, le=180.0, allow_inf_nan=False)]
-Seq = Annotated[StrictInt, Field(ge=0)]
+#: Largest ``seq`` (CONTRACT section 7): every value is exact as a JSON number anywhere.
+MAX_SEQ = 2**53 - 1
+
+# Numbers are taken literally (CONTRACT section 7): Strict() refuses "29.3" and true.
+Latitude = Annotated[float, Strict(), Field(ge=-90.0, le=90.0, allow_inf_nan=False)]
+Longitude = Annotated[float, Strict(), Field(ge=-180.0, le=180.0, allow_inf_nan=False)]
+Seq = Annotated[StrictInt, Field(ge=0, le=MAX_SEQ)]
 Identifier = Annotated[
     str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
 ]
@@ -216,11 +221,16 @@ class Colour(StrEnum):
 # --------------------------------------------------------------------------- inbound
 
 
+#: Largest cargo quantity or value accepted (a trillion): far above any real consignment,
+#: far below where floats lose whole units.
+MAX_AMOUNT = 1e12
+
+
 class CargoItem(_Strict):
     description: str = Field(min_length=1, max_length=512)
-    quantity: float = Field(gt=0, allow_inf_nan=False)
+    quantity: Annotated[float, Strict()] = Field(gt=0, le=MAX_AMOUNT, allow_inf_nan=False)
     unit: str = Field(min_length=1, max_length=32)
-    value: float = Field(ge=0, allow_inf_nan=False)
+    value: Annotated[float, Strict()] = Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)
     currency: str = Field(pattern=r"^[A-Z]{3}$")
 
 
@@ -282,10 +292,14 @@ class LockTelemetry(_Strict):
     ts: UtcTimestamp
     lat: Latitude
     lon: Longitude
-    speed_kmh: float | None = Field(default=None, ge=0, le=1000, allow_inf_nan=False)
-    hdop: float | None = Field(default=None, ge=0, le=100, allow_inf_nan=False)
+    speed_kmh: Annotated[float, Strict()] | None = Field(
+        default=None, ge=0, le=1000, allow_inf_nan=False
+    )
+    hdop: Annotated[float, Strict()] | None = Field(default=None, ge=0, le=100, allow_inf_nan=False)
     seal: SealState
-    battery_pct: float | None = Field(default=None, ge=0, le=100, allow_inf_nan=False)
+    battery_pct: Annotated[float, Strict()] | None = Field(
+        default=None, ge=0, le=100, allow_inf_nan=False
+    )
     sig: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 
@@ -337,7 +351,71 @@ class AlertResolution(_Strict):
     ts: UtcTimestamp
 
 
+class DeclarationCancellation(_Strict):
+    """The intake withdraws a bound declaration before departure (``customs/cancellations``;
+    an addition to the contract). Only a trip whose lock is not sealed yet is cancelled; the
+    locks are then free for another declaration. A later cancellation is dead-lettered."""
+
+    declaration_id: Identifier
+    locks: list[Identifier] = Field(min_length=1, max_length=256)
+    reason: str = Field(min_length=1, max_length=1000)
+    ts: UtcTimestamp
+
+
+class ManualOutcome(_Strict):
+    """An officer's outcome of a hand inspection at a gate (``customs/outcomes/{officer}``; an
+    addition to the contract). The officer is the authenticated client that published it.
+    ``cleared`` releases and writes off the container's declaration; ``seized`` closes the trip
+    without a write-off. Both are kept in the audit trail."""
+
+    gate_id: Identifier
+    lock_id: Identifier
+    container_no: str = Field(min_length=1, max_length=16)
+    vehicle_plate: VehiclePlate
+    outcome: Literal["cleared", "seized"]
+    officer: Identifier
+    note: str = Field(min_length=1, max_length=1000)
+    ts: UtcTimestamp
+
+
 # --------------------------------------------------------------------------- outbound
+
+
+class SealRecord(_Strict):
+    """One sealed container of a transfer: the smart lock is the electronic seal."""
+
+    lock_id: Identifier
+    container_no: ContainerNo
+    seal_no: str = Field(min_length=1, max_length=64)
+
+
+class TransferRecord(_Strict):
+    """The origin office approved a bound declaration and sealed it; this goes to the
+    destination office (``customs/transfers/{destination_gate}``; an addition to the contract)."""
+
+    declaration_id: Identifier
+    reference: str = Field(min_length=1, max_length=64)
+    origin_site: Identifier
+    destination_gate: Identifier
+    approving_office: Identifier
+    approved_at: UtcTimestamp
+    vehicle_plate: VehiclePlate
+    seals: list[SealRecord] = Field(min_length=1)
+    declaration: TransitDeclaration
+
+
+class WriteOffNotice(_Strict):
+    """The destination wrote a container off; this goes back to the origin office
+    (``customs/writeoffs/{origin_site}``; an addition to the contract)."""
+
+    declaration_id: Identifier
+    lock_id: Identifier
+    container_no: str
+    origin_site: Identifier
+    gate_id: Identifier
+    arrival_ts: UtcTimestamp
+    written_off_at: UtcTimestamp
+    decided_by: str
 
 
 class GateVerdict(_Strict):
@@ -379,55 +457,12 @@ class TripStatus(_Strict):
     open_alerts: list[str]
 
 
-Inbound = TransitDeclaration | LockTelemetry | LockEvent | GateArrival | AlertResolution
-
-# --------------------------------------------------------------------------- topics
-
-TOPIC_DECLARATIONS = "customs/declarations"
-TOPIC_RESOLUTIONS = "monitoring/resolutions/+"
-
-_TOPIC_PATTERNS: list[tuple[re.Pattern[str], type[_Strict], str | None]] = [
-    (re.compile(r"^customs/declarations$"), TransitDeclaration, None),
-    (re.compile(r"^locks/([^/+#]+)/telemetry$"), LockTelemetry, "lock_id"),
-    (re.compile(r"^locks/([^/+#]+)/events$"), LockEvent, "lock_id"),
-    (re.compile(r"^gates/([^/+#]+)/arrivals$"), GateArrival, "gate_id"),
-    (re.compile(r"^monitoring/resolutions/([^/+#]+)$"), AlertResolution, "operator"),
-]
-
-#: MQTT subscriptions that cover every inbound topic.
-INBOUND_SUBSCRIPTIONS = [
-    "customs/declarations",
-    "locks/+/telemetry",
-    "locks/+/events",
-    "gates/+/arrivals",
-    "monitoring/resolutions/+",
-]
-
-
-def alert_topic(declaration_id: str) -> str:
-    return f"monitoring/alerts/{declaration_id}"
-
-
-def status_topic(declaration_id: str) -> str:
-    return f"monitoring/status/{declaration_id}"
-
-
-def resolution_topic(operator_id: str) -> str:
-    return f"monitoring/resolutions/{operator_id}"
-
-
-def verdict_topic(gate_id: str) -> str:
-    return f"gates/{gate_id}/verdicts"
-
-
-def model_for_topic(topic: str) -> tuple[type[_Strict], str | None, str | None]:
-    """Returns (model, field the topic names, value the topic names) for an inbound topic.
-
-    Raises:
-        KeyError: the topic is not an inbound topic of the contract.
-    """
-    for pattern, model, field in _TOPIC_PATTERNS:
-        m = pattern.match(topic)
-        if m:
-            return model, field, (m.group(1) if field else None)
-    raise KeyError(topic)
+Inbound = (
+    TransitDeclaration
+    | LockTelemetry
+    | LockEvent
+    | GateArrival
+    | AlertResolution
+    | DeclarationCancellation
+    | ManualOutcome
+)

@@ -11,106 +11,30 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from smartlock import __version__
-from smartlock.contract.models import (
-    Alert,
-    AlertResolution,
-    GateArrival,
-    GateVerdict,
-    LockEvent,
-    LockTelemetry,
-    TransitDeclaration,
-    TripStatus,
-)
-
-#: (channel key, address, message model, direction seen from the pipeline, retained, description)
-CHANNELS: list[tuple[str, str, type[BaseModel], str, bool, str]] = [
-    (
-        "declarations",
-        "customs/declarations",
-        TransitDeclaration,
-        "receive",
-        False,
-        "Transit declarations, bound to a lock before departure.",
-    ),
-    (
-        "lockTelemetry",
-        "locks/{lock_id}/telemetry",
-        LockTelemetry,
-        "receive",
-        False,
-        "Position, seal state and battery reported by a smart lock.",
-    ),
-    (
-        "lockEvents",
-        "locks/{lock_id}/events",
-        LockEvent,
-        "receive",
-        False,
-        "Seal and battery events reported by a smart lock.",
-    ),
-    (
-        "gateArrivals",
-        "gates/{gate_id}/arrivals",
-        GateArrival,
-        "receive",
-        False,
-        "A truck arriving at a port gate, as read by the gate's camera and readers.",
-    ),
-    (
-        "resolutions",
-        "monitoring/resolutions/{operator_id}",
-        AlertResolution,
-        "receive",
-        False,
-        "An operator resolving an alert (CONTRACT v2): only operator {operator_id} may publish here, "
-        "and the audit trail records that operator; a resolved red alert no longer blocks release.",
-    ),
-    (
-        "gateVerdicts",
-        "gates/{gate_id}/verdicts",
-        GateVerdict,
-        "send",
-        False,
-        "Release or inspect, with every reason, within one second of an arrival.",
-    ),
-    (
-        "alerts",
-        "monitoring/alerts/{declaration_id}",
-        Alert,
-        "send",
-        False,
-        "Alerts of CONTRACT section 3; declaration_id UNDECLARED for locks no declaration binds.",
-    ),
-    (
-        "status",
-        "monitoring/status/{declaration_id}",
-        TripStatus,
-        "send",
-        True,
-        "Trip status, retained; published when state, colour or open alerts change.",
-    ),
-]
+from smartlock.contract.topics import CHANNELS  # noqa: E402
 
 _PARAMS = {
     "lock_id": "Identifier of the smart lock.",
     "gate_id": "Identifier of the port gate (a destination_gate zone id).",
     "declaration_id": "Identifier of the transit declaration.",
-    "operator_id": "The operator's identity (its MQTT user name; only it may publish here).",
+    "operator": "The operator's identity (its MQTT user name; only it may publish here).",
+    "officer": "Identifier of the customs officer (the authenticated client).",
+    "destination_gate": "The destination gate zone id (the destination office).",
+    "origin_site": "The origin site zone id (the origin office).",
 }
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:
     """One standalone JSON Schema per payload model, keyed by model name."""
-    return {model.__name__: model.model_json_schema() for _, _, model, *_ in CHANNELS}
+    return {c.model.__name__: c.model.model_json_schema() for c in CHANNELS}
 
 
 def asyncapi() -> dict[str, Any]:
     """The AsyncAPI 3.0 document of the MQTT interface."""
-    models = [model for _, _, model, *_ in CHANNELS]
+    models = [c.model for c in CHANNELS]
     _, top = models_json_schema(
         [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
     )
@@ -118,7 +42,15 @@ def asyncapi() -> dict[str, Any]:
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
-    for key, address, model, action, retained, description in CHANNELS:
+    for c in CHANNELS:
+        key, address, model, action, retained, description = (
+            c.key,
+            c.address,
+            c.model,
+            c.direction,
+            c.retained,
+            c.description,
+        )
         name = model.__name__
         messages[name] = {
             "name": name,

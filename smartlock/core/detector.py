@@ -21,28 +21,28 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from smartlock.contract.codec import Envelope, canonical_json, signature_valid
+from smartlock.contract.codec import Envelope, canonical_json, signature_refusal
 from smartlock.contract.models import (
     SEVERITY,
     Alert,
     AlertResolution,
     AlertType,
     Colour,
+    DeclarationCancellation,
     GateArrival,
     GateVerdict,
     LockEvent,
     LockEventType,
     LockTelemetry,
+    ManualOutcome,
     SealState,
     Severity,
     TransitDeclaration,
     TripState,
     TripStatus,
     Verdict,
-    alert_topic,
-    status_topic,
-    verdict_topic,
 )
+from smartlock.contract.topics import alert_topic, status_topic, verdict_topic
 from smartlock.core import rules
 from smartlock.core.declaration import Places, check_contract_declaration, place_errors
 from smartlock.core.geofence import Geofences
@@ -60,12 +60,15 @@ class Output:
         topic: the MQTT topic of CONTRACT section 2.
         payload: the JSON-ready payload.
         retain: publish retained (TripStatus).
+        manual: for a verdict that records an officer's hand inspection: the outcome, officer
+            and note (the audit trail and write-off say who decided).
     """
 
     kind: str
     topic: str
     payload: dict[str, Any]
     retain: bool = False
+    manual: dict[str, Any] | None = None
 
     def line(self) -> dict[str, Any]:
         """The trace/evaluate form: ``{"topic": ..., "payload": ...}``."""
@@ -118,21 +121,9 @@ class Detector:
     def check(self, env: Envelope) -> Rejection | None:
         """Stateless admission: signatures and declarations that name unknown places."""
         msg = env.message
-        if isinstance(msg, (LockTelemetry, LockEvent)) and self.keys:
-            key = self.keys.get(msg.lock_id)
-            if key is None:
-                return Rejection(
-                    "unknown_lock_key", f"no signing key is configured for lock {msg.lock_id}"
-                )
-            if msg.sig is None:
-                return Rejection(
-                    "missing_signature", f"message from lock {msg.lock_id} is not signed"
-                )
-            if not signature_valid(env.raw, key):
-                return Rejection(
-                    "bad_signature",
-                    f"signature of lock {msg.lock_id} seq {msg.seq} does not verify",
-                )
+        refused = signature_refusal(env, self.keys)
+        if refused is not None:
+            return Rejection(*refused)
         if isinstance(msg, TransitDeclaration):
             return self._check_declaration(msg)
         return None
@@ -157,6 +148,8 @@ class Detector:
         msg = env.message
         if isinstance(msg, TransitDeclaration):
             return [c.lock_id for c in msg.bound_locks()]
+        if isinstance(msg, DeclarationCancellation):
+            return list(dict.fromkeys(msg.locks))
         return [msg.lock_id]
 
     @staticmethod
@@ -169,8 +162,13 @@ class Detector:
 
     # ----------------------------------------------------------------- stateful
 
-    def step(self, state: LockState | None, lock_id: str, env: Envelope) -> StepResult:
+    def step(
+        self, state: LockState | None, lock_id: str, env: Envelope, clock: float | None = None
+    ) -> StepResult:
         """Applies one admitted message to one lock's state.
+
+        ``clock`` is the clock when the message was published (CONTRACT section 3): the
+        largest event time of the accepted messages published before it, None if none.
 
         The state is updated in place (copying it per event would cost more than the rules
         themselves) and returned in the result; pass a copy to keep the old one.
@@ -183,13 +181,17 @@ class Detector:
         if isinstance(msg, (LockTelemetry, LockEvent)):
             rejection = self._admit_seq(state, msg)
             if rejection is None:
-                self._lock_message(state, msg, effects)
+                self._lock_message(state, msg, clock, effects)
         elif isinstance(msg, TransitDeclaration):
             rejection = self._declaration(state, lock_id, msg, env.raw)
         elif isinstance(msg, GateArrival):
             rejection = self._arrival(state, msg, outputs)
         elif isinstance(msg, AlertResolution):
             rejection = self._resolution(state, msg)
+        elif isinstance(msg, DeclarationCancellation):
+            rejection = self._cancellation(state, msg)
+        elif isinstance(msg, ManualOutcome):
+            rejection = self._manual_outcome(state, msg, outputs)
         else:  # pragma: no cover - the union is exhaustive
             raise TypeError(type(msg))
         return self._result(state, before, effects, outputs, rejection)
@@ -209,19 +211,38 @@ class Detector:
 
     # ----------------------------------------------------------------- handlers
 
-    @staticmethod
-    def _admit_seq(state: LockState, msg: LockTelemetry | LockEvent) -> Rejection | None:
-        last = state.last_seq
-        if last is not None and msg.seq <= last:
-            reason = "duplicate" if msg.seq == last else "stale_seq"
+    def _admit_seq(self, state: LockState, msg: LockTelemetry | LockEvent) -> Rejection | None:
+        """The anti-replay window of CONTRACT section 6 (v2), as in IPsec."""
+        window = self.ctx.limits.seq_window
+        full = (1 << window) - 1
+        high = state.last_seq
+        if high is None:
+            state.last_seq, state.seq_seen = msg.seq, "1"
+            return None
+        seen = int(state.seq_seen, 16) if state.seq_seen else full
+        if msg.seq > high:
+            gap = msg.seq - high
+            seen = ((seen << gap) | 1) & full if gap < window else 1
+            state.last_seq = msg.seq
+        elif msg.seq <= high - window:
             return Rejection(
-                reason, f"lock {msg.lock_id} seq {msg.seq} is not above the last accepted {last}"
+                "stale_seq",
+                f"lock {msg.lock_id} seq {msg.seq} is below the anti-replay window "
+                f"(highest accepted {high}, window {window})",
             )
-        state.last_seq = msg.seq
+        elif seen >> (high - msg.seq) & 1:
+            return Rejection("duplicate", f"lock {msg.lock_id} seq {msg.seq} was already accepted")
+        else:
+            seen |= 1 << (high - msg.seq)  # never accepted and inside the window: a late message
+        state.seq_seen = format(seen, "x")
         return None
 
     def _lock_message(
-        self, state: LockState, msg: LockTelemetry | LockEvent, effects: rules.Effects
+        self,
+        state: LockState,
+        msg: LockTelemetry | LockEvent,
+        clock: float | None,
+        effects: rules.Effects,
     ) -> None:
         trip = state.trip
         ts = msg.ts.timestamp()
@@ -229,7 +250,7 @@ class Detector:
             self._unknown_lock(state, msg, ts, effects)
             return
         lock_id = state.lock_id
-        rules.heard(trip, lock_id, ts, self.ctx, effects)
+        rules.heard(trip, lock_id, ts, clock, self.ctx, effects)
         if isinstance(msg, LockTelemetry):
             fix = Fix(seq=msg.seq, ts=ts, lat=msg.lat, lon=msg.lon)
             if msg.battery_pct is not None:
@@ -296,6 +317,12 @@ class Detector:
                     "duplicate", f"declaration {decl.declaration_id} was already received"
                 )
             if current.state is not TripState.DECLARED:
+                if _plate_only(current, raw):
+                    # The declarant changed the vehicle before arrival (a breakdown, a swap of
+                    # tractors): the trip goes on with the new plate and everything else kept.
+                    current.vehicle_plate = decl.vehicle_plate
+                    current.declaration_digest = digest
+                    return None
                 return Rejection(
                     "declaration_locked",
                     f"declaration {decl.declaration_id} cannot be amended after sealing (state {current.state.value})",
@@ -320,6 +347,7 @@ class Detector:
             departure_ts=decl.departure_ts.timestamp(),
             eta_ts=decl.eta_ts.timestamp(),
             train_id=decl.train_id,
+            amend_digest=amend_digest(raw),
         )
         state.unknown_alert = None
         return None
@@ -335,7 +363,7 @@ class Detector:
             )
         state.judged_arrivals = [*state.judged_arrivals, key][-MEMORY:]
         trip = state.trip
-        verdict, reasons = judge_arrival(trip, arrival)
+        verdict, reasons = judge_arrival(trip, arrival, self.places.destination_gates)
         declaration_id = trip.declaration_id if trip is not None and trip.is_open else None
         if trip is not None and trip.is_open:
             trip.verdict = verdict.value
@@ -350,6 +378,62 @@ class Detector:
             reasons=reasons,
         ).to_payload()
         outputs.append(Output("verdict", verdict_topic(arrival.gate_id), payload))
+        return None
+
+    @staticmethod
+    def _manual_outcome(
+        state: LockState, msg: ManualOutcome, outputs: list[Output]
+    ) -> Rejection | None:
+        """An officer's hand inspection: cleared releases (and writes off), seized closes."""
+        key = "manual:" + hashlib.sha256(canonical_json(msg.to_payload())).hexdigest()[:16]
+        if key in state.judged_arrivals:
+            return Rejection(
+                "duplicate", f"outcome for lock {msg.lock_id} by {msg.officer} already recorded"
+            )
+        state.judged_arrivals = [*state.judged_arrivals, key][-MEMORY:]
+        trip = state.trip
+        manual = {"outcome": msg.outcome, "officer": msg.officer, "note": msg.note}
+        said = f"officer {msg.officer} {msg.outcome} the container by hand: {msg.note}"
+        if trip is None or not trip.is_open:
+            verdict, reasons, declaration_id = (
+                Verdict.INSPECT,
+                [f"no open declaration binds lock {msg.lock_id}", said],
+                None,
+            )
+        elif msg.outcome == "cleared":
+            verdict, reasons, declaration_id = Verdict.RELEASE, [], trip.declaration_id
+            trip.state, trip.verdict, trip.verdict_reasons = TripState.RELEASED, "release", []
+        else:
+            verdict, reasons, declaration_id = Verdict.INSPECT, [said], trip.declaration_id
+            trip.state, trip.verdict, trip.verdict_reasons = TripState.CLOSED, "inspect", reasons
+        payload = GateVerdict(
+            gate_id=msg.gate_id,
+            declaration_id=declaration_id,
+            lock_id=msg.lock_id,
+            ts=msg.ts,
+            verdict=verdict,
+            reasons=reasons,
+        ).to_payload()
+        outputs.append(Output("verdict", verdict_topic(msg.gate_id), payload, manual=manual))
+        return None
+
+    @staticmethod
+    def _cancellation(state: LockState, msg: DeclarationCancellation) -> Rejection | None:
+        trip = state.trip
+        if trip is None or trip.declaration_id != msg.declaration_id or not trip.is_open:
+            return Rejection(
+                "unknown_declaration",
+                f"declaration {msg.declaration_id} is not open for lock {state.lock_id}",
+            )
+        if trip.state is not TripState.DECLARED:
+            return Rejection(
+                "declaration_departed",
+                f"declaration {msg.declaration_id} cannot be cancelled after sealing "
+                f"(state {trip.state.value})",
+            )
+        trip.state = TripState.CLOSED
+        trip.verdict_reasons = [f"cancelled by the declarant: {msg.reason}"]
+        state.past_declarations = [*state.past_declarations, trip.declaration_id][-MEMORY:]
         return None
 
     @staticmethod
@@ -412,6 +496,22 @@ def colour(trip: Trip) -> Colour:
     if Severity.AMBER in open_severities or trip.state is TripState.INSPECT:
         return Colour.AMBER
     return Colour.GREEN
+
+
+def amend_digest(raw: dict[str, Any]) -> str:
+    """Digest of a declaration without its vehicle plate: equal for a plate-only amendment."""
+    rest = {k: v for k, v in raw.items() if k != "vehicle_plate"}
+    return hashlib.sha256(canonical_json(rest)).hexdigest()[:16]
+
+
+def _plate_only(trip: Trip, raw: dict[str, Any]) -> bool:
+    """A re-published declaration that changes only the plate, before the gate judged it."""
+    return (
+        trip.amend_digest is not None
+        and trip.amend_digest == amend_digest(raw)
+        and trip.verdict is None
+        and trip.is_open
+    )
 
 
 def _status_key(trip: Trip | None) -> tuple[Any, ...] | None:

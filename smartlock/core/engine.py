@@ -1,34 +1,49 @@
-"""The driver around :class:`~smartlock.core.detector.Detector`: state store, watermark, timers.
+"""The driver around :class:`~smartlock.core.detector.Detector`: state store, clocks, timers.
 
 ``smartlock evaluate`` runs one :class:`Engine` over a whole trace with a dict as store;
 the Faust worker runs one per worker process over the partitions it owns, with a store
 backed by its table. Both feed the same envelopes in the same per-lock order, so both
 produce the same alerts with the same ids.
 
-Watermark. Each *source* (a Kafka partition in the worker; the whole trace in evaluate)
-has its own event-time clock: the largest event time seen on its device and gate messages
-or announced by a watermark tick of the bridge. The engine's watermark is the minimum over
-its sources, so a partition whose backlog is still being read never makes the locks in it
-look silent. A timer rule fires when the watermark passes its deadline, and the alert is
-stamped with the deadline itself; the same alert (same id) is raised if the lock is heard
-again after the deadline before the watermark got there, so what fires never depends on
-how locks interleave.
+The clock (CONTRACT section 3, v2). In publish order, the clock is the largest event time
+of the accepted lock and gate messages published so far. A refused message never moves
+it: :meth:`Detector.check` (signature) runs before a message's time counts. Time-based
+rules fire when the clock passes their deadline, stamped with the deadline itself.
+
+Offline there is one stream in publish order, and the engine keeps the clock itself. Live,
+the bridge receives messages in publish order, so it keeps the clock and stamps it on
+every Kafka record (the clock before that message) and on its watermark ticks (the clock
+after everything it sent). The worker keeps one clock per *source* (a Kafka partition)
+and fires a lock's timers only from the clock of the lock's own partition: every message
+of that lock published before the clock passed a deadline precedes, in the partition, the
+record or tick that says so. What fires therefore depends only on publish order: not on
+how locks are spread over partitions, how the bridge batched, how many workers there are,
+in which order a worker reads its partitions, or how fast a trace is replayed. With
+several bridges, a partition's clock is the least of their clocks (each stamps its own
+view, never ahead of the true clock), so a timer can fire later than offline, never earlier.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 
-from smartlock.contract.codec import Envelope
+from smartlock.contract.codec import Envelope, RefusedArrival
+from smartlock.contract.topics import verdict_topic
 from smartlock.core.detector import Detector, Output, Rejection
 from smartlock.core.state import LockState
+from smartlock.core.verdict import refused_arrival_verdict
+
+#: A bridge not heard for this long (wall clock, by the times other bridges stamp in the
+#: same partition) no longer holds the partition's clock back. Bridges tick every second.
+BRIDGE_EXPIRY_S = 30.0
 
 
 @dataclass
 class Outcome:
-    """What one input (or one watermark advance) produced."""
+    """What one input (or one clock advance) produced."""
 
     outputs: list[Output] = field(default_factory=list)
     rejections: list[tuple[str, Rejection]] = field(default_factory=list)  # (lock id, why)
@@ -47,20 +62,40 @@ class Engine:
     ) -> None:
         self.detector = detector
         self.store: MutableMapping[str, LockState] = store if store is not None else {}
-        self.watermark: float | None = None
-        self._clocks: dict[object, float] = {}  # source -> largest event time seen in it
-        self._timers: list[tuple[float, str]] = []
-        self._scheduled: dict[str, float] = {}  # lock id -> its earliest entry in _timers
+        self._clocks: dict[object, dict[object, float]] = {}  # source -> bridge -> clock
+        self._seen: dict[object, dict[object, float]] = {}  # source -> bridge -> wall time
+        self._gone: dict[object, set[object]] = {}  # source -> bridges stopped or silent
+        self._timers: dict[object, list[tuple[float, str]]] = {}  # source -> heap
+        self._scheduled: dict[str, tuple[object, float]] = {}  # lock -> (source, deadline)
 
-    def schedule_all(self, lock_ids: Iterable[str]) -> None:
-        """Sets the timers of locks whose state was recovered (worker start or rebalance)."""
-        for lock_id in lock_ids:
+    def clock(self, source: object = None) -> float | None:
+        """The clock of a source: the least over its live bridges' clocks; None before any.
+
+        A bridge that stopped (closing tick) or has not been heard for
+        :data:`BRIDGE_EXPIRY_S` while another bridge was no longer holds the clock back;
+        its last clock stays a floor if it comes back under the same name.
+        """
+        clocks = self._clocks.get(source)
+        if not clocks:
+            return None
+        gone = self._gone.get(source, set())
+        live = [c for b, c in clocks.items() if b not in gone]
+        return min(live) if live else max(clocks.values())
+
+    def schedule_all(self, locks: Iterable[tuple[str, object]]) -> None:
+        """Sets the timers of locks whose state was recovered: (lock id, its source) pairs."""
+        for lock_id, source in locks:
             state = self.store.get(lock_id)
             if state is not None:
-                self._schedule(lock_id, state)
+                self._schedule(lock_id, state, source)
 
     def feed(
-        self, env: Envelope, locks: Iterable[str] | None = None, source: object = None
+        self,
+        env: Envelope,
+        locks: Iterable[str] | None = None,
+        source: object = None,
+        clock: float | None = None,
+        bridge: object = None,
     ) -> Outcome:
         """Processes one message, then fires the timers its event time makes due.
 
@@ -69,76 +104,127 @@ class Engine:
             locks: the locks to apply it to; default all locks it concerns. The Faust worker
                 passes the one lock its Kafka record was keyed by.
             source: the stream it came from (the Kafka partition); None for a single stream.
+            clock: the clock stamped on the message by the bridge that forwarded it (the
+                clock before this message, in publish order); None offline.
+            bridge: the name of that bridge; None offline.
         """
         outcome = Outcome()
-        rejection = self.detector.check(env)
         targets = list(locks) if locks is not None else self.detector.route(env)
-        if rejection is not None:
+        rejection = self.detector.check(env)
+        if rejection is not None:  # refused: it changes no trip and no clock
             outcome.rejections.extend((lock_id, rejection) for lock_id in targets)
             return outcome
+        if clock is not None:
+            outcome.outputs.extend(self.observe(clock, source, bridge).outputs)
+        now = self.clock(source)
         for lock_id in targets:
-            result = self.detector.step(self.store.get(lock_id), lock_id, env)
+            result = self.detector.step(self.store.get(lock_id), lock_id, env, now)
             self.store[lock_id] = result.state
             outcome.outputs.extend(result.outputs)
             if result.rejection is not None:
                 outcome.rejections.append((lock_id, result.rejection))
-            self._schedule(lock_id, result.state)
+            self._schedule(lock_id, result.state, source)
         ts = self.detector.event_time(env)
         if ts is not None:
-            outcome.outputs.extend(self.observe(ts, source).outputs)
+            outcome.outputs.extend(self.observe(ts, source, bridge).outputs)
         return outcome
 
-    def expect(self, sources: Iterable[object]) -> None:
-        """Declares sources that count before anything was seen in them (a worker's partitions).
+    def refuse_arrival(
+        self,
+        refused: RefusedArrival,
+        source: object = None,
+        clock: float | None = None,
+        bridge: object = None,
+        received_at: float | None = None,
+    ) -> Outcome:
+        """Answers an arrival that could not be accepted with ``inspect`` (CONTRACT section 4).
 
-        Until each has reported, the watermark stays put: a partition whose backlog has not
-        been read yet must not let the others' clocks make its locks look silent.
+        The verdict is stamped with the arrival's own ``ts`` when it could be read, else
+        with the clock (the receive time if there is none yet). It moves no clock.
         """
-        for source in sources:
-            self._clocks.setdefault(source, float("-inf"))
-
-    def observe(self, event_time: float, source: object = None) -> Outcome:
-        """Notes event time seen in a source (a message, or a bridge's watermark tick).
-
-        The watermark moves to the minimum over the sources' clocks; due timers fire.
-        """
-        if event_time > self._clocks.get(source, float("-inf")):
-            self._clocks[source] = event_time
-        return self.advance(min(self._clocks.values()))
-
-    def advance(self, event_time: float) -> Outcome:
-        """Moves the watermark forward to ``event_time`` (never back) and fires due timers."""
         outcome = Outcome()
-        if self.watermark is not None and event_time <= self.watermark:
+        if clock is not None:
+            outcome.outputs.extend(self.observe(clock, source, bridge).outputs)
+        now = self.clock(source)
+        ts = next((t for t in (refused.ts, now, received_at) if t is not None), 0.0)
+        payload = refused_arrival_verdict(refused, ts)
+        outcome.outputs.append(Output("verdict", verdict_topic(refused.gate_id), payload))
+        return outcome
+
+    def observe(
+        self,
+        event_time: float | None,
+        source: object = None,
+        bridge: object = None,
+        at: float | None = None,
+        closing: bool = False,
+    ) -> Outcome:
+        """Notes the clock of a source as announced by a bridge (a message or a tick).
+
+        Args:
+            event_time: the bridge's clock (None: it has none yet).
+            source: the stream (Kafka partition); None for a single stream.
+            bridge: the bridge's name; None offline.
+            at: the bridge's wall-clock time of the announcement, to notice a bridge that
+                went away without a closing tick; None offline.
+            closing: the bridge stopped cleanly.
+
+        The source's clock moves to the least over its live bridges; due timers fire.
+        """
+        clocks = self._clocks.setdefault(source, {})
+        gone = self._gone.setdefault(source, set())
+        if closing:
+            gone.add(bridge)
+        else:
+            gone.discard(bridge)
+        if event_time is not None and event_time > clocks.get(bridge, float("-inf")):
+            clocks[bridge] = event_time
+        if at is not None:
+            seen = self._seen.setdefault(source, {})
+            seen[bridge] = max(at, seen.get(bridge, at))
+            gone.update(b for b, t in seen.items() if t < at - BRIDGE_EXPIRY_S)
+        return self._fire(source)
+
+    def _fire(self, source: object) -> Outcome:
+        outcome = Outcome()
+        now = self.clock(source)
+        timers = self._timers.get(source)
+        if now is None or not timers:
             return outcome
-        self.watermark = event_time
-        while self._timers and self._timers[0][0] < event_time:
-            deadline, lock_id = heapq.heappop(self._timers)
-            if self._scheduled.get(lock_id) != deadline:
+        while timers and timers[0][0] < now:
+            deadline, lock_id = heapq.heappop(timers)
+            if self._scheduled.get(lock_id) != (source, deadline):
                 continue  # superseded by an earlier entry for the same lock
             del self._scheduled[lock_id]
             state = self.store.get(lock_id)
             current = self.detector.next_deadline(state) if state is not None else None
             if state is None or current is None:
                 continue
-            if current >= event_time:
-                self._schedule(
-                    lock_id, state
-                )  # the lock was heard since; wait for its new deadline
+            if current >= now:
+                self._schedule(lock_id, state, source)  # heard since; wait for its new deadline
                 continue
-            result = self.detector.tick(state, event_time)
-            self.store[lock_id] = result.state
-            outcome.outputs.extend(result.outputs)
-            self._schedule(lock_id, result.state)
+            # One deadline at a time, each judged just past itself: what fires, and the
+            # status updates in between, never depend on how far the clock jumped.
+            while current is not None and current < now:
+                result = self.detector.tick(state, math.nextafter(current, math.inf))
+                state = result.state
+                outcome.outputs.extend(result.outputs)
+                following = self.detector.next_deadline(state)
+                if following is not None and following <= current:
+                    following = None  # no progress: never loop on a timer that is already due
+                current = following
+            self.store[lock_id] = state
+            if current is not None:
+                self._schedule(lock_id, state, source)
         return outcome
 
-    def _schedule(self, lock_id: str, state: LockState) -> None:
+    def _schedule(self, lock_id: str, state: LockState, source: object) -> None:
         # Deadlines mostly move later (the lock is heard again), so an existing earlier entry
-        # is kept and re-checked when it comes due; the heap holds one live entry per lock.
+        # is kept and re-checked when it comes due; the heaps hold one live entry per lock.
         deadline = self.detector.next_deadline(state)
         if deadline is None:
             return
         scheduled = self._scheduled.get(lock_id)
-        if scheduled is None or deadline < scheduled:
-            self._scheduled[lock_id] = deadline
-            heapq.heappush(self._timers, (deadline, lock_id))
+        if scheduled is None or scheduled[0] != source or deadline < scheduled[1]:
+            self._scheduled[lock_id] = (source, deadline)
+            heapq.heappush(self._timers.setdefault(source, []), (deadline, lock_id))

@@ -7,10 +7,19 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from smartlock.contract.codec import decode
+from smartlock.contract.codec import (
+    MAX_DEPTH,
+    MAX_PAYLOAD_BYTES,
+    decode,
+    load_json,
+    refused_arrival,
+)
 from smartlock.core.detector import Detector, Output
-from smartlock.core.engine import Engine
+from smartlock.core.engine import Engine, Outcome
 from smartlock.errors import MessageError
+
+#: Longest trace line read: a payload at the size limit, recorded as escaped text, fits.
+MAX_LINE_BYTES = 8 * MAX_PAYLOAD_BYTES
 
 
 @dataclass
@@ -33,9 +42,9 @@ def iter_trace(lines: Iterable[str]) -> Iterator[tuple[int, str, Any]]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-        except ValueError as exc:
-            raise MessageError("-", "invalid_json", f"line {number}: not JSON: {exc}") from None
+            record = load_json(line, "-", max_bytes=MAX_LINE_BYTES, max_depth=MAX_DEPTH + 1)
+        except MessageError as exc:
+            raise MessageError("-", exc.reason, f"line {number}: {exc.detail}") from None
         if (
             not isinstance(record, dict)
             or not isinstance(record.get("topic"), str)
@@ -47,6 +56,13 @@ def iter_trace(lines: Iterable[str]) -> Iterator[tuple[int, str, Any]]:
                 f'line {number}: expected {{"topic": "...", "payload": {{...}}}}',
             )
         yield number, record["topic"], record["payload"]
+
+
+def _one(engine: Engine, topic: str, payload: Any) -> Outcome:
+    # A string payload is the raw text as published (CONTRACT section 5 traces of
+    # malformed messages); any other JSON value is what the payload parsed to.
+    data = payload if isinstance(payload, dict | str) else json.dumps(payload)
+    return engine.feed(decode(topic, data))
 
 
 def dumps_line(output: Output) -> str:
@@ -68,16 +84,26 @@ def evaluate(detector: Detector, trace: IO[str], out: IO[str], err: IO[str]) -> 
         summary.lines += 1
         try:
             [(_, topic, payload)] = list(iter_trace([line]))
-            # A string payload is the raw text as published (CONTRACT section 5 traces of
-            # malformed messages); any other JSON value is what the payload parsed to.
-            env = decode(topic, payload if isinstance(payload, dict | str) else json.dumps(payload))
         except MessageError as exc:
             summary.malformed += 1
             detail = exc.detail.removeprefix("line 1: ")
             err.write(f"line {number}: malformed: {exc.topic}: {exc.reason}: {detail}\n")
             continue
-        summary.messages += 1
-        outcome = engine.feed(env)
+        try:
+            outcome = _one(engine, topic, payload)
+        except MessageError as exc:
+            summary.malformed += 1
+            err.write(f"line {number}: malformed: {exc.topic}: {exc.reason}: {exc.detail}\n")
+            refused = refused_arrival(topic, payload, exc)
+            if refused is None:
+                continue
+            outcome = engine.refuse_arrival(refused)
+        except Exception as exc:  # noqa: BLE001 - one bad line must not end the evaluation
+            summary.malformed += 1
+            err.write(f"line {number}: internal error: {type(exc).__name__}: {exc}\n")
+            continue
+        else:
+            summary.messages += 1
         for lock_id, rejection in outcome.rejections:
             summary.rejected += 1
             err.write(

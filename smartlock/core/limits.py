@@ -44,6 +44,13 @@ class DetectionSettings(BaseModel):
     overdue_grace_s: float = Field(
         3600.0, ge=0, description="a trip not arrived by eta_ts plus this is overdue"
     )
+    seq_window: int = Field(
+        1024,
+        ge=1,
+        le=65536,
+        description="anti-replay window (CONTRACT section 6): a seq already accepted, or lower "
+        "than the highest accepted minus this, is refused; a new seq inside it is judged late",
+    )
     low_battery_pct: float = Field(
         20.0, ge=0, le=100, description="battery below this raises low_battery"
     )

@@ -114,14 +114,29 @@ def close_alert(trip: Trip, aid: str | None) -> None:
 # --------------------------------------------------------------------------- heard / timers
 
 
-def heard(trip: Trip, lock_id: str, ts: float, ctx: Context, effects: Effects) -> None:
-    """A message from the lock arrived: judge the silence before it, then note it."""
+def heard(
+    trip: Trip, lock_id: str, ts: float, clock: float | None, ctx: Context, effects: Effects
+) -> None:
+    """A message from the lock arrived: judge the silence before it, then note it.
+
+    Args:
+        ts: the message's event time.
+        clock: the clock when it was published (largest event time published before it,
+            CONTRACT section 3); None if nothing was published before.
+
+    A silence ends only with a *current* message: one whose event time is within the
+    silence limit of the clock. Readings the lock stored out of coverage and uploads later
+    are older than that; they are judged with their own event time but neither end the
+    silence nor start a new one, so one silence raises at most one ``signal_lost``.
+    """
     check_silence(trip, lock_id, ts, ctx, effects)
     check_overdue(trip, lock_id, ts, ctx, effects)
     if trip.last_heard_ts is None or ts > trip.last_heard_ts:
-        if trip.signal_alert_for is not None and trip.last_heard_ts == trip.signal_alert_for:
-            close_alert(trip, _signal_alert_id(trip, lock_id))
         trip.last_heard_ts = ts
+    current = clock is None or ts + ctx.limits.silence_limit_s >= clock
+    if trip.silent and current:
+        trip.silent = False
+        close_alert(trip, _signal_alert_id(trip, lock_id))
 
 
 def _signal_alert_id(trip: Trip, lock_id: str) -> str:
@@ -131,19 +146,20 @@ def _signal_alert_id(trip: Trip, lock_id: str) -> str:
 def check_silence(trip: Trip, lock_id: str, now: float, ctx: Context, effects: Effects) -> None:
     """Raises signal_lost if, at event time ``now``, the lock has been silent too long.
 
-    Called both when the watermark advances (the lock is still silent) and when the lock
-    is heard again after a gap, so the alert (same id, stamped at the deadline) does not
-    depend on how messages of different locks interleave.
+    Called when the clock passes the lock's deadline (the lock is still silent) and when
+    the lock is heard again after a gap in its own event times; either way the alert is
+    stamped at the deadline and its id names the last message heard before the silence.
     """
     if not trip.monitored and trip.state is not TripState.ARRIVED:
         return
     last = trip.last_heard_ts
-    if last is None or trip.signal_alert_for == last:
+    if last is None or trip.silent:
         return
     deadline = last + ctx.limits.silence_limit_s
     if now <= deadline:
         return
     trip.signal_alert_for = last
+    trip.silent = True
     pos = trip.position
     raise_alert(
         trip,
@@ -184,7 +200,7 @@ def next_deadline(trip: Trip, ctx: Context) -> float | None:
     """Earliest event time at which a timer rule could fire for this trip, if any."""
     deadlines = []
     listening = trip.monitored or trip.state is TripState.ARRIVED
-    if listening and trip.last_heard_ts is not None and trip.signal_alert_for != trip.last_heard_ts:
+    if listening and trip.last_heard_ts is not None and not trip.silent:
         deadlines.append(trip.last_heard_ts + ctx.limits.silence_limit_s)
     if not trip.overdue_raised and (trip.monitored or trip.state is TripState.DECLARED):
         deadlines.append(trip.eta_ts + ctx.limits.overdue_grace_s)

@@ -53,6 +53,8 @@ class Trip(_State):
     departure_ts: float
     eta_ts: float
     train_id: str | None = None
+    #: digest of the declaration without its plate (a plate-only amendment keeps it)
+    amend_digest: str | None = None
 
     state: TripState = TripState.DECLARED
     sealed_ts: float | None = None
@@ -72,6 +74,7 @@ class Trip(_State):
 
     last_heard_ts: float | None = None
     signal_alert_for: float | None = None  # last_heard_ts a signal_lost was raised for
+    silent: bool = False  # in a silence (signal_lost raised) until a current message ends it
     overdue_raised: bool = False
     battery_alerted: bool = False
 
@@ -103,7 +106,10 @@ class LockState(_State):
     """Everything the core remembers about one lock."""
 
     lock_id: str
-    last_seq: int | None = None
+    last_seq: int | None = None  # highest accepted seq
+    # Anti-replay window: hex bitmap, bit i set when seq last_seq - i was accepted. Empty
+    # with a last_seq (a state saved before the window existed): everything below counts as seen.
+    seq_seen: str = ""
     trip: Trip | None = None
     unknown_alert: str | None = None  # open unknown_lock alert while no declaration binds the lock
     judged_arrivals: list[str] = []  # digests of arrivals already judged (bounded)

@@ -72,7 +72,11 @@ def evidence(trip: Trip | None, verdict: dict[str, Any]) -> dict[str, Any]:
 
 
 def audit_entry(
-    trip: Trip | None, verdict: dict[str, Any], decided_by: str, processed_at: str
+    trip: Trip | None,
+    verdict: dict[str, Any],
+    decided_by: str,
+    processed_at: str,
+    manual: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One verdict as an audit entry.
 
@@ -81,9 +85,13 @@ def audit_entry(
         verdict: the GateVerdict payload.
         decided_by: who or what decided (the worker's name is part of it).
         processed_at: wall-clock time the verdict was made (the verdict's ``ts`` is event time).
+        manual: an officer's hand inspection behind the verdict (outcome, officer, note); the
+            officer is then who decided.
     """
+    if manual is not None:
+        decided_by = f"officer {manual['officer']} (manual inspection, {manual['outcome']})"
     entry: dict[str, Any] = {
-        "kind": "verdict",
+        "kind": "verdict" if manual is None else "manual_outcome",
         "declaration_id": verdict.get("declaration_id"),
         "lock_id": verdict["lock_id"],
         "gate_id": verdict["gate_id"],
@@ -94,6 +102,8 @@ def audit_entry(
         "processed_at": processed_at,
         "evidence": evidence(trip, verdict),
     }
+    if manual is not None:
+        entry["manual_outcome"] = dict(manual)
     if verdict.get("declaration_id") is None:
         # No open declaration binds the lock: an undeclared consignment (ROCARS penalties).
         entry["penalty"] = undeclared_consignment(verdict["lock_id"], verdict["gate_id"])
@@ -101,7 +111,11 @@ def audit_entry(
 
 
 def writeoff_record(
-    trip: Trip, verdict: dict[str, Any], decided_by: str, processed_at: str
+    trip: Trip,
+    verdict: dict[str, Any],
+    decided_by: str,
+    processed_at: str,
+    manual: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The write-off of one lock's container under its declaration, after a ``release``.
 
@@ -112,7 +126,21 @@ def writeoff_record(
         raise ValueError(
             f"no write-off: verdict {verdict['verdict']} for declaration {verdict.get('declaration_id')}"
         )
-    entry = audit_entry(trip, verdict, decided_by, processed_at)
+    entry = audit_entry(trip, verdict, decided_by, processed_at, manual)
     entry["kind"] = "writeoff"
     entry["container_no"] = trip.container_no
     return entry
+
+
+def writeoff_notice(trip: Trip, record: dict[str, Any]) -> dict[str, Any]:
+    """The WriteOffNotice that goes back to the origin office for a write-off record."""
+    return {
+        "declaration_id": record["declaration_id"],
+        "lock_id": record["lock_id"],
+        "container_no": record["container_no"],
+        "origin_site": trip.origin_site,
+        "gate_id": record["gate_id"],
+        "arrival_ts": record["arrival_ts"],
+        "written_off_at": record["processed_at"],
+        "decided_by": record["decided_by"],
+    }

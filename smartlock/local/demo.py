@@ -122,10 +122,10 @@ class DemoProcesses:
     env: dict[str, str]
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def start(self, role: str) -> None:
+    def start(self, role: str, *args: str) -> None:
         log = open(self.run_dir / f"{role}.log", "ab")  # noqa: SIM115 - the child process holds it
         self.procs[role] = subprocess.Popen(
-            [sys.executable, "-m", "smartlock.cli.main", role],
+            [sys.executable, "-m", "smartlock.cli.main", role, *args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -198,6 +198,26 @@ def run_demo(
         duration: stop after this many seconds (None: until Ctrl-C or the fleet is done + 10 s).
         speed: event time runs this many times faster than wall time.
     """
+    stop = threading.Event()
+    # Ctrl-C, kill, and closing the terminal (SIGHUP) all stop the demo cleanly: no server
+    # or process is left behind. The caller's handlers come back afterwards.
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in STOP_SIGNALS}
+    try:
+        return _run_demo(messages_for, paced_from, run_dir, duration, speed, console, stop)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _run_demo(
+    messages_for: Callable[[], list[Message]],
+    paced_from: float | None,
+    run_dir: Path,
+    duration: float | None,
+    speed: float,
+    console: Console | None,
+    stop: threading.Event,
+) -> dict[str, Any]:
     console = console or Console()
     run_dir.mkdir(parents=True, exist_ok=True)
     messages = messages_for()
@@ -222,6 +242,7 @@ def run_demo(
             procs.start("worker")
             procs.start("bridge")
             _wait_worker(ports.redis, procs, console, stop)
+            url = start_console(procs, run_dir, console)
             # The wall screen reads as the console service; the fleet stands in for the locks.
             view = LiveView("127.0.0.1", ports.mqtt, login=Login.of(credentials.get("console")))
             view.start()
@@ -244,7 +265,7 @@ def run_demo(
                     elapsed = time.monotonic() - started
                     header = (
                         f"smartlock demo  {elapsed:5.0f} s   published {fleet.stats.published} "
-                        f"({fleet.stats.rate():.0f} msg/s)   Ctrl-C to stop"
+                        f"({fleet.stats.rate():.0f} msg/s)   console {url}   Ctrl-C to stop"
                     )
                     live.update(view.render(header))
                     procs.check()
@@ -277,6 +298,44 @@ def run_demo(
             procs.stop()
     console.print(figures)
     return figures
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: The console's port when free (else any free port).
+CONSOLE_PORT = 8090
+#: Who may sign in to the demo's console (their secrets go to an owner-only file).
+DEMO_OPERATOR, DEMO_OBSERVER = "duty-officer", "wall-screen"
+
+
+def start_console(procs: DemoProcesses, run_dir: Path, console: Console) -> str:
+    """Starts ``smartlock console`` beside the pipeline; returns its URL.
+
+    An operator and an observer are issued in the demo's credential store; their secrets are
+    written to ``<run_dir>/console-sign-in.txt`` (mode 0600), never printed or logged.
+    """
+    store = CredentialStore(Path(procs.env["SMARTLOCK_CREDENTIALS__DIR"]))
+    lines = []
+    for role, name in (("operator", DEMO_OPERATOR), ("observer", DEMO_OBSERVER)):
+        identity = store.ensure(role, name)
+        lines.append(f"{role:<9} {name:<14} {identity.secret.get_secret_value()}")
+    sign_in = run_dir / "console-sign-in.txt"
+    fd = os.open(sign_in, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    port = CONSOLE_PORT if not port_in_use("127.0.0.1", CONSOLE_PORT) else free_ports(1)[0]
+    procs.start("console", "--port", str(port))
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 30
+    while not port_in_use("127.0.0.1", port):
+        procs.check()
+        if time.monotonic() > deadline:
+            raise InfrastructureError(f"console not up; see {run_dir / 'console.log'}")
+        time.sleep(0.2)
+    console.print(
+        f"console: {url}  (wall screen: {url}?wall); sign in as {DEMO_OPERATOR} (operator) or "
+        f"{DEMO_OBSERVER} (observer) with the secret in {sign_in}"
+    )
+    return url
 
 
 def _wait_worker(

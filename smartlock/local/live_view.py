@@ -20,7 +20,11 @@ from rich.table import Table
 from rich.text import Text
 
 from smartlock.adapters.mqtt import Login, MqttClient, Received
+from smartlock.contract.topics import ALERTS, MONITORING_SUBSCRIPTIONS, STATUS
 
+#: Rows of each table; the titles say how many more there are.
+TRIP_ROWS = 15
+ALERT_ROWS = 12
 COLOUR_STYLE = {"green": "green", "amber": "yellow", "red": "bold red"}
 
 
@@ -29,7 +33,7 @@ class ViewState:
     """What the view has seen so far (thread-safe updates from paho's thread)."""
 
     statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
-    alerts: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=12))
+    alerts: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=ALERT_ROWS))
     alert_counts: Counter[str] = field(default_factory=Counter)
     alert_ids: set[str] = field(default_factory=set)
     verdicts: Counter[str] = field(default_factory=Counter)
@@ -59,9 +63,7 @@ class LiveView:
         )
 
     def start(self) -> None:
-        self.client.subscribe(
-            ["monitoring/status/+", "monitoring/alerts/+", "gates/+/verdicts"], self._on_message
-        )
+        self.client.subscribe(MONITORING_SUBSCRIPTIONS, self._on_message)
         self.client.connect()
 
     def stop(self) -> None:
@@ -72,9 +74,9 @@ class LiveView:
         payload = json.loads(msg.payload)
         s = self.state
         with s.lock:
-            if msg.topic.startswith("monitoring/status/"):
+            if STATUS.match(msg.topic):
                 s.statuses[payload["lock_id"]] = payload
-            elif msg.topic.startswith("monitoring/alerts/"):
+            elif ALERTS.match(msg.topic):
                 if payload["alert_id"] in s.alert_ids:
                     return
                 s.alert_ids.add(payload["alert_id"])
@@ -107,17 +109,24 @@ class LiveView:
         summary.append(f"trips {len(statuses)}   ")
         for colour in ("green", "amber", "red"):
             summary.append(f"{colour} {counts.get(colour, 0)}   ", style=COLOUR_STYLE[colour])
-        summary.append(f"verdicts {verdicts}   alerts {sum(alert_counts.values())}")
+        shown_verdicts = ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())) or "none yet"
+        summary.append(f"gate verdicts: {shown_verdicts}   alerts {sum(alert_counts.values())}")
         n, p50, p99 = self.latency_summary()
         if n:
             summary.append(
                 f"\npublish-to-alert latency: median {p50:.0f} ms, p99 {p99:.0f} ms ({n} alerts)"
             )
-        flagged = sorted(
+        needing = sorted(
             (st for st in statuses if st["colour"] != "green"),
             key=lambda st: (st["colour"] != "red", st["declaration_id"]),
-        )[:15]
-        trips = Table(title="Trips needing attention", expand=True)
+        )
+        flagged = needing[:TRIP_ROWS]
+        more = (
+            f" (first {len(flagged)} of {len(needing)}: the console shows all)"
+            if len(needing) > len(flagged)
+            else ""
+        )
+        trips = Table(title=f"Trips needing attention{more}", expand=True)
         for col in ("declaration", "lock", "state", "colour", "open alerts", "lat, lon"):
             trips.add_column(col)
         for st in flagged:
@@ -134,13 +143,20 @@ class LiveView:
                 str(len(st["open_alerts"])),
                 pos,
             )
-        feed = Table(title="Alert feed (newest first)", expand=True)
-        for col in ("time (event)", "type", "severity", "declaration", "lock"):
+        total = sum(alert_counts.values())
+        older = (
+            f" (newest {len(alerts)} of {total}: the console shows all)"
+            if total > len(alerts)
+            else ""
+        )
+        feed = Table(title=f"Alert feed, newest first{older}", expand=True)
+        for col in ("time (event)", "alert id", "type", "severity", "declaration", "lock"):
             feed.add_column(col)
         for a in alerts:
             style = {"red": "bold red", "amber": "yellow"}.get(a["severity"], "cyan")
             feed.add_row(
                 a["ts"],
+                a["alert_id"],
                 Text(a["type"], style=style),
                 a["severity"],
                 a["declaration_id"],

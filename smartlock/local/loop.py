@@ -35,12 +35,12 @@ from smartlock.local.demo import DemoProcesses, _wait_worker, local_stack
 from smartlock.local.stack import apply_credentials, free_ports
 from smartlock.services.gate.client import GateClient, Outcome, make_arrival
 from smartlock.services.gate.queue import FallbackQueue
-from smartlock.services.gate.report import show_outcome
+from smartlock.services.gate.report import show_outcome, writeoff_sentence
 from smartlock.services.gate.resolution import confirm_resolution, publish_resolution
 from smartlock.settings import load_settings
 from smartlock.simulators.demo_fleet import CorridorRoute
-from smartlock.simulators.fleet import Lock
 from smartlock.simulators.publisher import publish_paced
+from smartlock.simulators.trip import drive
 
 SHANGHAI = "+08:00"
 OPERATOR = "wang-li"
@@ -112,37 +112,6 @@ def _http(url: str, token: str, body: dict[str, Any] | None = None) -> tuple[int
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
-
-
-def _transit(
-    route: CorridorRoute, lock_id: str, depart: datetime, detour: tuple[float, int] | None
-) -> list[tuple[str, dict[str, Any]]]:
-    """Sealing at the origin, a fix a minute at 85 km/h to the gate (with a detour if given)."""
-    lock, t, messages = Lock(lock_id, None), depart.timestamp(), []
-    lon, lat = route.at(0)
-    messages.append(
-        lock.message("events", t, {"type": "sealed", "lat": round(lat, 6), "lon": round(lon, 6)})
-    )
-    x = 0.0
-    while x < route.length_km:
-        t += 60
-        y = 0.0
-        if (
-            detour is not None and detour[0] <= x < detour[0] + 2
-        ):  # off the ramp, 2.5 km out, and back
-            y, step = 2500.0, 2.0 / detour[1]
-        else:
-            step = 85 / 60
-        x = min(route.length_km, x + step)
-        lon, lat = route.at(x, y)
-        messages.append(
-            lock.message(
-                "telemetry",
-                t,
-                {"lat": round(lat, 6), "lon": round(lon, 6), "speed_kmh": 85.0, "seal": "sealed"},
-            )
-        )
-    return messages
 
 
 def run_loop(run_dir: Path, console: Console | None = None) -> dict[str, Any]:
@@ -222,7 +191,7 @@ def _narrate(
             f"2. driver bound {body['reference']} to {plate}; the declaration is now on customs/declarations"
         )
         declarations[lock] = body["declaration_id"]
-    messages = [m for lock, _, _, detour in TRUCKS for m in _transit(route, lock, depart, detour)]
+    messages = [m for lock, _, _, detour in TRUCKS for m in drive(route, lock, depart, detour)]
     messages.sort(key=lambda m: m[1]["ts"])
     report = asyncio.run(
         publish_paced(
@@ -294,18 +263,16 @@ def _narrate(
             verdicts[bad_lock] = _show(console, outcome, "6.")
     finally:
         gate.close()
+    released = [declarations[lock] for lock, v in verdicts.items() if v.get("verdict") == "release"]
+    # The worker writes the write-off while the gate already shows the release: wait for it.
+    _wait_until(lambda: all(r.exists(f"smartlock:writeoff:{d}") for d in released), 15.0)
     writeoffs = {
         d: {lock: json.loads(v) for lock, v in r.hgetall(f"smartlock:writeoff:{d}").items()}
         for d in declarations.values()
     }
-    for declaration, records in writeoffs.items():
+    for records in writeoffs.values():
         for record in records.values():
-            resolved = [a["resolution"] for a in record["evidence"]["alerts"] if "resolution" in a]
-            console.print(
-                f"7. write-off {declaration}: container {record['container_no']} by {record['decided_by']}"
-                f" at {record['processed_at']}; seal intact {record['evidence']['seal']['intact']}"
-                + (f"; resolved alerts: {resolved}" if resolved else "")
-            )
+            console.print(f"7. {writeoff_sentence(record)}", markup=False)
     return {"verdicts": verdicts, "writeoffs": writeoffs}
 
 

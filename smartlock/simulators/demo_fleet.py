@@ -3,8 +3,9 @@
 Departures are staggered from half an hour before the demo's start to an hour after it;
 the messages before the start are published as a short catch-up burst, the rest at the
 demo's pace. A few trucks leave the expressway for a twenty-minute detour, a few have
-their seal tampered with, both within the demo's first minutes of event time (or soon
-after a later departure), so red trips show up within seconds.
+their seal tampered with (red), a few stop for twenty minutes outside any rest area and a
+few locks fall silent for a quarter of an hour (amber), all within the demo's first minutes
+of event time (or soon after a later departure), so coloured trips show up within seconds.
 (The full simulator, with every scenario, lives in ``simulators/``.)
 """
 
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from smartlock.contract.models import format_ts, iso6346_check_digit
+from smartlock.contract.topics import DECLARATIONS, arrival_topic, lock_topic
 from smartlock.core.geofence import Geofences
 
 Message = tuple[str, dict[str, Any]]
@@ -55,6 +57,8 @@ def demo_fleet(
     detour_pct: float = 3.0,
     breach_pct: float = 2.0,
     interval_s: float = 30.0,
+    stop_pct: float = 2.0,
+    silence_pct: float = 2.0,
 ) -> list[Message]:
     """Every message of the fleet, in publish order (event time; declarations first)."""
     rng = random.Random(seed)
@@ -62,18 +66,27 @@ def demo_fleet(
     messages: list[tuple[float, int, Message]] = []
     for n in range(trucks):
         route = routes[n % len(routes)]
-        kind = (
-            "detour"
-            if rng.random() * 100 < detour_pct
-            else "breach"
-            if rng.random() * 100 < breach_pct
-            else "normal"
-        )
+        kind = _kind(rng, detour_pct, breach_pct, stop_pct, silence_pct)
         depart = DEMO_START + timedelta(seconds=round(rng.uniform(-30, 60) * 60))
         for order, (t, msg) in enumerate(_truck(n, route, depart, kind, rng, interval_s)):
             messages.append((t, order, msg))
     messages.sort(key=lambda m: (m[0], m[2][1].get("lock_id", ""), m[1]))
     return [m for _, _, m in messages]
+
+
+#: How long an incident lasts (event time, seconds): longer than the limits that flag them
+#: (stop 900 s, silence 600 s by default).
+DETOUR_S, STOP_S, SILENCE_S = 1200, 1200, 900
+
+
+def _kind(rng: random.Random, detour: float, breach: float, stop: float, silence: float) -> str:
+    # One draw per kind, in this order, so the seed keeps giving the same detours and
+    # breaches as before stops and silences were added.
+    for kind, pct in (("detour", detour), ("breach", breach)):
+        if rng.random() * 100 < pct:
+            return kind
+    roll = rng.random() * 100
+    return "stop" if roll < stop else "silent" if roll < stop + silence else "normal"
 
 
 def _truck(
@@ -91,7 +104,7 @@ def _truck(
         (
             t0 - 1,
             (
-                "customs/declarations",
+                DECLARATIONS.topic(),
                 {
                     "declaration_id": decl,
                     "lock_id": lock,
@@ -134,14 +147,23 @@ def _truck(
         )
 
     lon, lat = route.at(0)
-    emit(t0, f"locks/{lock}/events", {"type": "sealed", "lat": round(lat, 6), "lon": round(lon, 6)})
+    emit(
+        t0,
+        lock_topic(lock, "events"),
+        {"type": "sealed", "lat": round(lat, 6), "lon": round(lon, 6)},
+    )
     t, x_km, seal = interval_s, 0.0, "sealed"
     while x_km < route.length_km:
         into = t - incident_at
-        detouring = kind == "detour" and 0 <= into <= 1200
-        # Off the expressway the truck makes no progress along it (and its offset never
-        # sweeps round a bend of the corridor, which would look like a spoofed jump).
-        driven_s = t - (min(max(into, 0), 1200) if kind == "detour" else 0)
+        detouring = kind == "detour" and 0 <= into <= DETOUR_S
+        stopped = kind == "stop" and 0 <= into <= STOP_S
+        if kind == "silent" and 0 <= into <= SILENCE_S:  # out of coverage: nothing is heard
+            t += interval_s
+            continue
+        # Off the expressway (or stopped) the truck makes no progress along it (and its
+        # offset never sweeps round a bend of the corridor, which would look like a spoof).
+        paused = {"detour": DETOUR_S, "stop": STOP_S}.get(kind, 0)
+        driven_s = t - min(max(into, 0), paused)
         x_km = min(route.length_km, driven_s * speed_ms / 1000)
         y = rng.gauss(0, 8)
         if detouring:
@@ -151,11 +173,11 @@ def _truck(
         lon, lat = route.at(x_km, y)
         emit(
             t0 + t,
-            f"locks/{lock}/telemetry",
+            lock_topic(lock, "telemetry"),
             {
                 "lat": round(lat, 6),
                 "lon": round(lon, 6),
-                "speed_kmh": round(speed_ms * 3.6, 1),
+                "speed_kmh": 0.0 if stopped else round(speed_ms * 3.6, 1),
                 "hdop": 0.9,
                 "seal": seal,
             },
@@ -165,7 +187,7 @@ def _truck(
         (
             t0 + t,
             (
-                f"gates/{route.gate}/arrivals",
+                arrival_topic(route.gate),
                 {
                     "gate_id": route.gate,
                     "ts": format_ts(datetime.fromtimestamp(t0 + t, UTC)),

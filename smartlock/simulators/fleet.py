@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 from smartlock.contract.codec import sign
 from smartlock.contract.models import format_epoch
+from smartlock.contract.topics import DECLARATIONS, arrival_topic, lock_topic
 from smartlock.core.geofence import Geofences
 from smartlock.simulators.demo_fleet import CorridorRoute, container_number
 from smartlock.simulators.motion import Motion, Plan, plan_trip
@@ -95,7 +96,7 @@ class Lock:
         payload = {"lock_id": self.lock_id, "seq": self.seq, "ts": format_epoch(round(ts))} | body
         if self.key is not None:
             payload["sig"] = sign(payload, self.key)
-        return f"locks/{self.lock_id}/{kind}", payload
+        return lock_topic(self.lock_id, kind), payload
 
 
 @dataclass
@@ -234,7 +235,7 @@ def _trip_messages(
     if name != "undeclared":
         yield timed(
             plan.depart - 1800,
-            "customs/declarations",
+            DECLARATIONS.topic(),
             _declaration(ids, route, "road", plan.depart, plan.eta),
         )
     yield timed(
@@ -273,7 +274,7 @@ def _trip_messages(
     plate = ids["vehicle_plate"] if name != "plate_mismatch" else "浙B" + ids["vehicle_plate"][2:]
     yield timed(
         plan.arrive,
-        f"gates/{route.gate}/arrivals",
+        arrival_topic(route.gate),
         {
             "gate_id": route.gate,
             "ts": format_epoch(plan.arrive),
@@ -316,7 +317,7 @@ def _train_messages(
             ],
         },
     )
-    yield (depart - 1800, base, "customs/declarations", decl)
+    yield (depart - 1800, base, DECLARATIONS.topic(), decl)
     motion = Motion(rng, speed_kmh=70.0, sigma_m=8.0)
     k = 1
     for i, lk in enumerate(locks):
@@ -347,7 +348,7 @@ def _train_messages(
         yield (
             t_arr,
             base + k,
-            f"gates/{route.gate}/arrivals",
+            arrival_topic(route.gate),
             {
                 "gate_id": route.gate,
                 "ts": format_epoch(t_arr),

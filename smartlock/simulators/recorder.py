@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TextIO
 
 from smartlock.adapters.mqtt import Login, MqttClient, Received
-from smartlock.contract.models import INBOUND_SUBSCRIPTIONS
+from smartlock.contract.topics import INBOUND_SUBSCRIPTIONS
 from smartlock.errors import InfrastructureError
 from smartlock.simulators.fleet import trace_line
 from smartlock.simulators.publisher import Payload

@@ -9,12 +9,12 @@ Kafka record format (topic ``smartlock.inbound``): key = lock id (UTF-8); value 
 ``{"topic": <mqtt topic>, "payload": <json object as received>}``, the same shape as a
 trace line. A declaration binding several locks becomes one record per lock.
 
-Watermark ticks. After each batch (and every half second while idle) the bridge writes
-``{"tick": <epoch seconds>, "bridge": <name>}`` to every partition: the largest event time
-among the messages it has forwarded so far. Since everything it forwarded earlier precedes
-the tick in each partition, a worker that reads a tick knows that nothing older from this
-bridge is still on its way there, and can let event-time timers fire (see
-:mod:`smartlock.core.engine`). Idle partitions advance too.
+Clock and watermark ticks (:mod:`smartlock.stream.inbound`). The bridge keeps the clock of
+CONTRACT section 3 in the order it receives messages and stamps it on every record; after
+each batch (and every second while idle) it writes a tick with its clock to every
+partition. A tick follows, in each partition, everything the bridge wrote before it, so a
+worker that reads it knows nothing older from this bridge is still on its way there, and
+can let that partition's event-time timers fire (see :mod:`smartlock.core.engine`).
 """
 
 from __future__ import annotations
@@ -23,44 +23,26 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from smartlock.adapters.mqtt import Received, client_for
-from smartlock.contract.codec import DeadLetter, decode
-from smartlock.contract.models import INBOUND_SUBSCRIPTIONS
-from smartlock.core.detector import Detector
-from smartlock.errors import MessageError
+from smartlock.contract.topics import INBOUND_SUBSCRIPTIONS
 from smartlock.settings import Settings
+from smartlock.stream.inbound import Forwarder
+from smartlock.stream.retry import Outage, exit_on_outage, retrying
 
 log = logging.getLogger(__name__)
 
 #: Messages moved to Kafka per round trip; larger batches amortise the Kafka acks.
 BATCH = 1000
-
-
-def to_records(
-    received: Received,
-) -> tuple[list[tuple[bytes, bytes]], DeadLetter | None, float | None]:
-    """Turns one MQTT message into Kafka (key, value) records, or a dead letter; plus its event time."""
-    try:
-        env = decode(received.topic, received.payload)
-    except MessageError as exc:
-        dead = DeadLetter(
-            received.topic, received.payload, exc.reason, exc.detail, received.received_at, "bridge"
-        )
-        return [], dead, None
-    value = json.dumps(
-        {"topic": env.topic, "payload": env.raw}, separators=(",", ":"), ensure_ascii=False
-    ).encode()
-    return (
-        [(lock_id.encode(), value) for lock_id in Detector.route(env)],
-        None,
-        Detector.event_time(env),
-    )
+#: A tick at least this often while idle: a heartbeat that tells workers this bridge is alive.
+TICK_EVERY_S = 1.0
 
 
 async def ensure_topics(bootstrap: str, topics: dict[str, int]) -> None:
@@ -110,8 +92,12 @@ class Bridge:
             manual_ack=True,
         )
         self._producer: AIOKafkaProducer | None = None
-        self._event_time: float | None = None  # largest event time forwarded
-        self._ticked: float | None = None  # last watermark tick written
+        keys = {lock: key.get_secret_value() for lock, key in settings.signing.keys.items()}
+        self._forwarder = Forwarder(name, keys)
+        self._ticked: tuple[float | None, float] = (
+            None,
+            0.0,
+        )  # (clock, monotonic time) of the last tick
         self._partitions: list[int] = []
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -144,10 +130,25 @@ class Bridge:
             )
             while not stop.is_set():
                 batch = await self._next_batch(stop)
-                if batch:
-                    await self._forward(batch)
-                await self._tick()
+                try:  # a Kafka outage holds the batch (MQTT keeps it unacknowledged) and retries
+                    if batch:
+                        await retrying(
+                            f"bridge {self.name}: Kafka produce",
+                            lambda batch=batch: self._forward(batch),  # type: ignore[misc]
+                            give_up_s=kafka.output_give_up_s,
+                        )
+                    await retrying(
+                        f"bridge {self.name}: watermark tick",
+                        self._tick,
+                        give_up_s=kafka.output_give_up_s,
+                    )
+                except Outage as exc:
+                    exit_on_outage(f"bridge {self.name}", exc)
                 self._mqtt.raise_if_failed()
+            try:  # workers stop waiting for this bridge's clock
+                await self._tick(closing=True)
+            except Exception as exc:  # noqa: BLE001 - stopping anyway; the clock expires then
+                log.warning("bridge %s: closing tick not written: %s", self.name, exc)
         finally:
             self._mqtt.disconnect()
             await self._producer.stop()
@@ -167,16 +168,14 @@ class Bridge:
         kafka = self.settings.kafka
         futures = []
         for received in batch:
-            records, dead, event_time = to_records(received)
-            if event_time is not None and (
-                self._event_time is None or event_time > self._event_time
-            ):
-                self._event_time = event_time
-            if dead is not None:
-                value = json.dumps(dead.to_record(), ensure_ascii=False).encode()
+            forwarded = self._forwarder.forward(
+                received.topic, received.payload, received.received_at
+            )
+            if forwarded.dead is not None:
+                value = json.dumps(forwarded.dead.to_record(), ensure_ascii=False).encode()
                 futures.append(await self._producer.send(kafka.deadletter_topic, value=value))
                 self.stats.dead_letters += 1
-            for key, value in records:
+            for key, value in forwarded.records:
                 futures.append(await self._producer.send(kafka.inbound_topic, key=key, value=value))
                 self.stats.produced += 1
         await asyncio.gather(*futures)  # every record acknowledged by Kafka ...
@@ -184,15 +183,19 @@ class Bridge:
             self._mqtt.ack(received)
         self.stats.received += len(batch)
 
-    async def _tick(self) -> None:
-        """Writes the watermark tick to every partition when event time moved on."""
+    async def _tick(self, closing: bool = False) -> None:
+        """Writes a watermark tick to every partition when the clock moved, or once a second."""
         assert self._producer is not None
-        if self._event_time is None or self._event_time == self._ticked:
+        clock, last = self._ticked
+        now = time.monotonic()
+        if not closing and clock == self._forwarder.clock and now - last < TICK_EVERY_S:
             return
-        value = json.dumps({"tick": self._event_time, "bridge": self.name}).encode()
+        value = self._forwarder.tick(datetime.now(UTC), closing)
+        if value is None:
+            return
         topic = self.settings.kafka.inbound_topic
         futures = [
             await self._producer.send(topic, value=value, partition=p) for p in self._partitions
         ]
         await asyncio.gather(*futures)
-        self._ticked = self._event_time
+        self._ticked = (self._forwarder.clock, now)

@@ -14,11 +14,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from smartlock.contract.codec import DeadLetter, decode
+from smartlock.adapters.redis_state import Fix
+from smartlock.contract.codec import DeadLetter, Envelope, RefusedArrival, decode, load_json
+from smartlock.contract.models import LockTelemetry, TransitDeclaration, format_ts
 from smartlock.core.detector import Detector, Output
 from smartlock.core.engine import Engine
 from smartlock.core.state import LockState
 from smartlock.errors import MessageError
+from smartlock.stream.inbound import MAX_RECORD_BYTES, MAX_RECORD_DEPTH
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class BatchResult:
     outputs: list[Output] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     touched: dict[str, LockState] = field(default_factory=dict)
+    fixes: list[Fix] = field(default_factory=list)  # accepted fixes of declared trips (tracks)
+    declarations: list[dict[str, Any]] = field(default_factory=list)  # accepted declarations
 
 
 class CachedStore(MutableMapping[str, LockState]):
@@ -109,16 +114,43 @@ class BatchProcessor:
     def _one(self, record: Record, result: BatchResult) -> None:
         now = datetime.now(UTC)
         try:
-            outer = json.loads(record.value)
-            if (
-                "tick" in outer
-            ):  # the bridge's watermark: nothing older is still coming in this partition
-                result.outputs.extend(
-                    self.engine.observe(float(outer["tick"]), record.partition).outputs
+            self._record(record, result, now)
+        except Exception as exc:  # noqa: BLE001 - one record must never drop its batch
+            # The record is dead-lettered; what it changed before the failure stays.
+            detail = f"{type(exc).__name__}: {exc}"
+            result.dead_letters.append(
+                DeadLetter("?", record.value, "internal_error", detail, now, "worker")
+            )
+
+    def _record(self, record: Record, result: BatchResult, now: datetime) -> None:
+        partition = record.partition
+        try:
+            outer = load_json(
+                record.value, "?", max_bytes=MAX_RECORD_BYTES, max_depth=MAX_RECORD_DEPTH
+            )
+            if not isinstance(outer, dict):
+                raise TypeError("an inbound record is a JSON object")
+            bridge, clock = outer.get("bridge"), _number(outer.get("clock"))
+            if "tick" in outer:  # nothing older from this bridge is still coming in this partition
+                outcome = self.engine.observe(
+                    _number(outer["tick"]),
+                    partition,
+                    bridge,
+                    _number(outer.get("at")),
+                    closing=outer.get("closing") is True,
                 )
+                result.outputs.extend(outcome.outputs)
                 return
             topic = outer["topic"]
-            env = decode(topic, outer["payload"])
+            received = _number(outer.get("received_at"))
+            result.outputs.extend(self.engine.observe(clock, partition, bridge, received).outputs)
+            if "refused" in outer:  # a gate arrival the bridge could not accept: answer inspect
+                refused = RefusedArrival.from_record(outer["refused"])
+                outcome = self.engine.refuse_arrival(refused, partition, received_at=received)
+                result.outputs.extend(outcome.outputs)
+                return
+            received_at = datetime.fromtimestamp(received, UTC) if received is not None else None
+            env = decode(topic, outer["payload"], received_at)
         except (ValueError, KeyError, TypeError) as exc:
             result.dead_letters.append(
                 DeadLetter("?", record.value, "invalid_record", str(exc), now, "worker")
@@ -132,9 +164,12 @@ class BatchProcessor:
         lock_id = record.key.decode() if record.key else None
         locks = [lock_id] if lock_id else None
         for lock in locks or self.engine.detector.route(env):
-            self.store.partition_of.setdefault(lock, record.partition)
-        outcome = self.engine.feed(env, locks, record.partition)
+            self.store.partition_of.setdefault(lock, partition)
+        outcome = self.engine.feed(env, locks, partition, bridge=bridge)
         result.outputs.extend(outcome.outputs)
+        self._note_for_console(
+            env, locks or self.engine.detector.route(env), outcome.rejections, result
+        )
         original = json.dumps(outer["payload"], ensure_ascii=False).encode()
         for lock, rejection in outcome.rejections:
             result.dead_letters.append(
@@ -147,3 +182,32 @@ class BatchProcessor:
                     "worker",
                 )
             )
+
+    def _note_for_console(
+        self,
+        env: Envelope,
+        locks: list[str],
+        rejections: list[tuple[str, Any]],
+        result: BatchResult,
+    ) -> None:
+        """Keeps the accepted fixes (the trips' tracks) and declarations for the console."""
+        msg = env.message
+        rejected = {lock for lock, _ in rejections}
+        if isinstance(msg, TransitDeclaration):
+            if not rejected.intersection(locks):
+                result.declarations.append(msg.to_payload())
+            return
+        if not isinstance(msg, LockTelemetry) or msg.lock_id in rejected:
+            return
+        state = self.store.cache.get(msg.lock_id)
+        if state is not None and state.trip is not None:
+            result.fixes.append(
+                Fix(state.trip.declaration_id, msg.lock_id, format_ts(msg.ts), msg.lat, msg.lon)
+            )
+
+
+def _number(value: Any) -> float | None:
+    """A JSON number as float; None for null or anything else."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None

@@ -23,11 +23,13 @@ from smartlock.adapters.mqtt import client_for
 from smartlock.adapters.redis_state import RedisState
 from smartlock.contract.codec import sign
 from smartlock.contract.models import format_epoch
+from smartlock.contract.topics import WRITEOFFS
 from smartlock.core.detector import Detector
-from smartlock.core.writeoff import AUTOMATIC, audit_entry, writeoff_record
+from smartlock.core.writeoff import AUTOMATIC, audit_entry, writeoff_notice, writeoff_record
 from smartlock.settings import Settings
 from smartlock.stream.faust_settings import faust_app_kwargs, shorten_fetch_wait
 from smartlock.stream.processor import BatchProcessor, BatchResult, CachedStore, Record
+from smartlock.stream.retry import Outage, exit_on_outage, retrying
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ class Outputs:
             settings.redis.url, settings.redis.prefix, settings.redis.alert_stream_maxlen
         )
         self.decided_by = f"{AUTOMATIC} (worker {name})"
+        self.role = f"worker {name}"
         # Gate keys are read from the store at each verdict (re-read when the file changes):
         # issuing or rotating a gate's key takes effect without restarting the worker.
         self.credentials = CredentialStore(settings.credentials_dir)
@@ -80,6 +83,18 @@ class Outputs:
             )
             for o in result.outputs
         ]
+        audits, writeoffs = self.verdict_records(result)
+        for w in writeoffs:  # the write-off goes back to the origin office
+            state = result.touched[w["lock_id"]]
+            assert state.trip is not None
+            notice = writeoff_notice(state.trip, w)
+            mqtt_messages.append(
+                (
+                    WRITEOFFS.topic(notice["origin_site"]),
+                    json.dumps(notice, ensure_ascii=False, separators=(",", ":")).encode(),
+                    False,
+                )
+            )
         records: list[tuple[str, bytes | None, bytes]] = []
         for o in result.outputs:
             line = json.dumps(o.line(), ensure_ascii=False, separators=(",", ":")).encode()
@@ -96,7 +111,6 @@ class Outputs:
             records.append(
                 (k.deadletter_topic, None, json.dumps(d.to_record(), ensure_ascii=False).encode())
             )
-        audits, writeoffs = self.verdict_records(result)
         records.extend(
             (
                 k.writeoffs_topic,
@@ -105,11 +119,29 @@ class Outputs:
             )
             for w in writeoffs
         )
+        touched = list(result.touched.values())
+        give_up = self.settings.kafka.output_give_up_s
         await asyncio.gather(
-            self.mqtt.publish_all(mqtt_messages),
-            self.redis.write(result.touched.values(), result.outputs, result.dead_letters),
-            self.redis.write_verdict_records(audits, writeoffs),
-            self.kafka.send(records),
+            retrying(
+                f"{self.role}: MQTT publish",
+                lambda: self.mqtt.publish_all(mqtt_messages),
+                give_up_s=give_up,
+            ),
+            retrying(
+                f"{self.role}: Redis write",
+                lambda: self.redis.write(
+                    touched, result.outputs, result.dead_letters, result.fixes, result.declarations
+                ),
+                give_up_s=give_up,
+            ),
+            retrying(
+                f"{self.role}: Redis write-offs and audit",
+                lambda: self.redis.write_verdict_records(audits, writeoffs),
+                give_up_s=give_up,
+            ),
+            retrying(
+                f"{self.role}: Kafka outputs", lambda: self.kafka.send(records), give_up_s=give_up
+            ),
         )
 
     def verdict_records(
@@ -123,9 +155,9 @@ class Outputs:
                 continue
             state = result.touched.get(o.payload["lock_id"])
             trip = state.trip if state is not None else None
-            audits.append(audit_entry(trip, o.payload, self.decided_by, now))
+            audits.append(audit_entry(trip, o.payload, self.decided_by, now, o.manual))
             if o.payload["verdict"] == "release" and trip is not None:
-                writeoffs.append(writeoff_record(trip, o.payload, self.decided_by, now))
+                writeoffs.append(writeoff_record(trip, o.payload, self.decided_by, now, o.manual))
         return audits, writeoffs
 
 
@@ -229,12 +261,18 @@ def create_app(
         store.cache.clear()
         store.partition_of.clear()
         processor.reset()
-        processor.engine.expect(assigned)
         owned = [
-            key for key, raw in list(table.data.items()) if raw and raw.get("partition") in assigned
+            (key, raw["partition"])
+            for key, raw in list(table.data.items())
+            if raw and raw.get("partition") in assigned
         ]
         processor.engine.schedule_all(owned)
-        log.info("worker %s: partitions %s, %d trips recovered", name, sorted(assigned), len(owned))
+        # One line for operators: this worker is ready and owns these partitions.
+        print(
+            f"worker {name} ready: partitions {sorted(assigned)} of {k.inbound_topic}, "
+            f"{len(owned)} trips recovered",
+            flush=True,
+        )
         # Readiness for operators, tests and the demo: which partitions this worker owns.
         await outputs.redis.client.hset(
             f"{settings.redis.prefix}:workers", name, json.dumps(sorted(assigned))
@@ -246,7 +284,15 @@ def create_app(
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             records = [Record(e.message.key, e.message.value, e.message.partition) for e in events]
             result = processor.process(records)
-            await outputs.publish(result)
-            await kafka.write_changelog(store.take_dirty())
+            changes = store.take_dirty()
+            try:  # every output written, then the table: only then may the offsets be committed
+                await outputs.publish(result)
+                await retrying(
+                    f"worker {name}: Kafka table changelog",
+                    lambda changes=changes: kafka.write_changelog(changes),  # type: ignore[misc]
+                    give_up_s=k.output_give_up_s,
+                )
+            except Outage as exc:
+                exit_on_outage(f"worker {name}", exc)
 
     return app

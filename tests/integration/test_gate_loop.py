@@ -373,7 +373,9 @@ def test_pipeline_stopped_the_gate_falls_back_to_manual_inspection_then_reconcil
         p, "gate", "daxie-gate", "--reconcile", "--queue-dir", str(tmp_path / "queue-daxie-gate")
     )
     assert shown.returncode == 0, shown.stdout + shown.stderr
-    assert f"reconciled: lock LK-{unique}-b" in shown.stdout and "pipeline inspect" in shown.stdout
+    assert f"Reconciled: lock LK-{unique}-b " in shown.stdout
+    assert "was sent to manual inspection; the pipeline's verdict is inspect: " in shown.stdout
+    assert "manual manual" not in shown.stdout
     assert FallbackQueue(tmp_path / "queue-daxie-gate").pending() == []
     [done] = [
         d for d in FallbackQueue(tmp_path / "queue-daxie-gate").done() if d["arrival"] == arrival

@@ -200,4 +200,4 @@ def test_stack_refuses_a_busy_port_and_leaves_nothing_running(tmp_path: Path) ->
 
 def test_missing_binary_names_the_install_command() -> None:
     with pytest.raises(InfrastructureError, match="apt-get install -y mosquitto redis-server"):
-        stack.find_binary("smartlock-no-such-server", stack.APT_HINT, extra_dirs=())
+        stack.find_binary("smartlock-no-such-server", stack.model.APT_HINT, extra_dirs=())

@@ -275,6 +275,22 @@ def test_verdict_unknown_lock() -> None:
     assert v["reasons"] == ["no open declaration binds lock L1"]
 
 
+def test_verdict_unknown_lock_at_an_unknown_gate_with_a_misread_container_lists_every_reason() -> (
+    None
+):
+    v = _verdict(Trip().arrive(gate="nowhere-gate", container="CSQU3054384"))
+    assert (v["verdict"], v["declaration_id"]) == ("inspect", None)
+    assert v["reasons"] == [
+        "gate nowhere-gate is not a known destination gate",
+        "no open declaration binds lock L1",
+        "container number CSQU3054384 read at the gate has check digit 4, expected 3",
+    ]
+    garbled = _verdict(Trip().arrive(container="CSQU30543"))
+    assert garbled["reasons"][-1] == (
+        "container number CSQU30543 read at the gate is not an ISO 6346 number"
+    )
+
+
 def test_verdict_wrong_gate() -> None:
     v = _verdict(Trip().normal().arrive(gate="other-gate"))
     assert "declaration D1 is for gate test-gate, not other-gate" in v["reasons"]
@@ -363,8 +379,8 @@ def test_release_closes_the_declaration() -> None:
 def test_duplicate_and_stale_seq_are_rejected_and_change_nothing() -> None:
     trip = Trip().declare().event("sealed", at=(0, 0)).drive(0, 3)
     dup = trip.messages[-1]
-    stale = trip.messages[-3]
-    r = run([*trip.messages, dup, stale])
+    stale = trip.messages[-3]  # two below the highest: outside a window of 2
+    r = run([*trip.messages, dup, stale], limits=DetectionSettings(seq_window=2))
     assert r.reasons() == ["duplicate", "stale_seq"]
     assert r.alerts() == []
 
@@ -482,3 +498,155 @@ def test_limits_are_settings() -> None:
     assert run(trip.messages).alerts() == []
     strict = DetectionSettings(deviation_confirm_fixes=1)
     assert run(trip.messages, limits=strict).alert_types() == ["route_deviation", "route_rejoined"]
+
+
+# --------------------------------------------------------------------------- amendments, cancellations
+
+
+def _republish(trip: Trip, **changes: object) -> Trip:
+    declaration = next(p for t, p in trip.messages if t == "customs/declarations")
+    trip.messages.append(("customs/declarations", dict(declaration, **changes)))
+    return trip
+
+
+def test_a_plate_only_amendment_after_sealing_keeps_the_trip_with_the_new_plate() -> None:
+    trip = Trip().declare().event("sealed", at=(0, 0)).drive(0, 20)
+    _republish(trip, vehicle_plate="浙G00001").drive(20, 50)
+    r = run(trip.arrive(plate="浙G00001").messages)
+    assert r.reasons() == []
+    assert (r.verdicts()[-1]["verdict"], r.verdicts()[-1]["reasons"]) == ("release", [])
+    old_plate = Trip().declare().event("sealed", at=(0, 0)).drive(0, 20)
+    _republish(old_plate, vehicle_plate="浙G00001").drive(20, 50).arrive()
+    assert run(old_plate.messages).verdicts()[-1]["reasons"] == [
+        f"vehicle plate {Trip().plate} does not match declared 浙G00001"
+    ]
+
+
+def test_an_amendment_of_anything_else_after_sealing_or_of_the_plate_after_the_verdict_is_refused() -> (
+    None
+):
+    trip = Trip().declare().event("sealed", at=(0, 0))
+    _republish(trip, eta_ts="2026-11-22T23:00:00Z")
+    assert run(trip.messages).reasons() == ["declaration_locked"]
+    judged = Trip().declare().event("sealed", at=(0, 0)).drive(0, 10).arrive()
+    _republish(judged, vehicle_plate="浙G00001")
+    assert run(judged.messages).reasons() == ["declaration_locked"]
+
+
+def _cancel(trip: Trip, declaration_id: str = "D1") -> Trip:
+    trip.messages.append(
+        (
+            "customs/cancellations",
+            {
+                "declaration_id": declaration_id,
+                "locks": [trip.lock_id],
+                "reason": "order withdrawn",
+                "ts": "2026-11-22T07:00:00Z",
+            },
+        )
+    )
+    return trip
+
+
+def test_a_cancellation_before_sealing_closes_the_trip_and_frees_the_lock() -> None:
+    trip = _cancel(Trip().declare())
+    r = run(trip.messages)
+    assert r.reasons() == []
+    assert r.statuses()[-1]["state"] == "closed"
+    trip.arrive()
+    assert run(trip.messages).verdicts()[-1]["reasons"] == ["no open declaration binds lock L1"]
+    again = _cancel(Trip().declare())
+    again.messages.append(("customs/declarations", dict(again.messages[0][1], declaration_id="D2")))
+    assert run(again.messages).reasons() == []  # the lock is free for another declaration
+    _republish(again)  # the cancelled declaration cannot come back
+    assert run(again.messages).reasons() == ["declaration_closed"]
+
+
+def test_a_cancellation_after_sealing_or_of_an_unknown_declaration_is_refused() -> None:
+    sealed = _cancel(Trip().declare().event("sealed", at=(0, 0)))
+    assert run(sealed.messages).reasons() == ["declaration_departed"]
+    assert run(_cancel(Trip().declare(), "D9").messages).reasons() == ["unknown_declaration"]
+
+
+# --------------------------------------------------------------------------- officer's manual outcome
+
+
+def _outcome(trip: Trip, outcome: str, officer: str = "chen.wei", lock: str | None = None) -> Trip:
+    trip.messages.append(
+        (
+            f"customs/outcomes/{officer}",
+            {
+                "gate_id": "test-gate",
+                "lock_id": lock or trip.lock_id,
+                "container_no": trip.container,
+                "vehicle_plate": trip.plate,
+                "outcome": outcome,
+                "officer": officer,
+                "note": "opened and checked against the declaration",
+                "ts": "2026-11-22T12:00:00Z",
+            },
+        )
+    )
+    return trip
+
+
+def test_an_officer_clears_a_container_that_was_never_sealed_and_it_is_released() -> None:
+    trip = Trip().declare().arrive()  # never sealed: inspect
+    r = run(_outcome(trip, "cleared").messages)
+    first, manual = r.verdicts()
+    assert (first["verdict"], manual["verdict"], manual["declaration_id"]) == (
+        "inspect",
+        "release",
+        "D1",
+    )
+    assert r.statuses()[-1]["state"] == "released"
+    [out] = [o for o in r.outputs if o.kind == "verdict" and o.manual is not None]
+    assert out.manual == {
+        "outcome": "cleared",
+        "officer": "chen.wei",
+        "note": "opened and checked against the declaration",
+    }
+
+
+def test_an_officer_seizes_a_container_and_the_trip_closes_without_release() -> None:
+    trip = Trip().declare().arrive(plate="浙B88888")  # plate swap: inspect
+    r = run(_outcome(trip, "seized").messages)
+    seized = r.verdicts()[-1]
+    assert (seized["verdict"], seized["declaration_id"]) == ("inspect", "D1")
+    assert seized["reasons"] == [
+        "officer chen.wei seized the container by hand: opened and checked against the declaration"
+    ]
+    assert r.statuses()[-1]["state"] == "closed"
+
+
+def test_an_outcome_for_an_undeclared_lock_is_recorded_as_undeclared_and_duplicates_are_refused() -> (
+    None
+):
+    trip = _outcome(Trip(), "seized")
+    r = run(trip.messages)
+    [v] = r.verdicts()
+    assert (v["verdict"], v["declaration_id"]) == ("inspect", None)
+    assert v["reasons"][0] == "no open declaration binds lock L1"
+    trip.messages.append(trip.messages[-1])
+    assert run(trip.messages).reasons() == ["duplicate"]
+
+
+def test_an_outcome_published_under_another_officers_topic_is_refused() -> None:
+    trip = Trip().declare()
+    trip.messages.append(
+        (
+            "customs/outcomes/someone-else",
+            {
+                "gate_id": "test-gate",
+                "lock_id": "L1",
+                "container_no": trip.container,
+                "vehicle_plate": trip.plate,
+                "outcome": "cleared",
+                "officer": "chen.wei",
+                "note": "x",
+                "ts": "2026-11-22T12:00:00Z",
+            },
+        )
+    )
+    with pytest.raises(Exception, match="topic names officer"):
+        run(trip.messages)

@@ -104,3 +104,19 @@ def test_table_view_prints_alerts_and_verdicts() -> None:
     result = evaluate_cli(str(GOLDEN / "acceptance.jsonl"), "--table")
     assert result.returncode == 0
     assert "route_deviation" in result.stdout and "Gate verdicts" in result.stdout
+
+
+def test_evaluate_on_a_missing_file_says_so_without_a_traceback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    missing = tmp_path / "no-such-trace.jsonl"
+    result = subprocess.run(
+        [sys.executable, "-m", "smartlock.cli.main", "evaluate", str(missing)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert f"cannot read trace {missing}: No such file or directory" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -10,8 +10,9 @@ import pytest
 from smartlock.contract.models import AlertType, Severity, TripState
 from smartlock.core.state import AlertRecord, Fix, Trip
 from smartlock.core.writeoff import audit_entry, writeoff_record
-from smartlock.services.gate.client import make_arrival
+from smartlock.services.gate.client import MANUAL, make_arrival
 from smartlock.services.gate.queue import FallbackQueue, arrival_key
+from smartlock.services.gate.report import reconciled_sentence, writeoff_sentence
 
 
 def trip(**changes: object) -> Trip:
@@ -148,3 +149,62 @@ def test_a_gate_arrival_is_validated_before_it_is_sent() -> None:
         ]
         == "CSQU3054383"
     )
+
+
+def test_a_write_off_is_told_in_a_sentence() -> None:
+    resolved = AlertRecord(
+        alert_id="al-1",
+        type=AlertType.ROUTE_DEVIATION,
+        severity=Severity.RED,
+        ts=1_795_005_000,
+        open=False,
+        resolved_by="Wang Li",
+        resolved_note="police check",
+        resolved_ts=1_795_008_000,
+    )
+    record = writeoff_record(
+        trip(alerts=[resolved]), VERDICT, "the pipeline", "2026-11-23T03:00:00Z"
+    )
+    assert writeoff_sentence(record) == (
+        "Declaration D1 written off: container CSQU3054383 (lock L1) released at beilun-gate, decided "
+        "by the pipeline at 2026-11-23T03:00:00Z; the seal stayed intact from sealing to arrival; "
+        "alert al-1 (route deviation) was resolved by Wang Li at 2026-11-18T13:20:00Z: police check."
+    )
+
+
+def test_a_reconciled_arrival_is_told_in_a_sentence_without_manual_twice() -> None:
+    arrival = make_arrival("beilun-gate", "浙G01345", "L1", "CSQU3054383", "2026-11-23T03:00:00Z")
+    verdict = VERDICT | {"verdict": "inspect", "reasons": ["lock was never sealed", "x"]}
+    text = reconciled_sentence({"arrival": arrival, "verdict": verdict, "manual_decision": MANUAL})
+    assert text == (
+        "Reconciled: lock L1 (container CSQU3054383, plate 浙G01345) arrived at 2026-11-23T03:00:00Z "
+        "and was sent to manual inspection; the pipeline's verdict is inspect: lock was never "
+        "sealed; x."
+    )
+    assert "manual manual" not in text
+
+
+def test_a_manual_outcome_is_audited_and_written_off_in_the_officers_name() -> None:
+    manual = {"outcome": "cleared", "officer": "chen.wei", "note": "checked by hand"}
+    record = writeoff_record(trip(), VERDICT, "worker w1", "2026-11-23T03:00:00Z", manual)
+    assert record["kind"] == "writeoff"
+    assert record["decided_by"] == "officer chen.wei (manual inspection, cleared)"
+    assert record["manual_outcome"] == manual
+    seized = audit_entry(
+        trip(),
+        VERDICT | {"verdict": "inspect", "reasons": ["seized"]},
+        "worker w1",
+        "t",
+        {"outcome": "seized", "officer": "chen.wei", "note": "n"},
+    )
+    assert (seized["kind"], seized["manual_outcome"]["outcome"]) == ("manual_outcome", "seized")
+
+
+def test_a_write_off_notice_goes_back_to_the_origin_office() -> None:
+    from smartlock.contract.models import WriteOffNotice
+    from smartlock.core.writeoff import writeoff_notice
+
+    record = writeoff_record(trip(), VERDICT, "worker w1", "2026-11-23T03:00:00Z")
+    notice = writeoff_notice(trip(), record)
+    assert notice["origin_site"] == "o" and notice["gate_id"] == "beilun-gate"
+    assert WriteOffNotice.model_validate(notice).to_payload() == notice

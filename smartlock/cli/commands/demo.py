@@ -28,6 +28,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--detour-pct", type=float, default=3.0)
     parser.add_argument("--breach-pct", type=float, default=2.0)
+    parser.add_argument(
+        "--stop-pct", type=float, default=2.0, help="trucks that stop 20 min (amber)"
+    )
+    parser.add_argument(
+        "--silence-pct", type=float, default=2.0, help="locks silent for 15 min (amber)"
+    )
     parser.add_argument("--run-dir", type=Path, default=Path(".run/demo"))
     parser.add_argument(
         "--figures", type=Path, default=None, help="write the measured figures here as JSON"
@@ -42,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
             args.seed,
             args.detour_pct,
             args.breach_pct,
+            stop_pct=args.stop_pct,
+            silence_pct=args.silence_pct,
         )
 
     figures = run_demo(

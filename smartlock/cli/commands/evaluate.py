@@ -28,7 +28,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     detector = build_detector(settings)
-    source = sys.stdin if str(args.trace) == "-" else open(args.trace, encoding="utf-8")  # noqa: SIM115 - closed by the with below
+    try:
+        source = sys.stdin if str(args.trace) == "-" else open(args.trace, encoding="utf-8")  # noqa: SIM115 - closed by the with below
+    except OSError as exc:
+        print(
+            f"smartlock evaluate: cannot read trace {args.trace}: {exc.strerror}", file=sys.stderr
+        )
+        return 2
     with source:
         if args.table:
             import io

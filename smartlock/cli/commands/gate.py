@@ -18,9 +18,16 @@ from rich.table import Table
 
 from smartlock.cli.commands.common import add_server_args, settings_with_servers
 from smartlock.errors import ConfigError
-from smartlock.services.gate.client import GateClient, make_arrival
+from smartlock.services.gate.client import GateClient, make_arrival, make_outcome
 from smartlock.services.gate.queue import FallbackQueue
-from smartlock.services.gate.report import INSPECT, MANUAL, RELEASED, show_outcome
+from smartlock.services.gate.report import (
+    INSPECT,
+    MANUAL,
+    RELEASED,
+    outcome_sentence,
+    reconciled_sentence,
+    show_outcome,
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -52,21 +59,57 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="fallback queue (default: RUN_DIR/gate-GATE_ID)",
     )
+    parser.add_argument(
+        "--outcome",
+        choices=("cleared", "seized"),
+        default=None,
+        help="record the outcome of a hand inspection of this container (with --officer, --note): "
+        "cleared releases and writes it off, seized does not",
+    )
+    parser.add_argument(
+        "--officer", default=None, help="with --outcome: the inspecting officer's id"
+    )
+    parser.add_argument("--note", default=None, help="with --outcome: what was found")
     add_server_args(parser)
+
+
+def _manual(console: Console, client: GateClient, args: argparse.Namespace) -> int:
+    if not (args.officer and args.note):
+        raise ConfigError("--outcome needs --officer ID and --note TEXT (what was found).")
+    try:
+        outcome = make_outcome(
+            args.gate_id,
+            args.plate,
+            args.lock,
+            args.container,
+            args.outcome,
+            args.officer,
+            args.note,
+            args.ts,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"outcome: {exc}") from None
+    done = client.record_outcome(outcome)
+    if done.verdict is None:
+        console.print(
+            f"[bold yellow]The pipeline did not confirm the outcome for lock {args.lock} in time[/]"
+            f"{'' if done.published else ' (not delivered to the broker)'}; record it again "
+            "when the pipeline is back."
+        )
+        return MANUAL
+    console.print(outcome_sentence(done.verdict, outcome), markup=False)
+    return RELEASED if done.verdict["verdict"] == "release" else INSPECT
 
 
 def _reconcile(console: Console, client: GateClient, wait_s: float) -> int:
     settled = client.reconcile(wait_s)
     for entry in settled:
-        a, v = entry["arrival"], entry["verdict"]
-        console.print(
-            f"reconciled: lock {a['lock_id']} at {a['ts']}: manual {entry['manual_decision']}, "
-            f"pipeline {v['verdict']}{' (' + '; '.join(v['reasons']) + ')' if v['reasons'] else ''}"
-        )
+        console.print(reconciled_sentence(entry), markup=False)
     left = len(client.queue.pending())
     if left:
+        waiting = "1 arrival is" if left == 1 else f"{left} arrivals are"
         console.print(
-            f"[yellow]{left} arrival(s) still without a verdict; the pipeline is not answering yet[/]"
+            f"[yellow]{waiting} still without a verdict; the pipeline is not answering yet.[/]"
         )
     return 0 if not left else MANUAL
 
@@ -152,6 +195,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(
                 "give --plate, --lock and --container (or --watch, --batch, --reconcile)"
             )
+        if args.outcome is not None:
+            return _manual(console, client, args)
         try:
             arrival = make_arrival(args.gate_id, args.plate, args.lock, args.container, args.ts)
         except ValueError as exc:

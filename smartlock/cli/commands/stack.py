@@ -81,11 +81,24 @@ def run(args: argparse.Namespace) -> int:
         print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
         return 0
     statuses = stack.stack_status(run_dir)
+    _print_statuses(statuses)
+    ok = all(s.healthy for s in statuses)
+    if args.run_dir is None:
+        # `make demo` and `make loop` run their own stacks under <run_dir>/demo and /loop.
+        for sub in sorted(p for p in Path(run_dir).glob("*/stack.json")):
+            others = stack.stack_status(sub.parent)
+            if any(s.running for s in others):
+                print(f"\nin {sub.parent} (smartlock {sub.parent.name}):")
+                _print_statuses(others)
+                ok = ok or all(s.healthy for s in others)
+    return 0 if ok else 1
+
+
+def _print_statuses(statuses: list[stack.ServerStatus]) -> None:
     for s in statuses:
         state = "answering" if s.healthy else ("running, not answering" if s.running else "stopped")
         where = f"port {s.port}" if s.port else ""
         print(f"{s.name:<10} {state:<24} {'pid ' + str(s.pid) if s.pid else '':<11} {where}")
-    return 0 if all(s.healthy for s in statuses) else 1
 
 
 def _resolve(args: argparse.Namespace) -> tuple[Path, stack.Ports]:

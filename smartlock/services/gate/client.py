@@ -24,7 +24,8 @@ import redis
 from smartlock.adapters.credentials import CredentialStore
 from smartlock.adapters.mqtt import MqttClient, Received, client_for
 from smartlock.contract.codec import signature_valid
-from smartlock.contract.models import GateArrival, format_ts, verdict_topic
+from smartlock.contract.models import GateArrival, ManualOutcome, format_ts
+from smartlock.contract.topics import OUTCOMES, arrival_topic, verdict_topic
 from smartlock.errors import InfrastructureError
 from smartlock.services.gate.queue import FallbackQueue, arrival_key
 from smartlock.settings import Settings
@@ -60,6 +61,32 @@ def make_arrival(
             "vehicle_plate": plate,
             "lock_id": lock_id,
             "container_no": container_no,
+        }
+    ).to_payload()
+
+
+def make_outcome(
+    gate_id: str,
+    plate: str,
+    lock_id: str,
+    container_no: str,
+    outcome: str,
+    officer: str,
+    note: str,
+    ts: str | None = None,
+) -> dict[str, Any]:
+    """A validated ManualOutcome payload (``ts`` defaults to now, to the second)."""
+    when = ts or format_ts(datetime.now(UTC).replace(microsecond=0))
+    return ManualOutcome.model_validate(
+        {
+            "gate_id": gate_id,
+            "ts": when,
+            "vehicle_plate": plate,
+            "lock_id": lock_id,
+            "container_no": container_no,
+            "outcome": outcome,
+            "officer": officer,
+            "note": note,
         }
     ).to_payload()
 
@@ -143,14 +170,15 @@ class GateClient:
 
     # ----------------------------------------------------------------- arrivals
 
-    def _publish(self, arrivals: Iterable[dict[str, Any]]) -> bool:
+    def _publish(self, arrivals: Iterable[dict[str, Any]], topic: str | None = None) -> bool:
+        """Publishes arrivals on their gate's topic (or every payload on ``topic``), QoS 1."""
         if self._mqtt is None and not self.connect():
             return False
         assert self._mqtt is not None
         try:
             infos = [
                 self._mqtt.publish(
-                    f"gates/{a['gate_id']}/arrivals",
+                    topic or arrival_topic(a["gate_id"]),
                     json.dumps(a, ensure_ascii=False).encode(),
                     qos=1,
                 )
@@ -203,6 +231,16 @@ class GateClient:
     def arrive(self, arrival: dict[str, Any]) -> Outcome:
         """Publishes one arrival and waits for its verdict."""
         return self.arrive_all([arrival])[0]
+
+    def record_outcome(self, outcome: dict[str, Any], wait_s: float = 10.0) -> Outcome:
+        """Publishes an officer's ManualOutcome and waits (up to ``wait_s``) for the verdict
+        the pipeline records it with: release for cleared, inspect for seized."""
+        start = time.monotonic()
+        published = self._publish([outcome], OUTCOMES.topic(outcome["officer"]))
+        key = _match_key(outcome)
+        found = self._wait([key], start + wait_s) if published and key is not None else {}
+        verdict = found.get(key) if key is not None else None
+        return Outcome(outcome, verdict, time.monotonic() - start, published)
 
     # ----------------------------------------------------------------- fallback
 

@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from smartlock.adapters.mqtt import client_for
-from smartlock.contract.models import AlertResolution, format_ts, resolution_topic
+from smartlock.contract.models import AlertResolution, format_ts
+from smartlock.contract.topics import resolution_topic
 from smartlock.settings import Settings
 
 

@@ -206,19 +206,73 @@ class BindRequest(_Doc):
     vehicle_plate: str
 
 
+Status = Literal[
+    "accepted", "cancelled", "bound", "sealed", "in_transit", "released", "written_off", "inspect"
+]
+
+
+class ContainerStatus(_Doc):
+    """One container of a bound declaration, as the pipeline reports it."""
+
+    model_config = ConfigDict(extra="allow")
+    lock_id: str
+    container_no: str
+    status: Status
+    reasons: list[str] | None = Field(None, description="the verdict's reasons (inspect)")
+    written_off_at: str | None = None
+    decided_by: str | None = None
+    gate_id: str | None = None
+
+
 class Record(_Doc):
-    """A stored declaration."""
+    """A declaration, with its status following the loop: accepted, cancelled, or once bound
+    bound, sealed, in_transit, released, written_off or inspect (with the verdict's reasons)."""
 
     model_config = ConfigDict(extra="allow")
     reference: str
     declaration_id: str
-    status: Literal["accepted", "bound"]
+    status: Status
     submitted_at: str
     bound_at: str | None
     vehicle_plate: str
     fee: Fee
     declaration: TransitDeclaration
     intake: dict[str, Any]
+    containers: list[ContainerStatus] | None = Field(None, description="bound: per container")
+    reasons: list[str] | None = Field(None, description="inspect: the verdict's reasons")
+    version: int | None = Field(None, description="after an amendment: 2, 3, ...")
+    versions: list[dict[str, Any]] | None = Field(None, description="every earlier version")
+
+
+class Summary(_Doc):
+    """One declaration in a list."""
+
+    reference: str
+    declaration_id: str
+    status: Status
+    submitted_at: str
+    vehicle_plate: str
+    version: int | None
+
+
+class DeclarationList(_Doc):
+    """``GET /declarations``: the caller's declarations (customs: all), newest first."""
+
+    declarations: list[Summary]
+
+
+class Amendment(_Doc):
+    """``PATCH /declarations/{reference}``: the top-level form fields to change (a JSON merge
+    of DeclarationForm). Before binding any field; once bound only ``vehicle_plate``, until the
+    container reaches the gate."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class CancelRequest(_Doc):
+    """``POST /declarations/{reference}/cancel``: before departure (lock not sealed)."""
+
+    reason: str | None = Field(None, max_length=1000)
 
 
 def _response(description: str, model: str | None = None) -> dict[str, Any]:
@@ -261,12 +315,34 @@ def openapi() -> dict[str, Any]:
         Accepted,
         BindRequest,
         Record,
+        DeclarationList,
+        Amendment,
+        CancelRequest,
     ]
     _, defs = models_json_schema(
         [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
     )
     paths = {
         "/declarations": {
+            "get": {
+                "summary": "The caller's declarations (customs: all), optionally by status",
+                "operationId": "listDeclarations",
+                "parameters": [
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": list(Status.__args__)},
+                    }
+                ],
+                "responses": _guarded(
+                    {
+                        "200": _response("newest first", "DeclarationList"),
+                        "422": _response("unknown status", "Errors"),
+                    },
+                    body=False,
+                ),
+            },
             "post": {
                 "summary": "Submit a declaration (Hong Kong road cargo rules)",
                 "operationId": "submitDeclaration",
@@ -280,7 +356,7 @@ def openapi() -> dict[str, Any]:
                     },
                     body=True,
                 ),
-            }
+            },
         },
         "/declarations/{reference}": {
             "get": {
@@ -289,10 +365,69 @@ def openapi() -> dict[str, Any]:
                 "parameters": _REF,
                 "responses": _guarded(
                     {
-                        "200": _response("the record", "Record"),
+                        "200": _response("the record, status following the loop", "Record"),
                         "404": _response("unknown", "Problem"),
                     },
                     body=False,
+                ),
+            },
+            "patch": {
+                "summary": "Amend a declaration (versioned; a bound one is published again)",
+                "operationId": "amendDeclaration",
+                "parameters": _REF,
+                "requestBody": _body("Amendment"),
+                "responses": _guarded(
+                    {
+                        "200": _response("the amended record", "Record"),
+                        "400": _response("body is not a JSON object", "Problem"),
+                        "404": _response("unknown reference", "Problem"),
+                        "409": _response(
+                            "cancelled, bound (only the plate may change), or arrived", "Problem"
+                        ),
+                        "422": _response("the amended form breaks a rule", "Errors"),
+                        "503": _response("MQTT broker did not acknowledge; retry", "Problem"),
+                    },
+                    body=True,
+                ),
+            },
+        },
+        "/declarations/{reference}/approve": {
+            "post": {
+                "summary": "The origin office approves a bound declaration before sealing",
+                "description": "Customs staff only; body {}. The transfer record (declaration, "
+                "seals, time, approving office) is published on MQTT "
+                "customs/transfers/{destination_gate} for the destination office (see "
+                "docs/asyncapi.yaml); the destination's write-off comes back on "
+                "customs/writeoffs/{origin_site}.",
+                "operationId": "approveDeclaration",
+                "parameters": _REF,
+                "responses": _guarded(
+                    {
+                        "200": _response("approved; the record carries 'approval'", "Record"),
+                        "404": _response("unknown reference", "Problem"),
+                        "409": _response("already approved, or not bound, or sealed", "Problem"),
+                        "503": _response("MQTT broker did not acknowledge; retry", "Problem"),
+                    },
+                    body=True,
+                ),
+            }
+        },
+        "/declarations/{reference}/cancel": {
+            "post": {
+                "summary": "Cancel a declaration before departure",
+                "description": "A bound declaration whose lock is not sealed yet is withdrawn "
+                "from the pipeline on MQTT customs/cancellations.",
+                "operationId": "cancelDeclaration",
+                "parameters": _REF,
+                "requestBody": _body("CancelRequest"),
+                "responses": _guarded(
+                    {
+                        "200": _response("cancelled", "Record"),
+                        "404": _response("unknown reference", "Problem"),
+                        "409": _response("already cancelled, or sealed and departed", "Problem"),
+                        "503": _response("MQTT broker did not acknowledge; retry", "Problem"),
+                    },
+                    body=True,
                 ),
             }
         },

@@ -18,10 +18,13 @@ from typing import Any
 from aiohttp import web
 
 from smartlock.adapters.credentials import CredentialStore
-from smartlock.contract.models import TransitDeclaration, normalise_plate
+from smartlock.contract.models import TransferRecord, TransitDeclaration, format_ts, normalise_plate
+from smartlock.contract.topics import CANCELLATIONS, DECLARATIONS, TRANSFERS
+from smartlock.core.declaration import check_plate
 from smartlock.errors import InfrastructureError
 from smartlock.services.intake.auth import (
     AUTHENTICATE,
+    CUSTOMS,
     DECLARANT,
     MAX_BODY_BYTES,
     PRINCIPAL,
@@ -33,6 +36,14 @@ from smartlock.services.intake.auth import (
 from smartlock.services.intake.fees import estimate_fee, with_late_charge
 from smartlock.services.intake.fields import declaration_deadline
 from smartlock.services.intake.forms import openapi
+from smartlock.services.intake.lifecycle import (
+    STATUSES,
+    amend_errors,
+    cancel_error,
+    form_of,
+    live_status,
+    snapshot,
+)
 from smartlock.services.intake.reference import normalise_reference
 from smartlock.services.intake.rules import (
     DEFAULT_LIMITS,
@@ -47,7 +58,8 @@ from smartlock.services.intake.rules import (
 )
 from smartlock.services.intake.store import DeclarationStore, DuplicateDeclaration, MemoryStore
 
-DECLARATIONS_TOPIC = "customs/declarations"
+#: The fields of a declaration in a list.
+SUMMARY = ("reference", "declaration_id", "status", "submitted_at", "vehicle_plate", "version")
 Publish = Callable[[str, bytes], Awaitable[None]]
 Clock = Callable[[], datetime]
 
@@ -107,15 +119,237 @@ class IntakeService:
             for key in ("reference", "declaration_id", "status", "fee", "declaration")
         }
 
-    async def get(self, reference: str, caller: Principal) -> tuple[int, dict[str, Any]]:
-        """200 with the record, or 404 (also for another declarant's declaration: its existence
-        is not disclosed)."""
+    async def _own(
+        self, reference: str, caller: Principal
+    ) -> tuple[dict[str, Any] | None, tuple[int, dict[str, Any]] | None]:
+        """The caller's record, or the answer to give (404 also for another's declaration)."""
         record = await self.store.get(normalise_reference(reference))
         if record is None or not caller.may_see(record.get("declarant")):
-            return 404, {
-                "error": f"no declaration with reference {reference}; check the reference number"
+            return None, (
+                404,
+                {"error": f"no declaration with reference {reference}; check the reference number"},
+            )
+        return record, None
+
+    async def _with_status(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The record with ``status`` following the loop (and ``containers``, ``reasons``)."""
+        trips, writeoffs = (
+            await self.store.pipeline_view(record) if record["status"] == "bound" else ({}, {})
+        )
+        return {**record, **live_status(record, trips, writeoffs)}
+
+    async def get(self, reference: str, caller: Principal) -> tuple[int, dict[str, Any]]:
+        """200 with the record and its status following the loop, or 404 (also for another
+        declarant's declaration: its existence is not disclosed)."""
+        record, problem = await self._own(reference, caller)
+        if record is None:
+            assert problem is not None
+            return problem
+        return 200, await self._with_status(record)
+
+    async def list(
+        self, caller: Principal, status: str | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """200 with the caller's declarations (customs: all), newest first, optionally only
+        those with ``status``; 422 for an unknown status."""
+        if status is not None and status not in STATUSES:
+            return 422, _errors(
+                [
+                    FieldError(
+                        "status",
+                        f"status: {status!r} is not a status; use one of {', '.join(STATUSES)}.",
+                    )
+                ]
+            )
+        owner = None if caller.role == CUSTOMS else caller.name
+        rows = []
+        for record in await self.store.list_records(owner):
+            current = await self._with_status(record)
+            if status is None or current["status"] == status:
+                rows.append({key: current.get(key) for key in SUMMARY})
+        rows.sort(key=lambda r: (r["submitted_at"], r["reference"]), reverse=True)
+        return 200, {"declarations": rows}
+
+    async def amend(
+        self, reference: str, changes: Any, caller: Principal
+    ) -> tuple[int, dict[str, Any]]:
+        """Amends a declaration (top-level form fields in ``changes``); keeps every version.
+
+        Before binding any field may change and the whole form is checked again; once bound only
+        the vehicle plate, until the container reaches the gate, and the amended declaration is
+        published to the pipeline again. 200, 403, 404, 409, 422 or 503.
+        """
+        if caller.role != DECLARANT:
+            return 403, {"error": "only the declarant who filed a declaration amends it"}
+        record, problem = await self._own(reference, caller)
+        if record is None:
+            assert problem is not None
+            return problem
+        if not isinstance(changes, dict):
+            return 400, {
+                "error": 'the body must be a JSON object of the fields to change, e.g. {"vehicle_plate": "浙G01346"}'
             }
-        return 200, record
+        status = (await self._with_status(record))["status"]
+        refused = amend_errors(record, status, changes)
+        if refused is not None:
+            return 409, {"error": refused}
+        if changes.get("declaration_id", record["declaration_id"]) != record["declaration_id"]:
+            return 422, _errors(
+                [
+                    FieldError(
+                        "declaration_id",
+                        "declaration_id: cannot be amended; file a new declaration for a new id.",
+                    )
+                ]
+            )
+        now = self.clock()
+        if status == "accepted":
+            return await self._amend_form(record, changes, now)
+        return await self._amend_plate(record, changes.get("vehicle_plate"), now)
+
+    async def _amend_form(
+        self, record: dict[str, Any], changes: dict[str, Any], now: datetime
+    ) -> tuple[int, dict[str, Any]]:
+        form = form_of(record) | changes
+        result = validate_submission(form, now, self.tz, places=self.places, limits=self.limits)
+        if not isinstance(result, Accepted):
+            return 422, _errors(result.errors)
+        fee = estimate_fee(fee_items(result.intake["cargo"], self.limits), self.limits.hkd_rates)  # type: ignore[arg-type]
+        fee = with_late_charge(
+            fee, now - declaration_deadline(result.declaration.eta_ts, self.limits)
+        )
+        amended = _next_version(record, now) | {
+            "vehicle_plate": result.declaration.vehicle_plate,
+            "fee": fee.to_dict(),
+            "declaration": result.declaration.to_payload(),
+            "intake": result.intake,
+        }
+        return 200, await self._with_status(await self.store.save(amended))
+
+    async def _amend_plate(
+        self, record: dict[str, Any], plate: Any, now: datetime
+    ) -> tuple[int, dict[str, Any]]:
+        errors = (
+            check_plate("vehicle_plate", plate) if record["declaration"]["mode"] == "road" else []
+        )
+        if errors or not isinstance(plate, str):
+            return 422, _errors(
+                errors or [FieldError("vehicle_plate", "vehicle_plate: give the new plate.")]
+            )
+        new_plate = normalise_plate(plate)
+        decl = TransitDeclaration.model_validate(
+            record["declaration"] | {"vehicle_plate": new_plate}
+        )
+        try:
+            await self.publish(
+                DECLARATIONS.topic(),
+                json.dumps(decl.to_payload(), ensure_ascii=False).encode("utf-8"),
+            )
+        except InfrastructureError as exc:
+            return 503, {
+                "error": f"declaration {record['reference']} not amended: {exc}; try again"
+            }
+        amended = _next_version(record, now) | {
+            "vehicle_plate": new_plate,
+            "bound_plate": new_plate,
+            "declaration": decl.to_payload(),
+        }
+        return 200, await self._with_status(await self.store.save(amended))
+
+    async def approve(self, reference: str, caller: Principal) -> tuple[int, dict[str, Any]]:
+        """The origin office (a customs identity) approves a bound declaration before sealing;
+        the transfer record (declaration, seals, time, approving office) goes to the destination
+        office on ``customs/transfers/{destination_gate}``. 200, 403, 404, 409 or 503."""
+        if caller.role != CUSTOMS:
+            return 403, {"error": "only customs staff of the origin office approve a declaration"}
+        record, problem = await self._own(reference, caller)
+        if record is None:
+            assert problem is not None
+            return problem
+        status = (await self._with_status(record))["status"]
+        if record.get("approval"):
+            return 409, {"error": f"declaration {record['reference']} is already approved."}
+        if status != "bound":
+            return 409, {
+                "error": f"declaration {record['reference']} is {status}; the origin office "
+                "approves a bound declaration before its lock is sealed."
+            }
+        now = self.clock().replace(microsecond=0)
+        decl = record["declaration"]
+        topic = TRANSFERS.topic(decl["destination_gate"])
+        transfer = TransferRecord.model_validate(
+            {
+                "declaration_id": decl["declaration_id"],
+                "reference": record["reference"],
+                "origin_site": decl["origin_site"],
+                "destination_gate": decl["destination_gate"],
+                "approving_office": caller.name,
+                "approved_at": format_ts(now),
+                "vehicle_plate": decl["vehicle_plate"],
+                "seals": [
+                    {
+                        "lock_id": c["lock_id"],
+                        "container_no": c["container_no"],
+                        "seal_no": c["lock_id"],
+                    }
+                    for c in decl.get("locks") or [decl]
+                ],
+                "declaration": decl,
+            }
+        ).to_payload()
+        try:
+            await self.publish(topic, json.dumps(transfer, ensure_ascii=False).encode("utf-8"))
+        except InfrastructureError as exc:
+            return 503, {
+                "error": f"declaration {record['reference']} not approved: {exc}; try again"
+            }
+        approval = {"office": caller.name, "at": format_ts(now), "transfer_topic": topic}
+        return 200, await self._with_status(await self.store.save(record | {"approval": approval}))
+
+    async def cancel(
+        self, reference: str, reason: Any, caller: Principal
+    ) -> tuple[int, dict[str, Any]]:
+        """Cancels a declaration before departure: an accepted one at once; a bound one (lock not
+        sealed yet) is withdrawn from the pipeline on ``customs/cancellations``. 200, 403, 404,
+        409 or 503."""
+        if caller.role != DECLARANT:
+            return 403, {"error": "only the declarant who filed a declaration cancels it"}
+        record, problem = await self._own(reference, caller)
+        if record is None:
+            assert problem is not None
+            return problem
+        status = (await self._with_status(record))["status"]
+        refused = cancel_error(record, status)
+        if refused is not None:
+            return 409, {"error": refused}
+        now = self.clock()
+        note = (
+            reason.strip()
+            if isinstance(reason, str) and reason.strip()
+            else "cancelled by the declarant"
+        )
+        if status == "bound":
+            decl = record["declaration"]
+            message = {
+                "declaration_id": decl["declaration_id"],
+                "locks": [c["lock_id"] for c in decl.get("locks") or [decl]],
+                "reason": note[:1000],
+                "ts": format_ts(now.replace(microsecond=0)),
+            }
+            try:
+                await self.publish(
+                    CANCELLATIONS.topic(), json.dumps(message, ensure_ascii=False).encode("utf-8")
+                )
+            except InfrastructureError as exc:
+                return 503, {
+                    "error": f"declaration {record['reference']} not cancelled: {exc}; try again"
+                }
+        cancelled = record | {
+            "status": "cancelled",
+            "cancelled_at": format_ts(now),
+            "cancel_reason": note[:1000],
+        }
+        return 200, await self._with_status(await self.store.save(cancelled))
 
     async def bind(
         self, reference: str, vehicle_plate: Any, caller: Principal, now: datetime | None = None
@@ -133,6 +367,8 @@ class IntakeService:
             return 404, {
                 "error": f"no declaration with reference {reference}; check the reference number"
             }
+        if record["status"] == "cancelled":
+            return 409, {"error": f"declaration {reference} is cancelled; file a new declaration."}
         if record["status"] == "bound":
             return 409, {
                 "error": f"declaration {reference} is already bound to {record['vehicle_plate']} "
@@ -148,7 +384,7 @@ class IntakeService:
             return 409, {"error": f"declaration {reference} is being bound or is already bound"}
         payload = json.dumps(decl.to_payload(), ensure_ascii=False).encode("utf-8")
         try:
-            await self.publish(DECLARATIONS_TOPIC, payload)
+            await self.publish(DECLARATIONS.topic(), payload)
         except InfrastructureError as exc:
             await self.store.release_binding(reference)
             return 503, {"error": f"declaration {reference} not bound: {exc}; try again"}
@@ -174,6 +410,15 @@ class IntakeService:
             return 422, _errors(errors)
         fee = estimate_fee(items, self.limits.hkd_rates)  # type: ignore[arg-type]
         return 200, with_late_charge(fee, timedelta(days=float(days_late))).to_dict()
+
+
+def _next_version(record: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The record with its current version kept in ``versions`` and the version number raised."""
+    return record | {
+        "versions": [*record.get("versions", []), snapshot(record)],
+        "version": record.get("version", 1) + 1,
+        "amended_at": format_ts(now),
+    }
 
 
 def _is_days(value: Any) -> bool:
@@ -229,6 +474,35 @@ async def _bind(request: web.Request) -> web.Response:
     )
 
 
+async def _list(request: web.Request) -> web.Response:
+    status = request.query.get("status")
+    return _reply(await request.app[SERVICE].list(request[PRINCIPAL], status))
+
+
+async def _amend(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    return _reply(
+        await request.app[SERVICE].amend(request.match_info["reference"], body, request[PRINCIPAL])
+    )
+
+
+async def _cancel(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    reason = body.get("reason") if isinstance(body, dict) else None
+    return _reply(
+        await request.app[SERVICE].cancel(
+            request.match_info["reference"], reason, request[PRINCIPAL]
+        )
+    )
+
+
+async def _approve(request: web.Request) -> web.Response:
+    await _json_body(request)  # {} (the approving office is the authenticated caller)
+    return _reply(
+        await request.app[SERVICE].approve(request.match_info["reference"], request[PRINCIPAL])
+    )
+
+
 async def _fees(request: web.Request) -> web.Response:
     return _reply(request.app[SERVICE].fees(await _json_body(request)))
 
@@ -252,8 +526,12 @@ def build_app(service: IntakeService, authenticate: Authenticate) -> web.Applica
     app[SERVICE] = service
     app[AUTHENTICATE] = authenticate
     app.router.add_post("/declarations", _submit)
+    app.router.add_get("/declarations", _list)
     app.router.add_get("/declarations/{reference}", _get)
+    app.router.add_patch("/declarations/{reference}", _amend)
     app.router.add_post("/declarations/{reference}/bind", _bind)
+    app.router.add_post("/declarations/{reference}/cancel", _cancel)
+    app.router.add_post("/declarations/{reference}/approve", _approve)
     app.router.add_post("/fees", _fees)
     app.router.add_get("/openapi.json", _openapi)
     app.router.add_get("/healthz", _healthz)

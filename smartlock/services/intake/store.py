@@ -5,6 +5,7 @@ Redis keys (``<p>`` is ``redis.prefix``, default ``smartlock``):
 * ``<p>:intake:<reference>``: hash, field ``record`` = the record as JSON, ``status``
   (``accepted`` / ``bound``) and, while a bind is publishing, ``binding``;
 * ``<p>:intake:declaration:<declaration_id>``: the reference of that declaration id (unique);
+* ``<p>:intake:by:<declarant>``: set of the references a declarant filed (its list);
 
 References are random (see :mod:`smartlock.services.intake.reference`); a drawn reference is
 claimed with HSETNX, so two submissions can never share one.
@@ -12,7 +13,10 @@ claimed with HSETNX, so two submissions can never share one.
 A record is a JSON object: ``reference``, ``declaration_id``, ``declarant`` (the identity that
 filed it, the only one besides customs that may see it), ``status``, ``submitted_at``,
 ``bound_at`` (null until bound), ``vehicle_plate``, ``fee``, ``declaration`` (the contract
-payload) and ``intake`` (consignor, consignee, cargo details, local times).
+payload) and ``intake`` (consignor, consignee, cargo details, local times); after an
+amendment also ``version``, ``amended_at`` and ``versions`` (every earlier version), after a
+cancellation ``cancelled_at`` and ``cancel_reason``. The loop's progress is not stored here: it
+is read from the pipeline's live state in the same Redis (:meth:`RedisStore.pipeline_view`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import json
 from datetime import datetime
 from typing import Any, Protocol
 
+from smartlock.adapters.keys import RedisKeys
 from smartlock.contract.models import format_ts
 from smartlock.errors import SmartlockError
 from smartlock.services.intake.reference import make_reference
@@ -73,6 +78,11 @@ class DeclarationStore(Protocol):
     async def claim_binding(self, reference: str) -> bool: ...
     async def release_binding(self, reference: str) -> None: ...
     async def mark_bound(self, reference: str, plate: str, now: datetime) -> dict[str, Any]: ...
+    async def save(self, record: dict[str, Any]) -> dict[str, Any]: ...
+    async def list_records(self, declarant: str | None) -> list[dict[str, Any]]: ...
+    async def pipeline_view(
+        self, record: dict[str, Any]
+    ) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, Any]]]: ...
 
 
 class MemoryStore:
@@ -82,6 +92,10 @@ class MemoryStore:
         self.records: dict[str, dict[str, Any]] = {}
         self.by_declaration: dict[str, str] = {}
         self._binding: set[str] = set()
+        #: What the pipeline reports (tests fill these): lock -> trip hash, and
+        #: declaration id -> lock -> write-off record.
+        self.trips: dict[str, dict[str, str]] = {}
+        self.writeoffs: dict[str, dict[str, dict[str, Any]]] = {}
 
     async def create(
         self, accepted: Accepted, fee: dict[str, Any], now: datetime, declarant: str
@@ -122,6 +136,24 @@ class MemoryStore:
         record.update(status="bound", bound_at=format_ts(now), bound_plate=plate)
         return json.loads(json.dumps(record))
 
+    async def save(self, record: dict[str, Any]) -> dict[str, Any]:
+        self.records[record["reference"]] = json.loads(json.dumps(record))
+        return json.loads(json.dumps(record))
+
+    async def list_records(self, declarant: str | None) -> list[dict[str, Any]]:
+        return [
+            json.loads(json.dumps(r))
+            for r in self.records.values()
+            if declarant is None or r.get("declarant") == declarant
+        ]
+
+    async def pipeline_view(
+        self, record: dict[str, Any]
+    ) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, Any]]]:
+        locks = _locks(record)
+        trips = {lock: self.trips[lock] for lock in locks if lock in self.trips}
+        return trips, dict(self.writeoffs.get(record["declaration_id"], {}))
+
 
 class RedisStore:
     """Declarations in Redis (see the module docstring for the keys).
@@ -160,7 +192,41 @@ class RedisStore:
             self._key(reference),
             mapping={"record": json.dumps(record, ensure_ascii=False), "status": "accepted"},
         )
+        await self._redis.sadd(self._owned(declarant), reference)
         return record
+
+    def _owned(self, declarant: str) -> str:
+        return f"{self._prefix}:intake:by:{declarant}"
+
+    async def save(self, record: dict[str, Any]) -> dict[str, Any]:
+        await self._redis.hset(
+            self._key(record["reference"]),
+            mapping={"record": json.dumps(record, ensure_ascii=False), "status": record["status"]},
+        )
+        return record
+
+    async def list_records(self, declarant: str | None) -> list[dict[str, Any]]:
+        if declarant is not None:
+            references = sorted(await self._redis.smembers(self._owned(declarant)))
+        else:  # customs: every declarant's
+            references = []
+            async for key in self._redis.scan_iter(match=f"{self._prefix}:intake:by:*"):
+                references.extend(await self._redis.smembers(key))
+        records = [await self.get(r) for r in sorted(references)]
+        return [r for r in records if r is not None]
+
+    async def pipeline_view(
+        self, record: dict[str, Any]
+    ) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, Any]]]:
+        """The pipeline's live trip hash of each lock and the declaration's write-offs (same
+        Redis, same prefix: ``<p>:trip:<lock>``, ``<p>:writeoff:<declaration>``)."""
+        trips = {}
+        for lock in _locks(record):
+            trip = await self._redis.hgetall(RedisKeys(self._prefix).trip(lock))
+            if trip:
+                trips[lock] = trip
+        raw = await self._redis.hgetall(RedisKeys(self._prefix).writeoff(record["declaration_id"]))
+        return trips, {lock: json.loads(value) for lock, value in raw.items()}
 
     async def get(self, reference: str) -> dict[str, Any] | None:
         raw = await self._redis.hget(self._key(reference), "record")
@@ -189,3 +255,8 @@ class RedisStore:
             mapping={"record": json.dumps(record, ensure_ascii=False), "status": "bound"},
         )
         return record
+
+
+def _locks(record: dict[str, Any]) -> list[str]:
+    decl = record["declaration"]
+    return [c["lock_id"] for c in decl.get("locks") or [decl]]

@@ -1,0 +1,350 @@
+"""A declaration's lifecycle over the intake service (memory store): list with a status filter,
+amend (versioned; a bound one republished), cancel before departure, and the status following
+the loop as the pipeline reports it; every transition and its refusal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from smartlock.services.intake.auth import Principal
+from smartlock.services.intake.lifecycle import live_status
+from smartlock.services.intake.service import IntakeService
+from smartlock.services.intake.store import MemoryStore
+from tests.unit.test_intake_rules import road_form
+
+NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+ACME = Principal("acme-forwarding", "declarant")
+OTHER = Principal("other-forwarding", "declarant")
+CUSTOMS = Principal("ningbo-officer", "customs")
+
+
+class Setup:
+    def __init__(self) -> None:
+        self.store = MemoryStore()
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+        async def publish(topic: str, payload: bytes) -> None:
+            self.sent.append((topic, json.loads(payload)))
+
+        self.service = IntakeService(self.store, publish, lambda: NOW)
+
+    async def declare(self, who: Principal = ACME, **changes: Any) -> str:
+        status, body = await self.service.submit(road_form(**changes), who)
+        assert status == 201, body
+        return str(body["reference"])
+
+    async def bound(self, **changes: Any) -> str:
+        reference = await self.declare(**changes)
+        status, body = await self.service.bind(reference, "浙G01345", ACME)
+        assert status == 200, body
+        return reference
+
+    def pipeline(self, reference: str, state: str, reasons: list[str] | None = None) -> None:
+        record = self.store.records[reference]
+        decl = record["declaration"]
+        self.store.trips[decl["lock_id"]] = {
+            "declaration_id": decl["declaration_id"],
+            "state": state,
+            "verdict_reasons": json.dumps(reasons or []),
+        }
+
+    def written_off(self, reference: str) -> None:
+        decl = self.store.records[reference]["declaration"]
+        self.store.writeoffs[decl["declaration_id"]] = {
+            decl["lock_id"]: {
+                "processed_at": "2026-11-23T12:00:00Z",
+                "decided_by": "smartlock automatic gate verification (worker w1)",
+                "gate_id": "beilun-gate",
+            }
+        }
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+# --------------------------------------------------------------------------- status follows the loop
+
+
+def test_status_follows_the_loop_to_the_write_off() -> None:
+    async def scenario() -> None:
+        s = Setup()
+        reference = await s.declare()
+        assert (await s.service.get(reference, ACME))[1]["status"] == "accepted"
+        await s.service.bind(reference, "浙G01345", ACME)
+        assert (await s.service.get(reference, ACME))[1]["status"] == "bound"
+        for trip_state, status in [
+            ("declared", "bound"),
+            ("sealed", "sealed"),
+            ("in_transit", "in_transit"),
+            ("deviating", "in_transit"),
+            ("released", "released"),
+        ]:
+            s.pipeline(reference, trip_state)
+            assert (await s.service.get(reference, ACME))[1]["status"] == status, trip_state
+        s.written_off(reference)
+        code, record = await s.service.get(reference, ACME)
+        assert code == 200 and record["status"] == "written_off"
+        [container] = record["containers"]
+        assert container["written_off_at"] == "2026-11-23T12:00:00Z"
+        assert container["gate_id"] == "beilun-gate"
+
+    run(scenario())
+
+
+def test_an_inspected_declaration_shows_the_verdicts_reasons() -> None:
+    async def scenario() -> None:
+        s = Setup()
+        reference = await s.bound()
+        s.pipeline(reference, "inspect", ["unresolved red alert al-1 (route_deviation at X)"])
+        record = (await s.service.get(reference, ACME))[1]
+        assert record["status"] == "inspect"
+        assert record["reasons"] == ["unresolved red alert al-1 (route_deviation at X)"]
+
+    run(scenario())
+
+
+def test_a_lock_that_moved_on_to_another_declaration_does_not_change_this_status() -> None:
+    record = {
+        "status": "bound",
+        "reference": "R",
+        "declaration": {"declaration_id": "D1", "lock_id": "L1", "container_no": "C1"},
+    }
+    other = {"declaration_id": "D2", "state": "inspect", "verdict_reasons": "[]"}
+    assert live_status(record, {"L1": other}, {})["status"] == "bound"
+
+
+def test_a_train_is_as_far_as_its_slowest_container_and_inspect_if_any_is() -> None:
+    record = {
+        "status": "bound",
+        "reference": "R",
+        "declaration": {
+            "declaration_id": "T1",
+            "lock_id": "L1",
+            "container_no": "C1",
+            "locks": [
+                {"lock_id": "L1", "container_no": "C1"},
+                {"lock_id": "L2", "container_no": "C2"},
+            ],
+        },
+    }
+    done = {"processed_at": "t", "decided_by": "w", "gate_id": "g"}
+    moving = {"declaration_id": "T1", "state": "in_transit", "verdict_reasons": "[]"}
+    assert live_status(record, {"L2": moving}, {"L1": done})["status"] == "in_transit"
+    assert live_status(record, {}, {"L1": done, "L2": done})["status"] == "written_off"
+    held = {"declaration_id": "T1", "state": "inspect", "verdict_reasons": '["plate"]'}
+    inspected = live_status(record, {"L2": held}, {"L1": done})
+    assert (inspected["status"], inspected["reasons"]) == ("inspect", ["C2: plate"])
+
+
+# --------------------------------------------------------------------------- list
+
+
+def test_a_declarant_lists_its_own_declarations_filtered_by_status() -> None:
+    async def scenario() -> None:
+        s = Setup()
+        accepted = await s.declare()
+        bound = await s.bound(lock_id="LK-02", container_no="MSCU1234566")
+        theirs = await s.declare(OTHER, lock_id="LK-03")
+        s.pipeline(bound, "in_transit")
+        code, body = await s.service.list(ACME)
+        assert code == 200
+        assert sorted(d["reference"] for d in body["declarations"]) == sorted([accepted, bound])
+        assert [
+            d["reference"] for d in (await s.service.list(ACME, "in_transit"))[1]["declarations"]
+        ] == [bound]
+        assert [
+            d["reference"] for d in (await s.service.list(ACME, "accepted"))[1]["declarations"]
+        ] == [accepted]
+        assert (await s.service.list(ACME, "written_off"))[1]["declarations"] == []
+        assert {d["reference"] for d in (await s.service.list(CUSTOMS))[1]["declarations"]} == {
+            accepted,
+            bound,
+            theirs,
+        }
+        code, body = await s.service.list(ACME, "lost")
+        assert code == 422 and body["errors"][0]["field"] == "status"
+
+    run(scenario())
+
+
+# --------------------------------------------------------------------------- amend
+
+
+def test_amend_before_binding_checks_the_whole_form_again_and_keeps_every_version() -> None:
+    async def scenario() -> None:
+        s = Setup()
+        reference = await s.declare()
+        lines = road_form()["cargo"]
+        bigger = [dict(lines[0], value=9000)]  # USD 9,000 = HK$70,200: charge 6.75
+        code, record = await s.service.amend(reference, {"cargo": bigger}, ACME)
+        assert code == 200, record
+        assert (record["version"], record["status"], record["fee"]["total"]) == (
+            2,
+            "accepted",
+            "6.75",
+        )
+        assert record["declaration"]["cargo"][0]["value"] == 9000.0
+        [first] = record["versions"]
+        assert (first["version"], first["fee"]["total"]) == (1, "0.50")
+        code, record = await s.service.amend(reference, {"vehicle_plate": "浙G01346"}, ACME)
+        assert (code, record["version"], len(record["versions"])) == (200, 3, 2)
+        assert record["declaration"]["vehicle_plate"] == "浙G01346"
+        vague = [dict(lines[0], description="goods for sale")]
+        code, body = await s.service.amend(reference, {"cargo": vague}, ACME)
+        assert code == 422 and body["errors"][0]["field"] == "cargo[0].description"
+        code, body = await s.service.amend(reference, {"declaration_id": "NEW-1"}, ACME)
+        assert code == 422 and body["errors"][0]["field"] == "declaration_id"
+        assert s.sent == []  # unbound: nothing goes to the pipeline
+
+    run(scenario())
+
+
+def test_amend_after_binding_changes_only_the_plate_and_republishes() -> None:
+    async def scenario() -> None:
+        s = Setup()
+        reference = await s.bound()
+        s.pipeline(reference, "in_transit")
+        code, body = await s.service.amend(reference, {"arrival": "2026-11-23 20:35 +08:00"}, ACME)
+        assert code == 409 and "only vehicle_plate may be amended (not arrival)" in body["error"]
+        code, record = await s.service.amend(reference, {"vehicle_plate": "浙G 01346"}, ACME)
+        assert code == 200, record
+        assert (record["vehicle_plate"], record["status"], record["version"]) == (
+            "浙G01346",
+            "in_transit",
+            2,
+        )
+        topic, republished = s.sent[-1]
+        assert topic == "customs/declarations" and republished["vehicle_plate"] == "浙G01346"
+        assert republished["declaration_id"] == record["declaration_id"]
+        assert record["versions"][0]["vehicle_plate"] == "浙G01345"
+        code, body = await s.service.amend(reference, {"vehicle_plate": "XYZ"}, ACME)
+        assert code == 422 and body["errors"][0]["field"] == "vehicle_plate"
+
+    run(scenario())
+
+
+def test_amend_after_arrival_is_refused() -> None:
+    async def scenario() -> None:
+        s = Setup()
+        for state in ("released", "inspect"):
+            reference = await s.bound(lock_id=f"LK-{state}")
+            s.pipeline(reference, state)
+            code, body = await s.service.amend(reference, {"vehicle_plate": "浙G01346"}, ACME)
+            assert code == 409, body
+            assert body["error"] == (
+                f"declaration {reference} can no longer be amended: the container already reached "
+                f"the gate (status {state})."
+            )
+
+    run(scenario())
+
+
+# --------------------------------------------------------------------------- cancel
+
+
+def test_cancel_before_binding_and_before_departure() -> None:
+    async def scenario() -> None:
+        s = Setup()
+        accepted = await s.declare()
+        code, record = await s.service.cancel(accepted, "order withdrawn", ACME)
+        assert (code, record["status"], record["cancel_reason"]) == (
+            200,
+            "cancelled",
+            "order withdrawn",
+        )
+        assert s.sent == []
+        bound = await s.bound(lock_id="LK-02", container_no="MSCU1234566")
+        s.pipeline(bound, "declared")  # the pipeline knows it; the lock is not sealed yet
+        code, record = await s.service.cancel(bound, None, ACME)
+        assert (code, record["status"]) == (200, "cancelled")
+        topic, message = s.sent[-1]
+        assert topic == "customs/cancellations"
+        assert message == {
+            "declaration_id": bound,
+            "locks": ["LK-02"],
+            "reason": "cancelled by the declarant",
+            "ts": "2026-11-23T02:00:00Z",
+        }
+        for code, body in (
+            await s.service.cancel(accepted, None, ACME),
+            await s.service.bind(accepted, "浙G01345", ACME),
+            await s.service.amend(accepted, {"vehicle_plate": "浙G01346"}, ACME),
+        ):
+            assert code == 409 and " cancelled" in body["error"], body
+
+    run(scenario())
+
+
+def test_cancel_after_departure_is_refused() -> None:
+    async def scenario() -> None:
+        s = Setup()
+        reference = await s.bound()
+        s.pipeline(reference, "sealed")
+        code, body = await s.service.cancel(reference, None, ACME)
+        assert code == 409
+        assert body["error"] == (
+            f"declaration {reference} can no longer be cancelled: the lock was sealed and the "
+            "container departed (status sealed)."
+        )
+
+    run(scenario())
+
+
+# --------------------------------------------------------------------------- another declarant
+
+
+def test_another_declarants_reference_is_not_found_and_customs_change_nothing() -> None:
+    async def scenario() -> None:
+        s = Setup()
+        reference = await s.declare()
+        for answer in (
+            await s.service.get(reference, OTHER),
+            await s.service.amend(reference, {"vehicle_plate": "浙G01346"}, OTHER),
+            await s.service.cancel(reference, None, OTHER),
+        ):
+            assert answer[0] == 404
+        assert (await s.service.get(reference, CUSTOMS))[0] == 200
+        assert (await s.service.amend(reference, {"vehicle_plate": "浙G01346"}, CUSTOMS))[0] == 403
+        assert (await s.service.cancel(reference, None, CUSTOMS))[0] == 403
+        assert s.store.records[reference]["status"] == "accepted"
+
+    run(scenario())
+
+
+# --------------------------------------------------------------------------- origin approval
+
+
+def test_the_origin_office_approves_a_bound_declaration_and_the_transfer_goes_to_the_destination() -> (
+    None
+):
+    async def scenario() -> None:
+        s = Setup()
+        accepted = await s.declare(lock_id="LK-09")
+        assert (await s.service.approve(accepted, CUSTOMS))[0] == 409  # not bound yet
+        reference = await s.bound()
+        assert (await s.service.approve(reference, ACME))[0] == 403  # declarants do not approve
+        code, record = await s.service.approve(reference, CUSTOMS)
+        assert code == 200, record
+        assert record["approval"] == {
+            "office": "ningbo-officer",
+            "at": "2026-11-23T02:00:00Z",
+            "transfer_topic": "customs/transfers/beilun-gate",
+        }
+        topic, transfer = s.sent[-1]
+        assert topic == "customs/transfers/beilun-gate"
+        assert transfer["approving_office"] == "ningbo-officer"
+        assert transfer["seals"] == [
+            {"lock_id": "LK-01", "container_no": "CSQU3054383", "seal_no": "LK-01"}
+        ]
+        assert transfer["declaration"]["declaration_id"] == reference
+        assert (await s.service.approve(reference, CUSTOMS))[0] == 409  # once
+        sealed = await s.bound(lock_id="LK-02", container_no="MSCU1234566")
+        s.pipeline(sealed, "sealed")
+        code, body = await s.service.approve(sealed, CUSTOMS)
+        assert code == 409 and "before its lock is sealed" in body["error"]
+
+    run(scenario())
