@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from smartlock.contract.codec import decode
-from smartlock.contract.models import INBOUND_SUBSCRIPTIONS, AlertResolution, resolution_topic
+from smartlock.contract.models import AlertResolution
+from smartlock.contract.topics import INBOUND_SUBSCRIPTIONS, resolution_topic
 from smartlock.errors import MessageError
 
 RESOLUTION = {
