@@ -63,7 +63,7 @@ def role_acls(identity: Identity) -> list[tuple[str, str]]:
             (SEND, "monitoring/alerts/+"),
             (SEND, "monitoring/status/+"),
             (SEND, "gates/+/verdicts"),
-            (SEND, "monitoring/acks/+"),
+            (SEND, "customs/writeoffs/+"),  # write-off notices back to the origin office
         ],
         "console": [(SUB, "monitoring/#")],
         # Tools of the local stack and the tests: the simulator and replay stand in for the

@@ -13,8 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
+from smartlock.adapters.broker_auth import push_identity
 from smartlock.adapters.credentials import ROLES, CredentialStore, Identity
+from smartlock.errors import InfrastructureError
 from smartlock.runtime import settings_from_args
 from smartlock.settings import Settings
 
@@ -24,6 +27,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--run-dir", type=Path, default=None, help="the local stack's run directory (default: .run)"
     )
+    parser.add_argument("--mqtt-host", default=None, help="broker to apply the change to")
+    parser.add_argument("--mqtt-port", type=int, default=None)
     parser.add_argument(
         "--dir",
         type=Path,
@@ -61,7 +66,14 @@ def store_for(settings: Settings, directory: Path | None = None) -> CredentialSt
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args, **({"run_dir": args.run_dir} if args.run_dir else {}))
+    overrides: dict[str, Any] = {"run_dir": args.run_dir} if args.run_dir else {}
+    settings = settings_from_args(args, **overrides)
+    if args.mqtt_host or args.mqtt_port:
+        mqtt = {
+            "host": args.mqtt_host or settings.mqtt.host,
+            "port": args.mqtt_port or settings.mqtt.port,
+        }
+        settings = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update=mqtt)})
     store = store_for(settings, args.dir)
     if args.action == "issue":
         identity = store.issue(args.role, args.name, rotate=args.rotate)
@@ -98,9 +110,18 @@ def _what(identity: Identity) -> str:
 def _apply(
     settings: Settings, store: CredentialStore, identity: Identity, *, revoked: bool
 ) -> None:
-    """Applies the change to the local stack's broker at once, if it runs."""
-    from smartlock.local.stack import apply_credentials
-
-    message = apply_credentials(settings.run_dir, store, identity, revoked=revoked)
-    if message:
-        print(message)
+    """Applies the change at once to the broker the settings name, if it answers."""
+    host, port = settings.mqtt.host, settings.mqtt.port
+    admin = store.find("admin")
+    if admin is None:
+        print("no broker admin in this store: the broker learns the change when it starts")
+        return
+    try:
+        push_identity(host, port, admin, identity, revoked=revoked)
+    except InfrastructureError as exc:
+        print(
+            f"not applied to a broker at {host}:{port} ({exc}); it reads the store when it starts"
+        )
+        return
+    done = "removed and disconnected" if revoked else "admitted"
+    print(f"Mosquitto on {host}:{port}: {identity.name} {done}")

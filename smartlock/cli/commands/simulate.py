@@ -151,6 +151,7 @@ def _run_declaration(args: argparse.Namespace, settings: Any) -> int:
             settings.mqtt.port,
             speed=parse_speed(args.speed),
             client_id=f"smartlock-simulate-{os.getpid()}",
+            login=login_for(settings, "simulator"),
             progress=sys.stderr.isatty(),
         )
     )
