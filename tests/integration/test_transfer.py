@@ -56,6 +56,7 @@ def test_transfer_to_the_destination_and_write_off_back_to_the_origin(
         p.mqtt_port,
         out,
         topics=("customs/transfers/beilun-gate", "customs/writeoffs/yiwu-origin"),
+        login=p.mqtt.login("recorder"),
     )
     recorder.start()
     try:
