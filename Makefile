@@ -60,6 +60,7 @@ test-integration: setup
 
 lint: setup
 	$(BIN)/ruff check smartlock tests bench
+	$(BIN)/ruff format --check smartlock tests bench
 	$(BIN)/mypy
 
 bench: setup

@@ -35,8 +35,15 @@ import smartlock.local.demo as demo
 from smartlock.adapters.keys import RedisKeys
 from smartlock.core.geofence import Geofences, default_geofence_dir
 from smartlock.simulators.demo_fleet import DEMO_START, demo_fleet
-from tests.integration.console_browser import CHROMIUM, CHROMIUM_ARGS
 
+CHROMIUM = "/usr/bin/chromium"  # Debian's, installed by make setup; never downloaded
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
 LONGTASKS = """
 window.__longtasks = [];
 new PerformanceObserver((list) => { for (const e of list.getEntries()) window.__longtasks.push(e.duration); })

@@ -8,7 +8,9 @@ below. Nothing else in the code base reads ``os.environ``.
 
 from __future__ import annotations
 
-import tomllib
+import json
+import os
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    TomlConfigSettingsSource,
 )
 
 from smartlock.core.limits import DetectionSettings
@@ -36,17 +39,12 @@ class SigningSettings(_Section):
         None, description="JSON file {lock_id: key}; merged under `keys`"
     )
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self.keys)
-
 
 class MqttSettings(_Section):
     host: str = "127.0.0.1"
     port: int = 1883
     client_id_prefix: str = "smartlock"
     shared_group: str = "smartlock-bridges"
-    qos: int = Field(1, ge=0, le=2)
     tls: bool = Field(
         False, description="connect with TLS; `port` is then the TLS listener (stack: 8883)"
     )
@@ -157,41 +155,6 @@ class Settings(BaseSettings):
         """The credentials store directory (``credentials.dir``, else ``<run_dir>/credentials``)."""
         return self.credentials.dir or self.run_dir / "credentials"
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _TomlSource(settings_cls))
-
-
-class _TomlSource(PydanticBaseSettingsSource):
-    """Reads the TOML file named by the ``_config_file`` init value (set by load_settings)."""
-
-    path: Path | None = None
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        if self.path is None:
-            return {}
-        return _read_toml(self.path)
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"config file {path} not found; pass an existing TOML file") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-
 
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
     """Builds the frozen settings from defaults, the TOML file, the environment and overrides.
@@ -203,21 +166,38 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
     Raises:
         ConfigError: the file is missing or invalid, or a value breaks its rule.
     """
-    _TomlSource.path = Path(config_file) if config_file else None
+    path = config_file or os.environ.get("SMARTLOCK_CONFIG") or None
+    if path is not None and not Path(path).is_file():
+        raise ConfigError(f"config file {path} not found; pass an existing TOML file")
+
+    class _Loaded(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            if path is None:
+                return (init_settings, env_settings)
+            return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, path))
+
     try:
-        settings = Settings(**overrides)
+        loaded = _Loaded(**overrides)
     except ValidationError as exc:
         raise ConfigError(f"invalid settings: {exc}") from exc
-    finally:
-        _TomlSource.path = None
+    except ValueError as exc:  # tomllib.TOMLDecodeError
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    # A plain Settings (validated already): the loader's subclass stays private.
+    settings = Settings.model_construct(**dict(loaded))
     if settings.signing.keys_file is not None:
         settings = _merge_keys_file(settings)
     return settings
 
 
 def _merge_keys_file(settings: Settings) -> Settings:
-    import json
-
     path = settings.signing.keys_file
     assert path is not None
     try:
@@ -231,3 +211,41 @@ def _merge_keys_file(settings: Settings) -> Settings:
     keys = {k: SecretStr(v) for k, v in raw.items()} | dict(settings.signing.keys)
     signing = settings.signing.model_copy(update={"keys": keys})
     return settings.model_copy(update={"signing": signing})
+
+
+def settings_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child process that must load these same settings.
+
+    ``base`` (e.g. ``os.environ``) plus one ``SMARTLOCK_<SECTION>__<NAME>`` variable for every
+    value that differs from its default. Secrets are left out: a child reads them from the
+    credentials store, never from its environment. This is the one place that writes
+    ``SMARTLOCK_*`` variables.
+    """
+    env = dict(base or {})
+    for name, info in Settings.model_fields.items():
+        value = getattr(settings, name)
+        if isinstance(value, BaseModel):
+            default = type(value)()
+            for sub in type(value).model_fields:
+                v, d = getattr(value, sub), getattr(default, sub)
+                if v != d and not _secret(v):
+                    env[f"SMARTLOCK_{name.upper()}__{sub.upper()}"] = _env_value(v)
+        elif value != info.get_default(call_default_factory=True) and not _secret(value):
+            env[f"SMARTLOCK_{name.upper()}"] = _env_value(value)
+    return env
+
+
+def _secret(value: Any) -> bool:
+    if isinstance(value, SecretStr):
+        return True
+    if isinstance(value, Mapping):
+        return any(isinstance(v, SecretStr) for v in value.values())
+    return False
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, default=str)
+    return str(value)

@@ -1,12 +1,23 @@
-"""The one Redis key builder: every key the worker writes and the console reads (``<p>`` = prefix).
+"""Every Redis key the project reads or writes, built in one place from the configured prefix.
 
-* ``<p>:trip:<lock_id>``: hash of the lock's current trip; ``<p>:trip_changes``: stream of
-  the same hashes as they change (field ``json``), which the console tails;
-* ``<p>:alerts``, ``<p>:verdicts``, ``<p>:deadletters``: streams (field ``json``);
+``<p>`` is ``redis.prefix`` (default ``smartlock``):
+
+* ``<p>:trip:<lock_id>``: hash of the lock's current trip (declaration, state, colour,
+  position, open alerts, last verdict); ``<p>:trip_changes``: stream of the same hashes as
+  they change (field ``json``), which the console tails;
+* ``<p>:decl:<declaration_id>``: set of the lock ids the declaration binds;
+* ``<p>:positions``: GEO index of current positions, member = lock id;
 * ``<p>:track:<declaration_id>:<lock_id>``: list of ``[ts, lat, lon]`` fixes of a trip;
 * ``<p>:declaration:<declaration_id>``: the accepted declaration (JSON);
-* ``<p>:writeoff:<declaration_id>``, ``<p>:audit:<declaration_id>``: see the gate docs;
-* ``<p>:workers``: worker name -> partitions it owns;
+* ``<p>:alerts``, ``<p>:verdicts``, ``<p>:deadletters``: streams of alerts, gate verdicts and
+  dead letters, each entry added once (``<p>:alert_ids``, ``<p>:verdict_ids`` and
+  ``<p>:deadletter_ids`` remember what was added);
+* ``<p>:writeoff:<declaration_id>``: hash lock id -> write-off record;
+* ``<p>:audit:<declaration_id>``: stream of audit entries, one per gate verdict (``<p>:audit_ids``);
+* ``<p>:workers``: hash worker name -> the partitions it owns;
+* ``<p>:intake:<reference>`` and ``<p>:intake:declaration:<declaration_id>``: the intake's
+  declarations and the index from declaration id to reference; ``<p>:intake:by:<declarant>``:
+  the references a declarant filed;
 * ``<p>:console:*``: the console's acknowledgements, pending resolutions, desk stream, sessions.
 """
 
@@ -17,9 +28,35 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class RedisKeys:
-    """Key names under one prefix."""
+    """Key names under one prefix: ``RedisKeys(settings.redis.prefix).trip("LK-01")``."""
 
-    prefix: str
+    prefix: str = "smartlock"
+
+    # --- live trip state (the worker writes, gates and the console read)
+
+    def trip(self, lock_id: str) -> str:
+        return f"{self.prefix}:trip:{lock_id}"
+
+    @property
+    def trip_pattern(self) -> str:
+        return f"{self.prefix}:trip:*"
+
+    @property
+    def trip_changes(self) -> str:
+        return f"{self.prefix}:trip_changes"
+
+    def declaration_locks(self, declaration_id: str) -> str:
+        return f"{self.prefix}:decl:{declaration_id}"
+
+    @property
+    def positions(self) -> str:
+        return f"{self.prefix}:positions"
+
+    def track(self, declaration_id: str, lock_id: str) -> str:
+        return f"{self.prefix}:track:{declaration_id}:{lock_id}"
+
+    def declaration(self, declaration_id: str) -> str:
+        return f"{self.prefix}:declaration:{declaration_id}"
 
     @property
     def alerts(self) -> str:
@@ -34,42 +71,41 @@ class RedisKeys:
         return f"{self.prefix}:verdicts"
 
     @property
+    def verdict_ids(self) -> str:
+        return f"{self.prefix}:verdict_ids"
+
+    @property
     def deadletters(self) -> str:
         return f"{self.prefix}:deadletters"
 
     @property
-    def trip_changes(self) -> str:
-        return f"{self.prefix}:trip_changes"
-
-    @property
-    def positions(self) -> str:
-        return f"{self.prefix}:positions"
-
-    @property
-    def workers(self) -> str:
-        return f"{self.prefix}:workers"
-
-    @property
-    def trip_pattern(self) -> str:
-        return f"{self.prefix}:trip:*"
-
-    def trip(self, lock_id: str) -> str:
-        return f"{self.prefix}:trip:{lock_id}"
-
-    def declaration_locks(self, declaration_id: str) -> str:
-        return f"{self.prefix}:decl:{declaration_id}"
-
-    def track(self, declaration_id: str, lock_id: str) -> str:
-        return f"{self.prefix}:track:{declaration_id}:{lock_id}"
-
-    def declaration(self, declaration_id: str) -> str:
-        return f"{self.prefix}:declaration:{declaration_id}"
+    def deadletter_ids(self) -> str:
+        return f"{self.prefix}:deadletter_ids"
 
     def writeoff(self, declaration_id: str) -> str:
         return f"{self.prefix}:writeoff:{declaration_id}"
 
     def audit(self, declaration_id: str) -> str:
         return f"{self.prefix}:audit:{declaration_id}"
+
+    @property
+    def audit_ids(self) -> str:
+        return f"{self.prefix}:audit_ids"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.prefix}:workers"
+
+    # --- the intake
+
+    def intake(self, reference: str) -> str:
+        return f"{self.prefix}:intake:{reference}"
+
+    def intake_by_declaration(self, declaration_id: str) -> str:
+        return f"{self.prefix}:intake:declaration:{declaration_id}"
+
+    def intake_by_declarant(self, declarant: str) -> str:
+        return f"{self.prefix}:intake:by:{declarant}"
 
     # --- the console's own keys
 

@@ -131,7 +131,7 @@ class RedisState:
 
     def __init__(self, url: str, prefix: str, stream_maxlen: int = 100_000) -> None:
         self.client = aioredis.Redis.from_url(url, decode_responses=True)
-        self.p = prefix
+        self.keys = RedisKeys(prefix)
         self.keys = RedisKeys(prefix)
         self.maxlen = stream_maxlen
 
@@ -139,7 +139,7 @@ class RedisState:
         self, pipe: Any, ids: str, stream: str, member: str, fields: dict[str, str]
     ) -> None:
         flat = [x for kv in fields.items() for x in kv]
-        pipe.eval(ADD_ONCE, 2, f"{self.p}:{ids}", stream, member, self.maxlen, *flat)
+        pipe.eval(ADD_ONCE, 2, ids, stream, member, self.maxlen, *flat)
 
     async def write(
         self,
@@ -157,7 +157,7 @@ class RedisState:
         async with self.client.pipeline(transaction=False) as pipe:
             for state in states:
                 fields = trip_fields(state)
-                pipe.hset(f"{self.p}:trip:{state.lock_id}", mapping=fields)
+                pipe.hset(self.keys.trip(state.lock_id), mapping=fields)
                 pipe.xadd(
                     self.keys.trip_changes,
                     {"json": json.dumps(fields, ensure_ascii=False)},
@@ -165,21 +165,21 @@ class RedisState:
                     approximate=True,
                 )
                 if fields["declaration_id"]:
-                    pipe.sadd(f"{self.p}:decl:{fields['declaration_id']}", state.lock_id)
+                    pipe.sadd(self.keys.declaration_locks(fields["declaration_id"]), state.lock_id)
                 if fields.get("lat"):
                     pipe.geoadd(
-                        f"{self.p}:positions",
+                        self.keys.positions,
                         (float(fields["lon"]), float(fields["lat"]), state.lock_id),
                     )
             for o in outputs:
                 if o.kind == "alert":  # a reprocessed event adds nothing
                     self._append_once(
-                        pipe, "alert_ids", f"{self.p}:alerts", o.payload["alert_id"],
+                        pipe, self.keys.alert_ids, self.keys.alerts, o.payload["alert_id"],
                         _stream_fields(o.payload),
                     )  # fmt: skip
                 elif o.kind == "verdict":
                     self._append_once(
-                        pipe, "verdict_ids", f"{self.p}:verdicts", digest(o.payload),
+                        pipe, self.keys.verdict_ids, self.keys.verdicts, digest(o.payload),
                         _stream_fields(o.payload),
                     )  # fmt: skip
             for fix in fixes:
@@ -194,7 +194,7 @@ class RedisState:
             for d in dead:
                 record = d.to_record()
                 self._append_once(
-                    pipe, "deadletter_ids", f"{self.p}:deadletters", digest(record, ("received_at",)),
+                    pipe, self.keys.deadletter_ids, self.keys.deadletters, digest(record, ("received_at",)),
                     {"json": json.dumps(record, ensure_ascii=False)},
                 )  # fmt: skip
             await pipe.execute()
@@ -207,22 +207,18 @@ class RedisState:
             return
         async with self.client.pipeline(transaction=False) as pipe:
             for entry in audits:
-                key = f"{self.p}:audit:{entry['declaration_id'] or 'undeclared'}"
+                key = self.keys.audit(entry["declaration_id"] or "undeclared")
                 self._append_once(
-                    pipe, "audit_ids", key, digest(entry, ("processed_at", "decided_by")),
+                    pipe, self.keys.audit_ids, key, digest(entry, ("processed_at", "decided_by")),
                     {"json": json.dumps(entry, ensure_ascii=False, sort_keys=True)},
                 )  # fmt: skip
             for record in writeoffs:
                 pipe.hsetnx(
-                    f"{self.p}:writeoff:{record['declaration_id']}",
+                    self.keys.writeoff(record["declaration_id"]),
                     record["lock_id"],
                     json.dumps(record, ensure_ascii=False, sort_keys=True),
                 )
             await pipe.execute()
-
-    async def trip(self, lock_id: str) -> dict[str, Any]:
-        """The current trip hash of a lock (empty if unknown)."""
-        return await self.client.hgetall(f"{self.p}:trip:{lock_id}")
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -21,7 +21,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from smartlock.contract.models import Inbound, _parse_utc, format_ts
+from smartlock.contract.models import Inbound
+from smartlock.contract.timestamps import format_ts, parse_utc
 from smartlock.contract.topics import GATE_ARRIVALS, inbound_channel
 from smartlock.errors import MessageError
 
@@ -308,7 +309,7 @@ def refused_arrival(topic: str, data: Any, error: MessageError) -> RefusedArriva
     lock_id: str | None = None
     if isinstance(raw, dict):
         with contextlib.suppress(ValueError, OverflowError):
-            ts = _parse_utc(raw.get("ts")).timestamp()
+            ts = parse_utc(raw.get("ts")).timestamp()
         candidate = raw.get("lock_id")
         if isinstance(candidate, str) and _IDENTIFIER.match(candidate):
             lock_id = candidate

@@ -17,7 +17,7 @@ dead letter there. Models are strict and frozen:
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -33,37 +33,12 @@ from pydantic import (
     model_validator,
 )
 
+# format_ts and format_epoch are re-exported: the timestamp form of every payload.
+from smartlock.contract.timestamps import format_epoch, format_ts, parse_utc  # noqa: F401
+
 # --------------------------------------------------------------------------- helpers
 
-_RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|\+00:00|-00:00)$")
-
-
-def _parse_utc(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        if value.tzinfo is None or value.utcoffset() != UTC.utcoffset(None):
-            raise ValueError("timestamp must be timezone-aware UTC")
-        return value.astimezone(UTC)
-    if not isinstance(value, str):
-        raise ValueError("timestamp must be an RFC 3339 string in UTC, e.g. 2026-11-22T08:15:00Z")
-    if not _RFC3339_UTC.match(value):
-        raise ValueError(f"timestamp {value!r} is not RFC 3339 UTC; use e.g. 2026-11-22T08:15:00Z")
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
-
-
-def format_ts(ts: datetime) -> str:
-    """Formats a UTC datetime as RFC 3339 with a ``Z`` suffix (seconds, or microseconds if set)."""
-    ts = ts.astimezone(UTC)
-    if ts.microsecond:
-        return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def format_epoch(ts: float) -> str:
-    """Formats POSIX seconds (UTC) as RFC 3339 with a ``Z`` suffix."""
-    return format_ts(datetime.fromtimestamp(ts, UTC))
-
-
-UtcTimestamp = Annotated[datetime, BeforeValidator(_parse_utc)]
+UtcTimestamp = Annotated[datetime, BeforeValidator(parse_utc)]
 #: Largest ``seq`` (CONTRACT section 7): every value is exact as a JSON number anywhere.
 MAX_SEQ = 2**53 - 1
 

@@ -253,3 +253,9 @@ def arrival_topic(gate_id: str) -> str:
 def lock_topic(lock_id: str, kind: str) -> str:
     """``locks/{lock_id}/telemetry`` or ``locks/{lock_id}/events`` (``kind`` names which)."""
     return {"telemetry": LOCK_TELEMETRY, "events": LOCK_EVENTS}[kind].topic(lock_id)
+
+
+def is_resolution_topic(topic: str) -> bool:
+    """True for an operator resolution's topic, ``monitoring/resolutions`` or below it."""
+    root = RESOLUTIONS.address.split("/{")[0]
+    return topic == root or topic.startswith(root + "/")

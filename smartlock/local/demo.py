@@ -25,10 +25,12 @@ from rich.console import Console
 from rich.live import Live
 
 from smartlock.adapters.credentials import CredentialStore
+from smartlock.adapters.keys import RedisKeys
 from smartlock.adapters.mqtt import Login, MqttClient
 from smartlock.errors import InfrastructureError
 from smartlock.local.live_view import LiveView
 from smartlock.local.stack import Ports, free_ports, port_in_use, start_stack, stop_stack
+from smartlock.settings import Settings, load_settings, settings_env
 from smartlock.simulators.publisher import event_time
 
 Message = tuple[str, dict[str, Any]]
@@ -222,26 +224,16 @@ def _run_demo(
     run_dir.mkdir(parents=True, exist_ok=True)
     messages = messages_for()
     console.print(f"fleet: {len(messages)} messages, replayed at {speed:g}x real time")
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     credentials = CredentialStore(run_dir / "credentials")
+    issue_console_identities(run_dir)
     with local_stack(run_dir, console) as ports:
-        env = dict(os.environ)
-        env.update(
-            {
-                "SMARTLOCK_MQTT__PORT": str(ports.mqtt),
-                "SMARTLOCK_KAFKA__BOOTSTRAP": f"127.0.0.1:{ports.kafka}",
-                "SMARTLOCK_REDIS__URL": f"redis://127.0.0.1:{ports.redis}/0",
-                "SMARTLOCK_CREDENTIALS__DIR": str(credentials.directory.resolve()),
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
+        settings = stack_settings(ports, credentials={"dir": credentials.directory.resolve()})
+        env = settings_env(settings, os.environ) | {"PYTHONUNBUFFERED": "1"}
         procs = DemoProcesses(run_dir, env)
         try:
             procs.start("worker")
             procs.start("bridge")
-            _wait_worker(ports.redis, procs, console, stop)
+            _wait_worker(settings, procs, console, stop)
             url = start_console(procs, run_dir, console)
             # The wall screen reads as the console service; the fleet stands in for the locks.
             view = LiveView("127.0.0.1", ports.mqtt, login=Login.of(credentials.get("console")))
@@ -307,13 +299,10 @@ CONSOLE_PORT = 8090
 DEMO_OPERATOR, DEMO_OBSERVER = "duty-officer", "wall-screen"
 
 
-def start_console(procs: DemoProcesses, run_dir: Path, console: Console) -> str:
-    """Starts ``smartlock console`` beside the pipeline; returns its URL.
-
-    An operator and an observer are issued in the demo's credential store; their secrets are
-    written to ``<run_dir>/console-sign-in.txt`` (mode 0600), never printed or logged.
-    """
-    store = CredentialStore(Path(procs.env["SMARTLOCK_CREDENTIALS__DIR"]))
+def issue_console_identities(run_dir: Path) -> Path:
+    """Issues the demo's operator and observer (before the stack starts, so the broker knows
+    them); their secrets go to ``<run_dir>/console-sign-in.txt`` (mode 0600), never printed."""
+    store = CredentialStore(run_dir / "credentials")
     lines = []
     for role, name in (("operator", DEMO_OPERATOR), ("observer", DEMO_OBSERVER)):
         identity = store.ensure(role, name)
@@ -322,6 +311,12 @@ def start_console(procs: DemoProcesses, run_dir: Path, console: Console) -> str:
     fd = os.open(sign_in, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write("\n".join(lines) + "\n")
+    return sign_in
+
+
+def start_console(procs: DemoProcesses, run_dir: Path, console: Console) -> str:
+    """Starts ``smartlock console`` beside the pipeline; returns its URL."""
+    sign_in = run_dir / "console-sign-in.txt"
     port = CONSOLE_PORT if not port_in_use("127.0.0.1", CONSOLE_PORT) else free_ports(1)[0]
     procs.start("console", "--port", str(port))
     url = f"http://127.0.0.1:{port}/"
@@ -338,13 +333,23 @@ def start_console(procs: DemoProcesses, run_dir: Path, console: Console) -> str:
     return url
 
 
+def stack_settings(ports: Ports, **overrides: Any) -> Settings:
+    """The settings of processes that use the local stack on ``ports``."""
+    return load_settings(
+        mqtt={"host": "127.0.0.1", "port": ports.mqtt},
+        kafka={"bootstrap": f"127.0.0.1:{ports.kafka}"},
+        redis={"url": f"redis://127.0.0.1:{ports.redis}/0"},
+        **overrides,
+    )
+
+
 def _wait_worker(
-    redis_port: int, procs: DemoProcesses, console: Console, stop: threading.Event
+    settings: Settings, procs: DemoProcesses, console: Console, stop: threading.Event
 ) -> None:
-    client = redis.Redis(port=redis_port, decode_responses=True)
+    client = redis.Redis.from_url(settings.redis.url, decode_responses=True)
     deadline = time.monotonic() + 90
     with console.status("waiting for the worker to join its consumer group..."):
-        while not client.hgetall("smartlock:workers"):
+        while not client.hgetall(RedisKeys(settings.redis.prefix).workers):
             procs.check()
             if time.monotonic() > deadline or stop.is_set():
                 raise InfrastructureError(f"worker not ready; see {procs.run_dir / 'worker.log'}")

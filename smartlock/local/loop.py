@@ -27,17 +27,19 @@ import redis
 from rich.console import Console
 
 from smartlock.adapters.credentials import CredentialStore
+from smartlock.adapters.keys import RedisKeys
 from smartlock.adapters.mqtt import login_for
 from smartlock.contract.models import format_epoch
+from smartlock.contract.timestamps import parse_rfc3339
 from smartlock.core.geofence import Geofences, default_geofence_dir
 from smartlock.errors import InfrastructureError
-from smartlock.local.demo import DemoProcesses, _wait_worker, local_stack
+from smartlock.local.demo import DemoProcesses, _wait_worker, local_stack, stack_settings
 from smartlock.local.stack import apply_credentials, free_ports
 from smartlock.services.gate.client import GateClient, Outcome, make_arrival
 from smartlock.services.gate.queue import FallbackQueue
 from smartlock.services.gate.report import show_outcome, writeoff_sentence
 from smartlock.services.gate.resolution import confirm_resolution, publish_resolution
-from smartlock.settings import load_settings
+from smartlock.settings import Settings, settings_env
 from smartlock.simulators.demo_fleet import CorridorRoute
 from smartlock.simulators.publisher import publish_paced
 from smartlock.simulators.trip import drive
@@ -123,27 +125,20 @@ def run_loop(run_dir: Path, console: Console | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {}
     with local_stack(run_dir, console) as ports:
         [intake_port] = free_ports(1)
-        env = dict(os.environ) | {
-            "SMARTLOCK_MQTT__PORT": str(ports.mqtt),
-            "SMARTLOCK_KAFKA__BOOTSTRAP": f"127.0.0.1:{ports.kafka}",
-            "SMARTLOCK_REDIS__URL": f"redis://127.0.0.1:{ports.redis}/0",
-            "SMARTLOCK_INTAKE__PORT": str(intake_port),
-            "SMARTLOCK_CREDENTIALS__DIR": str((run_dir / "credentials").resolve()),
-            "PYTHONUNBUFFERED": "1",
-        }
+        settings = stack_settings(
+            ports,
+            intake={"port": intake_port},
+            credentials={"dir": (run_dir / "credentials").resolve()},
+        )
+        env = settings_env(settings, os.environ) | {"PYTHONUNBUFFERED": "1"}
         procs = DemoProcesses(run_dir, env)
         try:
             for role in ("worker", "bridge", "intake"):
                 procs.start(role)
-            _wait_worker(ports.redis, procs, console, threading.Event())
-            settings = load_settings(
-                mqtt={"port": ports.mqtt},
-                redis={"url": env["SMARTLOCK_REDIS__URL"]},
-                credentials={"dir": env["SMARTLOCK_CREDENTIALS__DIR"]},
-            )
+            _wait_worker(settings, procs, console, threading.Event())
             base = f"http://127.0.0.1:{intake_port}"
             _wait_http(f"{base}/healthz", procs)
-            result = _narrate(console, base, settings, route, ports.redis, run_dir)
+            result = _narrate(console, base, settings, route, run_dir)
         finally:
             procs.stop()
     return result
@@ -163,17 +158,21 @@ def _wait_http(url: str, procs: DemoProcesses, timeout: float = 30.0) -> None:
 
 
 def _narrate(
-    console: Console, base: str, settings: Any, route: CorridorRoute, redis_port: int, run_dir: Path
+    console: Console, base: str, settings: Settings, route: CorridorRoute, run_dir: Path
 ) -> dict[str, Any]:
-    depart = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=45)
-    r = redis.Redis(port=redis_port, decode_responses=True)
+    # The trucks left three hours ago (declared to arrive in an hour, so on time): every lock
+    # message is stamped in the past, as a live lock's are; a stamp ahead of the clock would
+    # be refused as future_ts (CONTRACT section 7).
+    depart = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=3)
+    r = redis.Redis.from_url(settings.redis.url, decode_responses=True)
+    keys = RedisKeys(settings.redis.prefix)
     store = CredentialStore(settings.credentials_dir)
     declarant = store.ensure("declarant", "loop-forwarder")
     for role, name in (("gate", "beilun-gate"), ("operator", OPERATOR)):
         # Issued while the broker runs: admitted at once, no restart.
         apply_credentials(run_dir, store, store.ensure(role, name))
     token = declarant.secret.get_secret_value()
-    declarations = {}
+    declarations, references = {}, {}
     for lock, container, plate, _ in TRUCKS:
         status, body = _http(f"{base}/declarations", token, _form(lock, container, plate, depart))
         if status != 201:
@@ -191,6 +190,7 @@ def _narrate(
             f"2. driver bound {body['reference']} to {plate}; the declaration is now on customs/declarations"
         )
         declarations[lock] = body["declaration_id"]
+        references[lock] = body["reference"]
     messages = [m for lock, _, _, detour in TRUCKS for m in drive(route, lock, depart, detour)]
     messages.sort(key=lambda m: m[1]["ts"])
     report = asyncio.run(
@@ -208,14 +208,10 @@ def _narrate(
     )
     for lock, *_ in TRUCKS:
         last = next(p["ts"] for _, p in reversed(messages) if p["lock_id"] == lock)
-        _wait_until(
-            lambda lock=lock, last=last: r.hget(f"smartlock:trip:{lock}", "last_ts") == last
-        )
+        _wait_until(lambda lock=lock, last=last: r.hget(keys.trip(lock), "last_ts") == last)
     gate = GateClient("beilun-gate", settings, FallbackQueue(run_dir / "gate-queue"), timeout=1.0)
     gate.connect()
-    arrive_at = datetime.fromisoformat(messages[-1][1]["ts"].replace("Z", "+00:00")) + timedelta(
-        minutes=2
-    )
+    arrive_at = parse_rfc3339(messages[-1][1]["ts"]) + timedelta(minutes=2)
     verdicts = {}
     try:
         for n, (lock, container, plate, _) in enumerate(TRUCKS):
@@ -265,15 +261,22 @@ def _narrate(
         gate.close()
     released = [declarations[lock] for lock, v in verdicts.items() if v.get("verdict") == "release"]
     # The worker writes the write-off while the gate already shows the release: wait for it.
-    _wait_until(lambda: all(r.exists(f"smartlock:writeoff:{d}") for d in released), 15.0)
+    _wait_until(lambda: all(r.exists(keys.writeoff(d)) for d in released), 15.0)
     writeoffs = {
-        d: {lock: json.loads(v) for lock, v in r.hgetall(f"smartlock:writeoff:{d}").items()}
+        d: {lock: json.loads(v) for lock, v in r.hgetall(keys.writeoff(d)).items()}
         for d in declarations.values()
     }
     for records in writeoffs.values():
         for record in records.values():
             console.print(f"7. {writeoff_sentence(record)}", markup=False)
-    return {"verdicts": verdicts, "writeoffs": writeoffs}
+    seen = {}
+    for lock, reference in references.items():  # the write-off reaches the declarant
+        _, record = _http(f"{base}/declarations/{reference}", token)
+        seen[lock] = record.get("status")
+        console.print(
+            f"8. The declarant looks up {reference} and reads: {str(seen[lock]).replace('_', ' ')}."
+        )
+    return {"verdicts": verdicts, "writeoffs": writeoffs, "declarant_sees": seen}
 
 
 def _wait_until(check: Any, timeout: float = 60.0) -> None:

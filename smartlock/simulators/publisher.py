@@ -14,7 +14,6 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -22,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from smartlock.adapters.mqtt import Login, MqttClient
+from smartlock.contract.timestamps import epoch
 from smartlock.errors import InfrastructureError
 
 Payload = dict[str, Any] | str
@@ -64,11 +64,10 @@ def event_time(payload: Payload) -> float | None:
     if not isinstance(ts, str):
         return None
     try:
-        parsed = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+        # A naive time is not RFC 3339 (refused): as local time, pacing would depend on the machine.
+        return epoch(ts)
     except ValueError:
         return None
-    # A naive time is not RFC 3339; treating it as local time would make pacing machine-dependent.
-    return parsed.timestamp() if parsed.tzinfo is not None else None
 
 
 class Pacer:

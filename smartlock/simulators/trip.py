@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from smartlock.contract.timestamps import parse_rfc3339
 from smartlock.core.geofence import Geofences
 from smartlock.simulators.demo_fleet import CorridorRoute
 from smartlock.simulators.fleet import Lock
@@ -90,7 +91,7 @@ class DeclaredTrip:
         if departure is None:
             if "departure_ts" not in decl:
                 raise ValueError("the declaration has no departure_ts")
-            departure = datetime.fromisoformat(str(decl["departure_ts"]).replace("Z", "+00:00"))
+            departure = parse_rfc3339(str(decl["departure_ts"]))
         try:
             return cls(
                 tuple(str(c["lock_id"]) for c in locks),

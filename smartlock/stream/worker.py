@@ -19,6 +19,7 @@ import faust
 from aiokafka import AIOKafkaProducer
 
 from smartlock.adapters.credentials import CredentialStore
+from smartlock.adapters.keys import RedisKeys
 from smartlock.adapters.mqtt import client_for
 from smartlock.adapters.redis_state import RedisState
 from smartlock.contract.codec import sign
@@ -275,7 +276,7 @@ def create_app(
         )
         # Readiness for operators, tests and the demo: which partitions this worker owns.
         await outputs.redis.client.hset(
-            f"{settings.redis.prefix}:workers", name, json.dumps(sorted(assigned))
+            RedisKeys(settings.redis.prefix).workers, name, json.dumps(sorted(assigned))
         )
 
     @app.agent(inbound)

@@ -20,6 +20,9 @@ from typing import Any
 
 import redis
 
+from smartlock.adapters.keys import RedisKeys
+from smartlock.settings import Settings, load_settings, settings_env
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -43,31 +46,32 @@ class Pipeline:
     def prefix(self) -> str:
         return f"t{self.tag}"
 
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            {
-                "SMARTLOCK_MQTT__HOST": self.mqtt_host,
-                "SMARTLOCK_MQTT__PORT": str(self.mqtt_port),
-                "SMARTLOCK_MQTT__CLIENT_ID_PREFIX": self.prefix,
-                "SMARTLOCK_MQTT__SHARED_GROUP": f"{self.prefix}-bridges",
-                "SMARTLOCK_KAFKA__BOOTSTRAP": self.kafka,
-                "SMARTLOCK_KAFKA__APP_ID": f"{self.prefix}-app",
-                "SMARTLOCK_KAFKA__INBOUND_TOPIC": f"{self.prefix}.inbound",
-                "SMARTLOCK_KAFKA__ALERTS_TOPIC": f"{self.prefix}.alerts",
-                "SMARTLOCK_KAFKA__OUTPUTS_TOPIC": f"{self.prefix}.outputs",
-                "SMARTLOCK_KAFKA__DEADLETTER_TOPIC": f"{self.prefix}.deadletter",
-                "SMARTLOCK_KAFKA__WRITEOFFS_TOPIC": f"{self.prefix}.writeoffs",
-                "SMARTLOCK_REDIS__URL": self.redis_url,
-                "SMARTLOCK_REDIS__PREFIX": self.prefix,
-                "SMARTLOCK_CREDENTIALS__DIR": str(
-                    self.credentials_dir or self.workdir / "credentials"
-                ),
-                "PYTHONUNBUFFERED": "1",
-            }
+    def settings(self) -> Settings:
+        """The settings every process of this set-up runs with (unique names per test)."""
+        p = self.prefix
+        return load_settings(
+            geofence_dir=self.geofences,
+            mqtt={
+                "host": self.mqtt_host,
+                "port": self.mqtt_port,
+                "client_id_prefix": p,
+                "shared_group": f"{p}-bridges",
+            },
+            kafka={
+                "bootstrap": self.kafka,
+                "app_id": f"{p}-app",
+                "inbound_topic": f"{p}.inbound",
+                "alerts_topic": f"{p}.alerts",
+                "outputs_topic": f"{p}.outputs",
+                "deadletter_topic": f"{p}.deadletter",
+                "writeoffs_topic": f"{p}.writeoffs",
+            },
+            redis={"url": self.redis_url, "prefix": p},
+            credentials={"dir": self.credentials_dir or self.workdir / "credentials"},
         )
-        if self.geofences is not None:
-            env["SMARTLOCK_GEOFENCE_DIR"] = str(self.geofences)
+
+    def env(self) -> dict[str, str]:
+        env = settings_env(self.settings(), os.environ) | {"PYTHONUNBUFFERED": "1"}
         env.update(self.extra_env)
         return env
 
@@ -75,7 +79,7 @@ class Pipeline:
         """Starts ``smartlock bridge`` or ``smartlock worker`` named ``name``."""
         key = f"{role}-{name}"
         if role == "worker":  # readiness is announced anew by this process (wait_worker_ready)
-            self.redis().hdel(f"{self.prefix}:workers", name)
+            self.redis().hdel(RedisKeys(self.prefix).workers, name)
         log = open(self.workdir / f"{key}.log", "ab")  # noqa: SIM115 - the child process holds it
         argv = [sys.executable, "-m", "smartlock.cli.main", role, "--name", name]
         proc = subprocess.Popen(
@@ -96,7 +100,7 @@ class Pipeline:
         deadline = time.monotonic() + timeout
         r = self.redis()
         while time.monotonic() < deadline:
-            raw = r.hget(f"{self.prefix}:workers", name)
+            raw = r.hget(RedisKeys(self.prefix).workers, name)
             if raw is not None:
                 return json.loads(raw)
             proc = self.procs.get(f"worker-{name}")
@@ -124,7 +128,12 @@ class Pipeline:
             self.stop(key)
 
     def alerts_in_redis(self) -> list[dict[str, Any]]:
-        return [json.loads(f["json"]) for _, f in self.redis().xrange(f"{self.prefix}:alerts")]
+        return [
+            json.loads(f["json"]) for _, f in self.redis().xrange(RedisKeys(self.prefix).alerts)
+        ]
 
     def dead_letters_in_redis(self) -> list[dict[str, Any]]:
-        return [json.loads(f["json"]) for _, f in self.redis().xrange(f"{self.prefix}:deadletters")]
+        return [
+            json.loads(f["json"])
+            for _, f in self.redis().xrange(RedisKeys(self.prefix).deadletters)
+        ]

@@ -23,6 +23,7 @@ import pytest
 from playwright.sync_api import Browser
 
 from smartlock.adapters.credentials import CredentialStore
+from smartlock.adapters.keys import RedisKeys
 from smartlock.contract.models import format_ts
 from smartlock.core.geofence import Geofences, default_geofence_dir
 from smartlock.services.gate.client import GateClient, make_arrival
@@ -128,7 +129,7 @@ def detour_trip(lock: str, decl: str, plate: str) -> tuple[Trip, Trip]:
 def wait_heard(p: Pipeline, trip: Trip, timeout: float = 60.0) -> None:
     last = next(payload["ts"] for _, payload in reversed(trip.messages) if "seq" in payload)
     r, deadline = p.redis(), time.monotonic() + timeout
-    while r.hget(f"{p.prefix}:trip:{trip.lock_id}", "last_ts") != last:
+    while r.hget(RedisKeys(p.prefix).trip(trip.lock_id), "last_ts") != last:
         assert time.monotonic() < deadline, p.log("worker-1")
         time.sleep(0.2)
 
@@ -139,7 +140,7 @@ def alert_entry(
     """(milliseconds when Redis stored it, payload) of the lock's alert of that type."""
     r, deadline = p.redis(), time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for entry_id, fields in r.xrange(f"{p.prefix}:alerts"):
+        for entry_id, fields in r.xrange(RedisKeys(p.prefix).alerts):
             alert = json.loads(fields["json"])
             if alert["lock_id"] == lock and alert["type"] == type_:
                 return int(entry_id.split("-")[0]), alert
@@ -233,7 +234,7 @@ def test_red_alert_on_map_and_desk_within_a_second_then_resolved_from_the_page_a
         page.fill(f"{row} textarea", "   ")  # blanks only: refused by the page
         page.click(f"{row} button[type=submit]")
         assert page.inner_text(f"{row} .error") == "a note is required"
-        assert p.redis().hget(f"{p.prefix}:console:pending", alert["alert_id"]) is None
+        assert p.redis().hget(RedisKeys(p.prefix).pending, alert["alert_id"]) is None
         page.fill(
             f"{row} textarea",
             "detour to the Fenghua toll plaza for a police check, confirmed by phone",
@@ -273,8 +274,11 @@ def test_red_alert_on_map_and_desk_within_a_second_then_resolved_from_the_page_a
             f"#verdicts li:has-text('{after.declaration_id}') .release", timeout=5000
         )
         assert "redis" in page.inner_text("#health") and "worker 1" in page.inner_text("#health")
+        page.wait_for_function(
+            "document.querySelector('#loop tr:nth-child(3) td')?.textContent === '1'", timeout=5000
+        )  # written off today: this release
         deadline = time.monotonic() + 10  # the audit entry is written beside the verdict
-        while not (trail := p.redis().xrange(f"{p.prefix}:audit:{after.declaration_id}")):
+        while not (trail := p.redis().xrange(RedisKeys(p.prefix).audit(after.declaration_id))):
             assert time.monotonic() < deadline
             time.sleep(0.1)
         trail = [json.loads(f["json"]) for _, f in trail]
@@ -351,7 +355,7 @@ def test_an_observer_sees_the_desk_but_cannot_resolve_or_acknowledge(
                 [alert["alert_id"], action, body],
             )
             assert status == 403, action
-        assert p.redis().hget(f"{p.prefix}:console:pending", alert["alert_id"]) is None
+        assert p.redis().hget(RedisKeys(p.prefix).pending, alert["alert_id"]) is None
         assert console_state(page, f"S.alerts.get('{alert['alert_id']}').status") == "open"
     finally:
         s.context.close()
@@ -391,5 +395,22 @@ def test_the_page_loads_with_the_outside_network_blocked_and_the_wall_screen_ren
         screenshot(page, "console-wall.png", tmp_path)
         assert s.blocked == [], s.blocked
         assert s.errors == [], s.errors
+    finally:
+        s.context.close()
+
+
+def test_revoking_an_identity_ends_its_sessions(
+    live: tuple[Pipeline, ConsoleProcess], browser: Browser, credentials: CredentialStore
+) -> None:
+    _, console = live
+    visitor = credentials.ensure("observer", "visitor-1")
+    s = open_session(browser, console.base)
+    try:
+        sign_in(s, console.base, (visitor.name, visitor.secret.get_secret_value()))
+        assert s.context.request.get(console.base + "/api/me").status == 200
+        credentials.revoke(visitor.name)
+        assert s.context.request.get(console.base + "/api/me").status == 401
+        s.page.reload()
+        assert urlsplit(s.page.url).path == "/login"
     finally:
         s.context.close()

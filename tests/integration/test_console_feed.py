@@ -10,6 +10,7 @@ import pytest
 import redis
 from aiohttp.test_utils import TestClient, TestServer
 
+from smartlock.adapters.keys import RedisKeys
 from smartlock.services.console.app import ConsoleConfig, create_app
 from smartlock.services.console.auth import COOKIE, Principal
 
@@ -81,7 +82,7 @@ def test_snapshot_then_updates_and_resume_with_last_event_id(
 ) -> None:
     prefix = f"c{unique}"
     r = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    r.xadd(f"{prefix}:alerts", alert(1))
+    r.xadd(RedisKeys(prefix).alerts, alert(1))
 
     async def scenario() -> None:
         client = TestClient(TestServer(create_app(config(redis_server.url, prefix))))
@@ -94,8 +95,8 @@ def test_snapshot_then_updates_and_resume_with_last_event_id(
             assert signed.status == 302 and COOKIE in signed.cookies
             [(kind, first_id, snap)] = await events(client, None, 1)
             assert kind == "snapshot" and [a["alert_id"] for a in snap["alerts"]] == ["al-1"]
-            r.xadd(f"{prefix}:alerts", alert(2))  # while nobody is connected
-            r.xadd(f"{prefix}:alerts", alert(3))
+            r.xadd(RedisKeys(prefix).alerts, alert(2))  # while nobody is connected
+            r.xadd(RedisKeys(prefix).alerts, alert(3))
             await asyncio.sleep(0.5)
             resumed = await events(client, first_id, 1)
             assert resumed[0][0] == "update"  # not a new snapshot: only what was missed

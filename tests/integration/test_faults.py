@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from smartlock.adapters.keys import RedisKeys
 from tests.builders import Trip, merge, synthetic_collections
 from tests.integration.procs import Pipeline
 from tests.integration.test_pipeline_live import (
@@ -82,14 +83,14 @@ def recorded(pipeline: Pipeline) -> dict[str, list[str]]:
     r = pipeline.redis()
     alerts = [
         f"{f['alert_id']}/{f['type']}/{f['lock_id']}"
-        for _, f in r.xrange(f"{pipeline.prefix}:alerts")
+        for _, f in r.xrange(RedisKeys(pipeline.prefix).alerts)
     ]
     verdicts = []
-    for _, f in r.xrange(f"{pipeline.prefix}:verdicts"):
+    for _, f in r.xrange(RedisKeys(pipeline.prefix).verdicts):
         v = json.loads(f["json"])
         verdicts.append(f"{v['gate_id']}/{v['lock_id']}/{v['ts']}/{v['verdict']}")
     writeoffs = []
-    for key in r.scan_iter(f"{pipeline.prefix}:writeoff:*"):
+    for key in r.scan_iter(RedisKeys(pipeline.prefix).writeoff("*")):
         writeoffs += [f"{key.rsplit(':', 1)[1]}/{lock}" for lock in r.hkeys(key)]
     return {"alerts": alerts, "verdicts": verdicts, "write-offs": writeoffs}
 

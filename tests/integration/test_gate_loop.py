@@ -17,6 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from smartlock.adapters.credentials import CredentialStore
+from smartlock.adapters.keys import RedisKeys
 from smartlock.contract.models import format_ts
 from smartlock.core.geofence import Geofences, default_geofence_dir
 from smartlock.services.gate.client import GateClient, make_arrival
@@ -120,7 +121,7 @@ def wait_heard(p: Pipeline, trip: Trip, timeout: float = 60.0) -> None:
 
     last = next(payload["ts"] for _, payload in reversed(trip.messages) if "seq" in payload)
     r, deadline = p.redis(), time.monotonic() + timeout
-    while r.hget(f"{p.prefix}:trip:{trip.lock_id}", "last_ts") != last:
+    while r.hget(RedisKeys(p.prefix).trip(trip.lock_id), "last_ts") != last:
         assert time.monotonic() < deadline, p.log("worker-1")
         time.sleep(0.2)
 
@@ -138,13 +139,14 @@ def arrival_after(trip: Trip, gate_id: str, minutes: float = 2) -> dict[str, Any
 def writeoffs(p: Pipeline, declaration_id: str) -> dict[str, dict[str, Any]]:
     return {
         lock: json.loads(v)
-        for lock, v in p.redis().hgetall(f"{p.prefix}:writeoff:{declaration_id}").items()
+        for lock, v in p.redis().hgetall(RedisKeys(p.prefix).writeoff(declaration_id)).items()
     }
 
 
 def audit(p: Pipeline, declaration_id: str) -> list[dict[str, Any]]:
     return [
-        json.loads(f["json"]) for _, f in p.redis().xrange(f"{p.prefix}:audit:{declaration_id}")
+        json.loads(f["json"])
+        for _, f in p.redis().xrange(RedisKeys(p.prefix).audit(declaration_id))
     ]
 
 

@@ -16,6 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from smartlock.adapters.credentials import CredentialStore
+from smartlock.adapters.keys import RedisKeys
 from smartlock.services.intake.service import create_app
 from tests.builders import Trip, merge
 from tests.integration.procs import Pipeline
@@ -108,7 +109,7 @@ def test_status_amend_cancel_and_write_off_reach_the_declarant(
             assert (await cancelled.json())["status"] == "cancelled"
             r = p.redis()
             _wait(
-                lambda: r.hget(f"{p.prefix}:trip:{withdrawn.lock_id}", "state") == "closed",
+                lambda: r.hget(RedisKeys(p.prefix).trip(withdrawn.lock_id), "state") == "closed",
                 p,
                 "the cancellation did not reach the worker",
             )
@@ -129,7 +130,9 @@ def test_status_amend_cancel_and_write_off_reach_the_declarant(
             )
             assert refused.status == 409
             _wait(
-                lambda: r.hget(f"{p.prefix}:trip:{clean.lock_id}", "vehicle_plate") == new_plate,
+                lambda: (
+                    r.hget(RedisKeys(p.prefix).trip(clean.lock_id), "vehicle_plate") == new_plate
+                ),
                 p,
                 "the amended plate did not reach the worker",
             )

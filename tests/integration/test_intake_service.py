@@ -15,6 +15,7 @@ import redis
 from aiohttp.test_utils import TestClient, TestServer
 
 from smartlock.adapters.credentials import CredentialStore
+from smartlock.adapters.keys import RedisKeys
 from smartlock.adapters.mqtt import MqttClient, Received
 from smartlock.services.intake.service import create_app
 from smartlock.settings import load_settings
@@ -142,10 +143,10 @@ def test_declare_bind_and_the_declaration_arrives_on_mqtt(
             and arrived[0]["eta_ts"] == "2026-11-23T11:35:00Z"
         )
         r = redis.Redis.from_url(redis_server.url, decode_responses=True)
-        assert r.hget(f"{prefix}:intake:{reference}", "status") == "bound"
-        assert r.get(f"{prefix}:intake:declaration:DCL-{unique}") == reference
+        assert r.hget(RedisKeys(prefix).intake(reference), "status") == "bound"
+        assert r.get(RedisKeys(prefix).intake_by_declaration(f"DCL-{unique}")) == reference
         assert (
-            json.loads(r.hget(f"{prefix}:intake:{reference}", "record"))["declaration"]
+            json.loads(r.hget(RedisKeys(prefix).intake(reference), "record"))["declaration"]
             == declaration
         )
     finally:

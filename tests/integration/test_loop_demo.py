@@ -23,6 +23,8 @@ def test_the_closed_loop_releases_writes_off_and_keeps_the_resolution(tmp_path: 
     assert "INSPECT" in text and "route_deviation" in text and "resolved" in text
     assert "7. Declaration " in text and " written off: container " in text
     assert "{'" not in text and " True" not in text  # sentences, not a dict and a bool
+    assert result["declarant_sees"] == {clean: "written_off", detour: "written_off"}
+    assert "and reads: written off." in text
     records = {
         lock: rec for per_decl in result["writeoffs"].values() for lock, rec in per_decl.items()
     }

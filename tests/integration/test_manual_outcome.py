@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from smartlock.adapters.keys import RedisKeys
 from tests.builders import Trip
 from tests.integration.procs import Pipeline
 from tests.integration.test_gate_loop import (
@@ -107,4 +108,4 @@ def test_an_officer_clears_one_container_and_seizes_another(
     assert writeoffs(p, swapped.declaration_id) == {}
     trail = audit(p, swapped.declaration_id)
     assert trail[-1]["manual_outcome"]["outcome"] == "seized"
-    assert p.redis().hget(f"{p.prefix}:trip:{swapped.lock_id}", "state") == "closed"
+    assert p.redis().hget(RedisKeys(p.prefix).trip(swapped.lock_id), "state") == "closed"

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from smartlock.adapters.keys import RedisKeys
 from smartlock.adapters.mqtt import MqttClient, Received
 from smartlock.core.detector import Detector
 from smartlock.core.evaluate import evaluate
@@ -196,10 +197,10 @@ def collector(mqtt_server: Any) -> Iterator[Collector]:
 def wait_verdicts(pipeline: Pipeline, n: int, timeout: float = 30.0) -> None:
     r = pipeline.redis()
     deadline = time.monotonic() + timeout
-    while r.xlen(f"{pipeline.prefix}:verdicts") < n:
+    while r.xlen(RedisKeys(pipeline.prefix).verdicts) < n:
         if time.monotonic() > deadline:
             raise AssertionError(
-                f"only {r.xlen(f'{pipeline.prefix}:verdicts')} of {n} verdicts\n"
+                f"only {r.xlen(RedisKeys(pipeline.prefix).verdicts)} of {n} verdicts\n"
                 f"{pipeline.log('bridge-1')}\n{pipeline.log('worker-1')}"
             )
         time.sleep(0.1)
@@ -246,9 +247,9 @@ def test_trace_comes_out_on_mqtt_kafka_and_redis_as_evaluate_says(
     assert sorted(collector.of("gates/"), key=lambda v: v["lock_id"]) == sorted(
         expected_verdicts, key=lambda v: v["lock_id"]
     )
-    trip = pipeline.redis().hgetall(f"{pipeline.prefix}:trip:L1")
+    trip = pipeline.redis().hgetall(RedisKeys(pipeline.prefix).trip("L1"))
     assert (trip["declaration_id"], trip["colour"], trip["verdict"]) == ("D1", "red", "inspect")
-    assert pipeline.redis().geopos(f"{pipeline.prefix}:positions", "L3")[0] is not None
+    assert pipeline.redis().geopos(RedisKeys(pipeline.prefix).positions, "L3")[0] is not None
 
 
 def test_gate_gets_its_verdict_within_one_second(
@@ -307,7 +308,7 @@ def test_bridge_killed_mid_stream_loses_nothing(
     wait_verdicts(pipeline, 30, timeout=60)
     r = pipeline.redis()
     for trip in trips:
-        state = r.hgetall(f"{pipeline.prefix}:trip:{trip.lock_id}")
+        state = r.hgetall(RedisKeys(pipeline.prefix).trip(trip.lock_id))
         assert state["last_ts"] == trip.messages[-2][1]["ts"], (
             trip.lock_id
         )  # last telemetry reached the worker
@@ -337,19 +338,19 @@ def test_worker_killed_and_restarted_recovers_trips_without_losing_or_repeating_
     r = pipeline.redis()
     deadline = time.monotonic() + 30
     last_l2 = next(p["ts"] for t, p in reversed(messages[:cut]) if t.startswith("locks/L2/"))
-    while r.hget(f"{pipeline.prefix}:trip:L2", "last_ts") != last_l2:
+    while r.hget(RedisKeys(pipeline.prefix).trip("L2"), "last_ts") != last_l2:
         assert time.monotonic() < deadline, pipeline.log("worker-1")
         time.sleep(0.1)
     time.sleep(1.0)  # let the worker commit its offsets and changelog
     pipeline.stop("worker-1", signal.SIGKILL)
-    r.hdel(f"{pipeline.prefix}:workers", "1")
+    r.hdel(RedisKeys(pipeline.prefix).workers, "1")
     publish(mqtt_server, messages[cut:])
     pipeline.start("worker")
     pipeline.wait_worker_ready()
     wait_verdicts(pipeline, 3)
     time.sleep(1.0)
     # The trip of L2 was recovered: its breach is judged against the seal recorded before the kill.
-    assert r.hget(f"{pipeline.prefix}:trip:L2", "verdict") == "inspect"
+    assert r.hget(RedisKeys(pipeline.prefix).trip("L2"), "verdict") == "inspect"
     assert {a["alert_id"] for a in pipeline.alerts_in_redis()} == expected_ids
     kafka = kafka_values(kafka_server.bootstrap, f"{pipeline.prefix}.alerts", len(expected_ids))
     assert sorted(a["alert_id"] for a in kafka) == sorted(expected_ids)  # none lost, none twice
@@ -411,7 +412,7 @@ def test_malformed_and_unsigned_messages_are_dead_lettered_and_the_pipeline_goes
         and first["received_at"]
     )
     assert (
-        pipeline.redis().hget(f"{pipeline.prefix}:trip:L1", "verdict") == "release"
+        pipeline.redis().hget(RedisKeys(pipeline.prefix).trip("L1"), "verdict") == "release"
     )  # forged tamper changed nothing
 
 
@@ -443,8 +444,8 @@ def test_two_workers_share_the_partitions(
     pipeline.wait_worker_ready("2")
     deadline = time.monotonic() + 30
     while True:  # both joined the same group: the partitions are split between them
-        first = json.loads(pipeline.redis().hget(f"{pipeline.prefix}:workers", "1"))
-        second = json.loads(pipeline.redis().hget(f"{pipeline.prefix}:workers", "2"))
+        first = json.loads(pipeline.redis().hget(RedisKeys(pipeline.prefix).workers, "1"))
+        second = json.loads(pipeline.redis().hget(RedisKeys(pipeline.prefix).workers, "2"))
         if first and second and sorted(first + second) == [0, 1, 2, 3]:
             break
         assert time.monotonic() < deadline, (first, second)

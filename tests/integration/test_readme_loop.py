@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from smartlock.adapters.keys import RedisKeys
 from smartlock.local.stack import free_ports
 from tests.integration.procs import ROOT, Pipeline
 from tests.integration.test_gate_loop import pipeline as pipeline  # noqa: F401  (fixture)
@@ -57,6 +58,7 @@ def http(url: str, token: str, body: dict[str, Any] | None = None) -> tuple[int,
 def intake(pipeline: Pipeline) -> Iterator[str]:  # noqa: F811
     [port] = free_ports(1)
     env = pipeline.env() | {"SMARTLOCK_INTAKE__PORT": str(port)}
+    pipeline.extra_env["SMARTLOCK_INTAKE__PORT"] = str(port)  # the commands find it too
     log = open(pipeline.workdir / "intake.log", "ab")  # noqa: SIM115 - the child holds it
     proc = subprocess.Popen(
         [sys.executable, "-m", "smartlock.cli.main", "intake"],
@@ -104,8 +106,18 @@ def test_the_readme_hand_run_loop_ends_with_the_declaration_written_off(
         f"{intake}/declarations/{reference}/bind", token, {"vehicle_plate": form["vehicle_plate"]}
     )
     assert (status, bound["status"]) == (200, "bound"), bound
-    # 3. The lock is sealed at Yiwu and drives the G1512 (the simulator drives this declaration).
-    shown = smartlock(p, "simulate", "--declaration", str(form_file), "--speed", "max")
+    # 3. The lock is sealed at Yiwu and drives the G1512 (the simulator drives this declaration,
+    #    read from the intake by its reference with the declarant's token).
+    shown = smartlock(
+        p,
+        "simulate",
+        "--declaration",
+        reference,
+        "--declarant",
+        "acme-forwarding",
+        "--speed",
+        "max",
+    )
     assert "Drove the declaration: sealed at yiwu-origin" in shown
     gate_line = shown.strip().splitlines()[-1]
     assert gate_line == (
@@ -119,7 +131,7 @@ def test_the_readme_hand_run_loop_ends_with_the_declaration_written_off(
     r = p.redis()
     last = None
     while True:  # until the worker has the lock's last fix (it arrived inside the gate zone)
-        current = r.hget(f"{p.prefix}:trip:LK-0001", "last_ts")
+        current = r.hget(RedisKeys(p.prefix).trip("LK-0001"), "last_ts")
         if current is not None and current == last:
             break
         last = current

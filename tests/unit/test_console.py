@@ -13,7 +13,7 @@ from shapely.geometry import shape
 from smartlock.adapters.credentials import CredentialStore
 from smartlock.adapters.keys import RedisKeys
 from smartlock.services.console.app import SignInThrottle, _safe_next
-from smartlock.services.console.auth import Principal, verify_identity
+from smartlock.services.console.auth import Principal, still_active, verify_identity
 from smartlock.services.console.basemap import land_within
 from smartlock.services.console.desk import DeskError, check_action
 from smartlock.services.console.feed import LiveFeed
@@ -206,6 +206,9 @@ def test_sign_in_checks_the_secret_and_the_role(tmp_path: Path) -> None:
     assert verify_identity(store, "nobody", op) is None
     assert verify_identity(store, "LK-01", lock) is None  # a lock is no console user
     assert OPERATOR.may_act and not OBSERVER.may_act
+    assert still_active(store, OPERATOR)
+    store.revoke("wang.li")
+    assert not still_active(store, OPERATOR) and verify_identity(store, "wang.li", op) is None
 
 
 def test_only_local_paths_are_followed_after_sign_in() -> None:

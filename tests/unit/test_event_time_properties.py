@@ -221,3 +221,17 @@ def test_a_store_and_forward_burst_raises_one_signal_lost_however_it_interleaves
 
 def _dt(message: tuple[str, dict[str, Any]]) -> datetime:
     return datetime.fromtimestamp(_ts(message), UTC)
+
+
+def test_a_partition_clock_waits_for_every_live_bridge_and_forgets_a_stopped_one() -> None:
+    engine = Engine(detector())
+    engine.observe(100.0, 0, "b1", at=1000.0)
+    engine.observe(50.0, 0, "b2", at=1000.0)
+    assert engine.clock(0) == 50.0  # b2 may still deliver messages published before 100
+    engine.observe(None, 0, "b2", at=1001.0, closing=True)
+    assert engine.clock(0) == 100.0  # b2 stopped cleanly: it holds nothing back
+    engine.observe(60.0, 0, "b2", at=1002.0)  # back under the same name: a floor again
+    assert engine.clock(0) == 60.0
+    engine.observe(120.0, 0, "b1", at=1040.0)  # b2 silent for 38 s while b1 ticks
+    assert engine.clock(0) == 120.0
+    assert engine.clock(1) is None  # another partition has its own clock

@@ -107,6 +107,27 @@ def test_an_inspected_declaration_shows_the_verdicts_reasons() -> None:
     run(scenario())
 
 
+def test_a_seized_container_stays_inspect_with_the_officers_reason() -> None:
+    record = {
+        "status": "bound",
+        "reference": "R",
+        "declaration": {"declaration_id": "D1", "lock_id": "L1", "container_no": "C1"},
+    }
+    seized = {
+        "declaration_id": "D1",
+        "state": "closed",
+        "verdict": "inspect",
+        "verdict_reasons": '["officer chen.wei seized the container by hand: x"]',
+    }
+    status = live_status(record, {"L1": seized}, {})
+    assert (status["status"], status["reasons"]) == (
+        "inspect",
+        ["officer chen.wei seized the container by hand: x"],
+    )
+    unsealed_at_gate = {"declaration_id": "D1", "state": "closed", "verdict": "release"}
+    assert live_status(record, {"L1": unsealed_at_gate}, {})["status"] == "released"
+
+
 def test_a_lock_that_moved_on_to_another_declaration_does_not_change_this_status() -> None:
     record = {
         "status": "bound",

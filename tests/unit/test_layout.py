@@ -8,6 +8,7 @@ packages import in a cycle.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,29 @@ def test_core_and_contract_do_no_io(path: Path) -> None:
     assert not roots & FORBIDDEN_IN_PURE, (
         f"{path.name} imports {sorted(roots & FORBIDDEN_IN_PURE)}: the core and the contract stay pure"
     )
+
+
+# --------------------------------------------------------------------------- one home each
+
+#: Topic strings belong to the topic table; Redis key names to the key builder.
+TOPIC_LITERAL = re.compile(r"""["'](?:locks/|gates/|monitoring/|customs/declarations)""")
+KEY_LITERAL = re.compile(
+    r"""(?:\}|["']smartlock):(?:trip|decl|positions|alerts|alert_ids|verdicts|deadletters|"""
+    r"""writeoff|audit|workers|intake|track|declaration|console)\b"""
+)
+HOMES = {"topic": ("contract", "topics.py"), "key": ("adapters", "keys.py")}
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_topics_and_keys_are_built_in_their_one_home(path: Path) -> None:
+    rel = path.relative_to(PACKAGE).parts
+    text = path.read_text(encoding="utf-8")
+    if rel != HOMES["topic"]:
+        code = "\n".join(
+            line for line in text.splitlines() if not line.lstrip().startswith(("#", '"', "'"))
+        )
+        found = TOPIC_LITERAL.findall(code)
+        assert not found, f"{path.name} writes topics out {found}: use smartlock.contract.topics"
+    if rel != HOMES["key"]:
+        found = KEY_LITERAL.findall(text)
+        assert not found, f"{path.name} builds Redis keys {found}: use smartlock.adapters.keys"

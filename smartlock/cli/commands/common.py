@@ -23,14 +23,13 @@ def add_server_args(parser: argparse.ArgumentParser) -> None:
 
 def settings_with_servers(args: argparse.Namespace) -> Settings:
     """Settings from file and environment, with the server flags on top."""
-    base = settings_from_args(args)
-    updates: dict[str, Any] = {}
-    if args.mqtt_host or args.mqtt_port:
-        updates["mqtt"] = base.mqtt.model_copy(
-            update={k: v for k, v in (("host", args.mqtt_host), ("port", args.mqtt_port)) if v}
-        )
+    # Passed as overrides, so the flags are validated like every other source.
+    overrides: dict[str, Any] = {}
+    mqtt = {k: v for k, v in (("host", args.mqtt_host), ("port", args.mqtt_port)) if v}
+    if mqtt:
+        overrides["mqtt"] = mqtt
     if args.kafka:
-        updates["kafka"] = base.kafka.model_copy(update={"bootstrap": args.kafka})
+        overrides["kafka"] = {"bootstrap": args.kafka}
     if args.redis:
-        updates["redis"] = base.redis.model_copy(update={"url": args.redis})
-    return base.model_copy(update=updates) if updates else base
+        overrides["redis"] = {"url": args.redis}
+    return settings_from_args(args, **overrides)

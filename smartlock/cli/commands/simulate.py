@@ -7,14 +7,18 @@ import asyncio
 import json
 import os
 import sys
+import urllib.error
+import urllib.request
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from smartlock.adapters.credentials import CredentialStore
 from smartlock.adapters.mqtt import login_for
 from smartlock.cli.commands.common import add_server_args, settings_with_servers
 from smartlock.cli.commands.replay import parse_speed
+from smartlock.contract.timestamps import parse_rfc3339
 from smartlock.errors import ConfigError
 from smartlock.runtime import load_geofences
 from smartlock.services.intake.fields import DEFAULT_TZ, parse_local_time
@@ -62,10 +66,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--declaration",
-        type=Path,
         default=None,
-        help="drive the trip of this declaration instead of a fleet: a form (docs/examples), a "
-        "TransitDeclaration or an intake record; its locks, corridor, origin, gate and departure",
+        metavar="FILE|REFERENCE",
+        help="drive the trip of this declaration instead of a fleet: a file (a form from "
+        "docs/examples, a TransitDeclaration or an intake record) or a reference looked up at the "
+        "intake (with --declarant); its locks, corridor, origin, gate and departure",
+    )
+    parser.add_argument(
+        "--declarant",
+        default=None,
+        help="with --declaration REFERENCE: the declarant identity whose API token (credentials "
+        "store) reads it from the intake at intake.host:intake.port",
     )
     parser.add_argument(
         "--lock", default=None, help="with --declaration: drive only this lock (default: all)"
@@ -91,7 +102,7 @@ def fleet_config(args: argparse.Namespace) -> FleetConfig:
     start = DEFAULT_START
     if args.start:
         try:
-            start = datetime.fromisoformat(args.start.replace("Z", "+00:00"))
+            start = parse_rfc3339(args.start)
         except ValueError:
             raise ConfigError(
                 f"--start {args.start!r} is not an RFC 3339 time like 2026-11-22T08:00:00Z"
@@ -125,8 +136,40 @@ def declared_trip(path: Path) -> DeclaredTrip:
         raise ConfigError(f"cannot drive the declaration in {path}: {exc}.") from None
 
 
+def looked_up_trip(reference: str, declarant: str | None, settings: Any) -> DeclaredTrip:
+    """The trip of a declaration read from the running intake with the declarant's token."""
+    if not declarant:
+        raise ConfigError(
+            f"{reference} is not a file; to look it up at the intake give --declarant NAME."
+        )
+    identity = CredentialStore(settings.credentials_dir).find(declarant)
+    if identity is None:
+        raise ConfigError(f"no identity {declarant} in the credentials store.")
+    url = f"http://{settings.intake.host}:{settings.intake.port}/declarations/{reference}"
+    request = urllib.request.Request(
+        url, headers={"Authorization": f"Bearer {identity.secret.get_secret_value()}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            record = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        detail = json.loads(exc.read() or b"{}").get("error", exc.reason)
+        raise ConfigError(f"the intake answered {exc.code} for {reference}: {detail}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot reach the intake at {url}: {exc}.") from None
+    try:
+        return DeclaredTrip.from_declaration(record)
+    except ValueError as exc:
+        raise ConfigError(f"cannot drive {reference}: {exc}.") from None
+
+
 def _run_declaration(args: argparse.Namespace, settings: Any) -> int:
-    trip = declared_trip(args.declaration)
+    source = Path(args.declaration)
+    trip = (
+        declared_trip(source)
+        if source.exists()
+        else looked_up_trip(args.declaration.strip().upper(), args.declarant, settings)
+    )
     if args.lock is not None and args.lock not in trip.lock_ids:
         print(f"note: lock {args.lock} is not bound by this declaration; the gate will say so.")
     try:

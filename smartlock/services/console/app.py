@@ -70,6 +70,8 @@ class ConsoleConfig:
     publish_resolution: ResolutionPublisher
     probe: HealthProbe
     basemap: Callable[[], dict[str, Any]] = lambda: {"type": "FeatureCollection", "features": []}  # noqa: E731
+    #: Whether a signed-in identity still holds its role (a revoked one loses its sessions).
+    active: Callable[[Principal], bool] = lambda who: True  # noqa: E731
     session_ttl_s: int = 12 * 3600
     secure_cookie: bool = False
 
@@ -195,7 +197,12 @@ async def _security_headers(request: web.Request, handler: Handler) -> web.Strea
 async def _require_session(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path in PUBLIC:
         return await handler(request)
-    principal = await request.app[PARTS].sessions.get(request.cookies.get(COOKIE))
+    parts = request.app[PARTS]
+    principal = await parts.sessions.get(request.cookies.get(COOKIE))
+    if principal is not None and not parts.config.active(principal):
+        await parts.sessions.close(request.cookies.get(COOKIE))
+        log.info("console: session of %s ended: its credentials were revoked", principal.name)
+        principal = None
     if principal is None:
         if request.path.startswith("/api/"):
             return web.json_response({"error": "sign in first"}, status=401)

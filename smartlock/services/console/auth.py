@@ -88,3 +88,9 @@ def verify_identity(store: CredentialStore, name: str, password: str) -> Princip
         return None
     role: Role = "operator" if identity.role == "operator" else "observer"
     return Principal(identity.name, role)
+
+
+def still_active(store: CredentialStore, who: Principal) -> bool:
+    """Whether the store still has ``who`` with the same role (revocation ends its sessions)."""
+    identity = store.find(who.name)
+    return identity is not None and identity.role == who.role

@@ -21,6 +21,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from smartlock.contract.topics import is_resolution_topic
+
 #: Trip hash fields that hold JSON rather than plain strings.
 _JSON_FIELDS = ("open_alerts", "verdict_reasons", "alerts")
 #: Fields of a trip that the map needs (the rest is fetched with the trip view).
@@ -224,7 +226,7 @@ class LiveModel:
     def apply_dead_letter(self, record: dict[str, Any], changes: Changes) -> None:
         """A dead letter: when it is a resolution the pipeline refused, the desk says so and the
         alert goes back to where it was (the resolution is not lost: the dead letter keeps it)."""
-        if not str(record.get("topic", "")).startswith("monitoring/resolutions"):
+        if not is_resolution_topic(str(record.get("topic", ""))):
             return
         try:
             alert_id = json.loads(record.get("original_text") or "")["alert_id"]

@@ -14,7 +14,7 @@ from aiohttp import web
 from smartlock.adapters.credentials import CredentialStore
 from smartlock.core.geofence import Geofences, default_geofence_dir
 from smartlock.services.console.app import NODE_MODULES, ConsoleConfig, create_app
-from smartlock.services.console.auth import verify_identity
+from smartlock.services.console.auth import still_active, verify_identity
 from smartlock.services.console.basemap import basemap
 from smartlock.services.gate.resolution import publish_resolution
 from smartlock.settings import Settings
@@ -60,6 +60,7 @@ def console_config(settings: Settings) -> ConsoleConfig:
         geofences=geofences,
         basemap=partial(basemap, NODE_MODULES / "world-atlas" / "land-10m.json", geofences),
         verify=partial(verify_identity, store),
+        active=partial(still_active, store),
         publish_resolution=publish,
         probe=lambda: probe_targets,
         session_ttl_s=settings.console.session_ttl_s,

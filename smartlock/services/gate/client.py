@@ -22,9 +22,11 @@ from typing import Any
 import redis
 
 from smartlock.adapters.credentials import CredentialStore
+from smartlock.adapters.keys import RedisKeys
 from smartlock.adapters.mqtt import MqttClient, Received, client_for
 from smartlock.contract.codec import signature_valid
 from smartlock.contract.models import GateArrival, ManualOutcome, format_ts
+from smartlock.contract.timestamps import epoch
 from smartlock.contract.topics import OUTCOMES, arrival_topic, verdict_topic
 from smartlock.errors import InfrastructureError
 from smartlock.services.gate.queue import FallbackQueue, arrival_key
@@ -93,7 +95,7 @@ def make_outcome(
 
 def _match_key(payload: dict[str, Any]) -> tuple[str, float] | None:
     try:
-        ts = datetime.fromisoformat(str(payload["ts"]).replace("Z", "+00:00")).timestamp()
+        ts = epoch(str(payload["ts"]))
         return str(payload["lock_id"]), ts
     except (KeyError, ValueError):
         return None
@@ -253,7 +255,7 @@ class GateClient:
         found: dict[tuple[str, float], dict[str, Any]] = {}
         try:
             for _, fields in client.xrevrange(
-                f"{self.settings.redis.prefix}:verdicts", count=100_000
+                RedisKeys(self.settings.redis.prefix).verdicts, count=100_000
             ):
                 payload = json.loads(fields.get("json", "{}"))
                 key = _match_key(payload)

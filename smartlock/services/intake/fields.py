@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import TypeAdapter, ValidationError
 
-from smartlock.contract.models import ContainerNo
+from smartlock.contract.models import MAX_AMOUNT, ContainerNo
 from smartlock.core.declaration import (  # noqa: F401  (re-exported: the form's field rules)
     HONG_KONG_PLATE,
     MAINLAND_PLATE,
@@ -259,6 +259,9 @@ def number_field(
         number = None
     if number is None or not number.is_finite():
         errors.append(FieldError(path, f"{path}: {value!r} is not a number; {hint}"))
+        return None
+    if abs(number) > MAX_AMOUNT:  # far above any consignment; keeps fees and floats exact
+        errors.append(FieldError(path, f"{path}: must be at most {MAX_AMOUNT:,.0f}; {hint}"))
         return None
     if integer and number != number.to_integral_value():
         errors.append(FieldError(path, f"{path}: {value!r} must be a whole number; {hint}"))

@@ -59,6 +59,8 @@ def container_status(
     if not trip or trip.get("declaration_id") != declaration_id:
         return {"status": "bound"}  # the pipeline has not reported on this lock for it yet
     status = _FROM_TRIP.get(trip.get("state", ""), "bound")
+    if trip.get("state") == "closed" and trip.get("verdict") == "inspect":
+        status = "inspect"  # closed after inspection: seized by an officer, never released
     out: dict[str, Any] = {"status": status}
     if status == "inspect":
         out["reasons"] = _reasons(trip.get("verdict_reasons"))

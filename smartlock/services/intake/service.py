@@ -18,10 +18,11 @@ from typing import Any
 from aiohttp import web
 
 from smartlock.adapters.credentials import CredentialStore
+from smartlock.contract.codec import load_json
 from smartlock.contract.models import TransferRecord, TransitDeclaration, format_ts, normalise_plate
 from smartlock.contract.topics import CANCELLATIONS, DECLARATIONS, TRANSFERS
 from smartlock.core.declaration import check_plate
-from smartlock.errors import InfrastructureError
+from smartlock.errors import InfrastructureError, MessageError
 from smartlock.services.intake.auth import (
     AUTHENTICATE,
     CUSTOMS,
@@ -431,13 +432,15 @@ SERVICE = web.AppKey("service", IntakeService)
 
 
 async def _json_body(request: web.Request) -> Any:
+    # The pipeline's one strict JSON door (CONTRACT section 7): depth and size checked before
+    # parsing, repeated keys, NaN and endless integers refused; never a 500.
     try:
-        return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return load_json(await request.read(), "body", max_bytes=MAX_BODY_BYTES)
+    except MessageError as exc:
         raise web.HTTPBadRequest(
             text=json.dumps(
                 {
-                    "error": f"body is not valid JSON ({exc}); send a JSON "
+                    "error": f"body is not valid JSON ({exc.reason}: {exc.detail}); send a JSON "
                     "object with Content-Type application/json"
                 }
             ),

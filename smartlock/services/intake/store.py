@@ -165,13 +165,13 @@ class RedisStore:
 
     def __init__(self, client: Any, prefix: str) -> None:
         self._redis = client
-        self._prefix = prefix
+        self.keys = RedisKeys(prefix)
 
     def _key(self, reference: str) -> str:
-        return f"{self._prefix}:intake:{reference}"
+        return self.keys.intake(reference)
 
     def _index(self, declaration_id: str) -> str:
-        return f"{self._prefix}:intake:declaration:{declaration_id}"
+        return self.keys.intake_by_declaration(declaration_id)
 
     async def create(
         self, accepted: Accepted, fee: dict[str, Any], now: datetime, declarant: str
@@ -196,7 +196,7 @@ class RedisStore:
         return record
 
     def _owned(self, declarant: str) -> str:
-        return f"{self._prefix}:intake:by:{declarant}"
+        return self.keys.intake_by_declarant(declarant)
 
     async def save(self, record: dict[str, Any]) -> dict[str, Any]:
         await self._redis.hset(
@@ -210,7 +210,7 @@ class RedisStore:
             references = sorted(await self._redis.smembers(self._owned(declarant)))
         else:  # customs: every declarant's
             references = []
-            async for key in self._redis.scan_iter(match=f"{self._prefix}:intake:by:*"):
+            async for key in self._redis.scan_iter(match=self.keys.intake_by_declarant("*")):
                 references.extend(await self._redis.smembers(key))
         records = [await self.get(r) for r in sorted(references)]
         return [r for r in records if r is not None]
@@ -222,10 +222,10 @@ class RedisStore:
         Redis, same prefix: ``<p>:trip:<lock>``, ``<p>:writeoff:<declaration>``)."""
         trips = {}
         for lock in _locks(record):
-            trip = await self._redis.hgetall(RedisKeys(self._prefix).trip(lock))
+            trip = await self._redis.hgetall(self.keys.trip(lock))
             if trip:
                 trips[lock] = trip
-        raw = await self._redis.hgetall(RedisKeys(self._prefix).writeoff(record["declaration_id"]))
+        raw = await self._redis.hgetall(self.keys.writeoff(record["declaration_id"]))
         return trips, {lock: json.loads(value) for lock, value in raw.items()}
 
     async def get(self, reference: str) -> dict[str, Any] | None:

@@ -124,7 +124,12 @@ map.on("moveend zoomend", markDirty);
 function connect() {
   const es = new EventSource("/api/events"); // the browser resends Last-Event-ID when it reconnects
   es.onopen = () => setConn(true);
-  es.onerror = () => setConn(false);
+  es.onerror = async () => {
+    setConn(false);
+    // A stream refused (session expired or revoked) is not retried by the browser: sign in again.
+    const me = await fetch("/api/me").catch(() => null);
+    if (me && me.status === 401) location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
+  };
   es.addEventListener("snapshot", (e) => { applySnapshot(JSON.parse(e.data)); S.lastEventId = e.lastEventId; });
   es.addEventListener("update", (e) => { applyUpdate(JSON.parse(e.data)); S.lastEventId = e.lastEventId; });
   es.addEventListener("health", (e) => { S.health = JSON.parse(e.data); renderGates(); });
@@ -319,6 +324,13 @@ function renderWall() {
 
 // ------------------------------------------------------------------ gates and loop
 
+function writeoffsToday() {
+  // Releases stored by the worker since local midnight (a release writes the declaration off).
+  const today = new Date().toDateString();
+  const n = S.verdicts.filter((v) => v.verdict === "release" && v.written_ms && new Date(v.written_ms).toDateString() === today).length;
+  const older = S.verdictTotal > S.verdicts.length && S.verdicts.length && new Date(S.verdicts[0].written_ms).toDateString() === today;
+  return older ? `at least ${n} (only the newest ${S.verdicts.length} verdicts are loaded)` : String(n);
+}
 function verdictMs(v) {
   const ms = v.written_ms - Date.parse(v.ts);
   return v.written_ms && ms >= 0 && ms < 60000 ? ms : null;
@@ -334,13 +346,14 @@ function renderGates() {
   const c = h.counts || {};
   const v = h.verdicts || {};
   $("loop").innerHTML = `<table class="kv"><tr><th>in transit</th><td>${c.in_transit ?? "–"}</td></tr><tr><th>overdue trips</th><td>${c.overdue ?? "–"}</td></tr>
-    <tr><th>released (written off)</th><td>${v.release ?? "–"}</td></tr><tr><th>sent to inspection</th><td>${v.inspect ?? "–"}</td></tr></table>`;
+    <tr><th>written off today</th><td>${writeoffsToday()}</td></tr>
+    <tr><th>released / inspect (recent ${S.verdicts.length})</th><td>${v.release ?? "–"} / ${v.inspect ?? "–"}</td></tr></table>`;
   // Arrival (stamped by the gate) to verdict stored by the worker. Only meaningful when the gate
   // stamps arrivals with the current time: replayed or simulated event times are left out.
   const rtts = S.verdicts.map(verdictMs).filter((x) => x != null).slice(-200).sort((a, b) => a - b);
   const med = rtts.length ? rtts[Math.floor(rtts.length / 2)] : null;
   $("loop").innerHTML += `<table class="kv"><tr><th>arrival → verdict</th><td>${med == null ? "no live arrivals yet" : `median ${med} ms, max ${rtts[rtts.length - 1]} ms (${rtts.length} live arrivals; arrival times are to the second)`}</td></tr></table>`;
-  $("verdict-count").textContent = `(${S.verdicts.length} newest of ${S.verdictTotal})`;
+  $("verdict-count").textContent = `(newest ${Math.min(200, S.verdicts.length)} of ${S.verdictTotal})`;
   $("verdicts").innerHTML = S.verdicts.slice(-200).reverse().map((x) => `<li class="verdict"><span class="${esc(x.verdict)}">${esc(x.verdict.toUpperCase())}</span>
     ${esc(x.gate_id)} · <a data-trip="${esc(x.lock_id)}">${esc(x.declaration_id || "no declaration")}</a> · <span class="mono muted">${short(x.ts)}</span>${verdictMs(x) != null ? ` · <span class="muted">${verdictMs(x)} ms</span>` : ""}
     ${(x.reasons || []).length ? `<div class="muted">${x.reasons.map(esc).join("; ")}</div>` : ""}</li>`).join("");
