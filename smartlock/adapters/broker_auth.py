@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from smartlock.adapters.credentials import Identity
-from smartlock.contract.topics import INBOUND_SUBSCRIPTIONS
+from smartlock.contract import topics
 from smartlock.errors import InfrastructureError
 
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
@@ -41,35 +41,36 @@ RECEIVE = "publishClientReceive"
 def role_acls(identity: Identity) -> list[tuple[str, str]]:
     """(acltype, topic) pairs granted to ``identity`` by its role (CONTRACT section 6 table)."""
     n = identity.name
+    monitoring = topics.MONITORING_ALL
     templates: dict[str, list[tuple[str, str]]] = {
-        "lock": [(SEND, f"locks/{n}/telemetry"), (SEND, f"locks/{n}/events")],
+        "lock": [(SEND, topics.LOCK_TELEMETRY.topic(n)), (SEND, topics.LOCK_EVENTS.topic(n))],
         # The officer at the gate records a hand inspection's outcome through the gate client
         # (customs/outcomes/{officer}, an addition to the contract).
         "gate": [
-            (SEND, f"gates/{n}/arrivals"),
-            (SUB, f"gates/{n}/verdicts"),
-            (SEND, "customs/outcomes/+"),
+            (SEND, topics.GATE_ARRIVALS.topic(n)),
+            (SUB, topics.GATE_VERDICTS.topic(n)),
+            (SEND, topics.OUTCOMES.subscription),
         ],
-        "operator": [(SEND, f"monitoring/resolutions/{n}"), (SUB, "monitoring/#")],
-        "observer": [(SUB, "monitoring/#")],
+        "operator": [(SEND, topics.RESOLUTIONS.topic(n)), (SUB, monitoring)],
+        "observer": [(SUB, monitoring)],
         "intake": [
-            (SEND, "customs/declarations"),
-            (SEND, "customs/cancellations"),
-            (SEND, "customs/transfers/+"),
+            (SEND, topics.DECLARATIONS.topic()),
+            (SEND, topics.CANCELLATIONS.topic()),
+            (SEND, topics.TRANSFERS.subscription),
         ],
         # Only the bridges may join a shared subscription of the inbound topics (any group name).
-        "bridge": [(SUB, f"$share/+/{topic}") for topic in INBOUND_SUBSCRIPTIONS],
+        "bridge": [(SUB, f"$share/+/{topic}") for topic in topics.INBOUND_SUBSCRIPTIONS],
         "worker": [
-            (SEND, "monitoring/alerts/+"),
-            (SEND, "monitoring/status/+"),
-            (SEND, "gates/+/verdicts"),
-            (SEND, "customs/writeoffs/+"),  # write-off notices back to the origin office
+            (SEND, topics.ALERTS.subscription),
+            (SEND, topics.STATUS.subscription),
+            (SEND, topics.GATE_VERDICTS.subscription),
+            (SEND, topics.WRITEOFFS.subscription),  # write-off notices back to the origin office
         ],
-        "console": [(SUB, "monitoring/#")],
+        "console": [(SUB, monitoring)],
         # Tools of the local stack and the tests: the simulator and replay stand in for the
         # whole world (intake, locks, gates, operators), the recorder reads everything.
-        "simulator": [(SEND, topic) for topic in INBOUND_SUBSCRIPTIONS],
-        "replay": [(SEND, topic) for topic in INBOUND_SUBSCRIPTIONS],
+        "simulator": [(SEND, topic) for topic in topics.INBOUND_SUBSCRIPTIONS],
+        "replay": [(SEND, topic) for topic in topics.INBOUND_SUBSCRIPTIONS],
         "recorder": [(SUB, "#"), (SEND, "smartlock/record/+")],  # + its readiness probe
         "admin": [
             (SEND, "$CONTROL/dynamic-security/#"),

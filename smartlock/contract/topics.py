@@ -208,6 +208,8 @@ OUTBOUND: tuple[Channel, ...] = tuple(c for c in CHANNELS if c.direction == "sen
 
 #: MQTT subscriptions that cover every inbound topic.
 INBOUND_SUBSCRIPTIONS: list[str] = [c.subscription for c in INBOUND]
+#: Everything under monitoring/ (what operators, observers and the console may read).
+MONITORING_ALL = "monitoring/#"
 #: What a monitoring-centre client subscribes to: statuses, alerts and verdicts.
 MONITORING_SUBSCRIPTIONS: list[str] = [c.subscription for c in (STATUS, ALERTS, GATE_VERDICTS)]
 

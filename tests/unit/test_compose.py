@@ -62,12 +62,22 @@ def test_every_server_has_a_health_check_and_the_pipeline_waits_for_it(
         assert services[name]["healthcheck"]["test"], name
     for name in ("bridge", "worker"):
         assert services[name]["depends_on"] == {
-            s: {"condition": "service_healthy"} for s in SERVERS
+            "credentials": {"condition": "service_completed_successfully"},
+            **{s: {"condition": "service_healthy"} for s in SERVERS},
         }
         env = services[name]["environment"]
         assert env["SMARTLOCK_MQTT__HOST"] == "mosquitto"
         assert env["SMARTLOCK_KAFKA__BOOTSTRAP"] == "kafka:19092"
         assert env["SMARTLOCK_REDIS__URL"].startswith("redis://redis:")
+    # Secure by default: only the MQTT TLS listener is published; credentials live in a volume.
+    assert {n: s["ports"] for n, s in services.items() if "ports" in s} == {
+        "mosquitto": ["8883:8883"]
+    }
+    for name in ("bridge", "worker", "intake"):
+        assert "credentials:/run/smartlock/credentials:ro" in services[name]["volumes"]
+        assert services[name]["environment"]["SMARTLOCK_CREDENTIALS__DIR"] == (
+            "/run/smartlock/credentials"
+        )
     assert services["bridge"]["command"] == ["smartlock", "bridge"]
     assert services["worker"]["command"] == ["smartlock", "worker"]
     assert services["demo-fleet"]["profiles"] == ["demo"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     revoke.add_argument("name")
     listing = actions.add_parser("list", help="list identities (names and roles, never secrets)")
     listing.add_argument("--role", choices=ROLES, default=None)
+    files = actions.add_parser(
+        "broker-files",
+        help="write a broker's identity file and TLS certificate (compose.yaml's one-shot step)",
+    )
+    files.add_argument("out", type=Path, help="directory: dynamic-security.json, ca.crt, server.*")
+    files.add_argument("--host", default="localhost", help="the broker's host name (certificate)")
 
 
 def store_for(settings: Settings, directory: Path | None = None) -> CredentialStore:
@@ -95,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
         _apply(settings, store, identity, revoked=True)
         print(f"revoked {identity.role} {identity.name}")
         return 0
+    if args.action == "broker-files":
+        print(broker_files(store, args.out, args.host))
+        return 0
     roles = (args.role,) if args.role else ROLES
     for identity in store.by_role(*roles):
         print(f"{identity.name:<24} {identity.role:<10} issued {identity.issued_at}")
@@ -125,3 +135,23 @@ def _apply(
         return
     done = "removed and disconnected" if revoked else "admitted"
     print(f"Mosquitto on {host}:{port}: {identity.name} {done}")
+
+
+def broker_files(store: CredentialStore, out: Path, host: str) -> str:
+    """Issues the service accounts if missing and writes, owner-only, the dynamic-security
+    file of every MQTT identity and a TLS certificate for ``host`` from a local CA."""
+    import json as json_
+
+    from smartlock.adapters.broker_auth import dynsec_config
+    from smartlock.adapters.credentials import SERVICE_ROLES
+    from smartlock.local.stack import make_tls
+
+    for role in SERVICE_ROLES:
+        store.ensure(role)
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    target = out / "dynamic-security.json"
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json_.dump(dynsec_config(store.identities().values()), handle, indent=1)
+    make_tls(out, host)
+    return f"wrote {target} and the TLS files for {host} (give {out / 'ca.crt'} to the devices)"

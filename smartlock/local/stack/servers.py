@@ -154,15 +154,15 @@ def mosquitto_config(
 def container_mosquitto_config() -> str:
     """``deploy/mosquitto.conf`` for compose.yaml: the same settings in the eclipse-mosquitto
     image, the plain listener 1883 for the containers' network and TLS on 8883 for devices."""
-    certs = "/mosquitto/certs"
+    auth = "/mosquitto/auth"  # written by `smartlock credentials broker-files` (compose.yaml)
     return mosquitto_config(
         1883,
         None,
         "/mosquitto/data",
         None,
-        "/mosquitto/data/dynamic-security.json",
+        f"{auth}/dynamic-security.json",
         "/usr/lib/mosquitto_dynamic_security.so",
-        TlsListener(8883, f"{certs}/ca.crt", f"{certs}/server.crt", f"{certs}/server.key"),
+        TlsListener(8883, f"{auth}/ca.crt", f"{auth}/server.crt", f"{auth}/server.key"),
     )
 
 

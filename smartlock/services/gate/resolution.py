@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from smartlock.adapters.keys import RedisKeys
 from smartlock.adapters.mqtt import client_for
 from smartlock.contract.models import AlertResolution, format_ts
 from smartlock.contract.topics import resolution_topic
@@ -80,18 +81,18 @@ def confirm_resolution(
     import redis
 
     topic = resolution_topic(operator)
-    p = settings.redis.prefix
+    keys = RedisKeys(settings.redis.prefix)
     client = redis.Redis.from_url(settings.redis.url, decode_responses=True, socket_timeout=2)
     deadline = time.monotonic() + timeout
     last_id = "-"
     try:
         while True:
-            trip = client.hgetall(f"{p}:trip:{resolution['lock_id']}")
+            trip = client.hgetall(keys.trip(resolution["lock_id"]))
             if trip.get("declaration_id") == resolution["declaration_id"] and resolution[
                 "alert_id"
             ] not in json.loads(trip.get("open_alerts") or "[]"):
                 return Confirmation(True, "the alert is closed; the audit trail records it")
-            for entry_id, fields in client.xrange(f"{p}:deadletters", min=last_id, count=1000):
+            for entry_id, fields in client.xrange(keys.deadletters, min=last_id, count=1000):
                 last_id = f"({entry_id}"
                 record = json.loads(fields.get("json", "{}"))
                 if record.get("topic") == topic and resolution["alert_id"] in str(
