@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 
 from smartlock.adapters.credentials import CredentialStore
 from smartlock.adapters.keys import RedisKeys
+from smartlock.adapters.membership import HEARTBEAT_S, Heartbeat
 from smartlock.adapters.mqtt import client_for
 from smartlock.adapters.redis_state import RedisState
 from smartlock.contract.codec import sign
@@ -251,6 +252,13 @@ def create_app(
     processor = BatchProcessor(detector, store)
     outputs = Outputs(kafka, settings, name)
     app.smartlock_processor = processor  # type: ignore[attr-defined]  # for tests and the demo
+    heartbeat = Heartbeat(outputs.redis.client, settings.redis.prefix, "worker", name)
+    owned_partitions: list[int] = []
+
+    @app.timer(interval=HEARTBEAT_S)
+    async def _heartbeat() -> None:
+        # For `smartlock stack status`: this worker is alive and owns these partitions.
+        await heartbeat.beat(f"partitions {owned_partitions} of {k.inbound_topic}")
 
     @app.on_rebalance_complete.connect
     async def _recovered(sender: Any, **kwargs: Any) -> None:
@@ -268,6 +276,8 @@ def create_app(
             if raw and raw.get("partition") in assigned
         ]
         processor.engine.schedule_all(owned)
+        owned_partitions[:] = sorted(assigned)
+        await heartbeat.beat(f"partitions {owned_partitions} of {k.inbound_topic}", force=True)
         # One line for operators: this worker is ready and owns these partitions.
         print(
             f"worker {name} ready: partitions {sorted(assigned)} of {k.inbound_topic}, "

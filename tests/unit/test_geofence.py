@@ -206,8 +206,11 @@ FILE_RULES = {
 
 
 def test_every_rule_the_loader_raises_is_tested() -> None:
-    source = (Path(__file__).parents[2] / "smartlock" / "core" / "geofence.py").read_text(
-        encoding="utf-8"
+    source = "\n".join(
+        p.read_text(encoding="utf-8")
+        for p in sorted(
+            (Path(__file__).parents[2] / "smartlock" / "core" / "geofence").glob("*.py")
+        )
     )
     raised = set(re.findall(r'fail\(\s*"([a-z_]+)"', source))
     raised |= set(re.findall(r'GeofenceError\(\s*[^,]+,\s*[^,]+,\s*"([a-z_]+)"', source))
