@@ -20,6 +20,7 @@ from smartlock.contract.models import LockTelemetry, TransitDeclaration, format_
 from smartlock.core.detector import Detector, Output
 from smartlock.core.engine import Engine
 from smartlock.core.state import LockState
+from smartlock.core.writeoff import VerdictRecord
 from smartlock.errors import MessageError
 from smartlock.stream.inbound import MAX_RECORD_BYTES, MAX_RECORD_DEPTH
 
@@ -36,6 +37,7 @@ class Record:
 @dataclass
 class BatchResult:
     outputs: list[Output] = field(default_factory=list)
+    records: list[VerdictRecord] = field(default_factory=list)  # the core's audits, write-offs
     dead_letters: list[DeadLetter] = field(default_factory=list)
     touched: dict[str, LockState] = field(default_factory=dict)
     fixes: list[Fix] = field(default_factory=list)  # accepted fixes of declared trips (tracks)
@@ -148,6 +150,7 @@ class BatchProcessor:
                 refused = RefusedArrival.from_record(outer["refused"])
                 outcome = self.engine.refuse_arrival(refused, partition, received_at=received)
                 result.outputs.extend(outcome.outputs)
+                result.records.extend(outcome.records)
                 return
             received_at = datetime.fromtimestamp(received, UTC) if received is not None else None
             env = decode(topic, outer["payload"], received_at)
@@ -167,6 +170,7 @@ class BatchProcessor:
             self.store.partition_of.setdefault(lock, partition)
         outcome = self.engine.feed(env, locks, partition, bridge=bridge)
         result.outputs.extend(outcome.outputs)
+        result.records.extend(outcome.records)
         self._note_for_console(
             env, locks or self.engine.detector.route(env), outcome.rejections, result
         )

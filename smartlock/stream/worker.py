@@ -24,7 +24,7 @@ from smartlock.adapters.redis_state import RedisState
 from smartlock.contract.models import format_epoch
 from smartlock.contract.topics import WRITEOFFS
 from smartlock.core.detector import Detector
-from smartlock.core.writeoff import AUTOMATIC, audit_entry, writeoff_notice, writeoff_record
+from smartlock.core.writeoff import stamped, writeoff_notice
 from smartlock.settings import Settings
 from smartlock.stream.faust_settings import faust_app_kwargs, shorten_fetch_wait
 from smartlock.stream.processor import BatchProcessor, BatchResult, CachedStore, Record
@@ -51,7 +51,6 @@ class Outputs:
         self.redis = RedisState(
             settings.redis.url, settings.redis.prefix, settings.redis.alert_stream_maxlen
         )
-        self.decided_by = f"{AUTOMATIC} (worker {name})"
         self.role = f"worker {name}"
 
     async def start(self) -> None:
@@ -69,13 +68,11 @@ class Outputs:
             for o in result.outputs
         ]
         audits, writeoffs = self.verdict_records(result)
-        for w in writeoffs:  # the write-off goes back to the origin office
-            state = result.touched[w["lock_id"]]
-            assert state.trip is not None
-            notice = writeoff_notice(state.trip, w)
+        for w, origin_site in writeoffs:  # the write-off goes back to the origin office
+            notice = writeoff_notice(w, origin_site)
             mqtt_messages.append(
                 (
-                    WRITEOFFS.topic(notice["origin_site"]),
+                    WRITEOFFS.topic(origin_site),
                     json.dumps(notice, ensure_ascii=False, separators=(",", ":")).encode(),
                     False,
                 )
@@ -102,7 +99,7 @@ class Outputs:
                 w["declaration_id"].encode(),
                 json.dumps(w, ensure_ascii=False, sort_keys=True).encode(),
             )
-            for w in writeoffs
+            for w, _ in writeoffs
         )
         touched = list(result.touched.values())
         give_up = self.settings.kafka.output_give_up_s
@@ -121,7 +118,7 @@ class Outputs:
             ),
             retrying(
                 f"{self.role}: Redis write-offs and audit",
-                lambda: self.redis.write_verdict_records(audits, writeoffs),
+                lambda: self.redis.write_verdict_records(audits, [w for w, _ in writeoffs]),
                 give_up_s=give_up,
             ),
             retrying(
@@ -131,18 +128,18 @@ class Outputs:
 
     def verdict_records(
         self, result: BatchResult
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Audit entries of the batch's verdicts, and write-offs of its releases."""
-        now = format_epoch(int(time.time()))  # wall clock of the decision, to the second
+    ) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], str]]]:
+        """The core's audit entries and write-offs (with their origin sites) of the batch,
+        stamped with who processed them and the wall-clock time, to the second."""
+        now = format_epoch(int(time.time()))
         audits, writeoffs = [], []
-        for o in result.outputs:
-            if o.kind != "verdict":
-                continue
-            state = result.touched.get(o.payload["lock_id"])
-            trip = state.trip if state is not None else None
-            audits.append(audit_entry(trip, o.payload, self.decided_by, now, o.manual))
-            if o.payload["verdict"] == "release" and trip is not None:
-                writeoffs.append(writeoff_record(trip, o.payload, self.decided_by, now, o.manual))
+        for r in result.records:
+            record = stamped(r.payload, self.role, now)
+            if r.kind == "writeoff":
+                assert r.origin_site is not None
+                writeoffs.append((record, r.origin_site))
+            else:
+                audits.append(record)
         return audits, writeoffs
 
 
