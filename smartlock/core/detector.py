@@ -32,10 +32,8 @@ from smartlock.contract.models import (
     GateArrival,
     GateVerdict,
     LockEvent,
-    LockEventType,
     LockTelemetry,
     ManualOutcome,
-    SealState,
     Severity,
     TransitDeclaration,
     TripState,
@@ -47,7 +45,7 @@ from smartlock.core import rules
 from smartlock.core.declaration import Places, check_contract_declaration, place_errors
 from smartlock.core.geofence import Geofences
 from smartlock.core.limits import DetectionSettings
-from smartlock.core.state import MEMORY, Fix, LockState, Trip
+from smartlock.core.state import MEMORY, LockState, Trip
 from smartlock.core.verdict import judge_arrival
 
 
@@ -88,13 +86,6 @@ class StepResult:
     state: LockState
     outputs: list[Output] = field(default_factory=list)
     rejection: Rejection | None = None
-
-
-_SEAL_FROM_EVENT = {
-    LockEventType.SEALED: SealState.SEALED,
-    LockEventType.UNSEALED: SealState.UNSEALED,
-    LockEventType.TAMPER: SealState.TAMPERED,
-}
 
 
 class Detector:
@@ -201,8 +192,7 @@ class Detector:
         before = _status_key(state.trip)
         effects = rules.Effects()
         if state.trip is not None:
-            rules.check_silence(state.trip, state.lock_id, watermark, self.ctx, effects)
-            rules.check_overdue(state.trip, state.lock_id, watermark, self.ctx, effects)
+            rules.judge_tick(self.ctx, state.trip, rules.Tick(state.lock_id, watermark), effects)
         return self._result(state, before, effects, [], None)
 
     def next_deadline(self, state: LockState) -> float | None:
@@ -244,60 +234,30 @@ class Detector:
         clock: float | None,
         effects: rules.Effects,
     ) -> None:
-        trip = state.trip
-        ts = msg.ts.timestamp()
-        if trip is None:
-            self._unknown_lock(state, msg, ts, effects)
+        reading = rules.Reading.of(msg, clock)
+        if state.trip is None:
+            self._unknown_lock(state, reading, effects)
             return
-        lock_id = state.lock_id
-        rules.heard(trip, lock_id, ts, clock, self.ctx, effects)
-        if isinstance(msg, LockTelemetry):
-            fix = Fix(seq=msg.seq, ts=ts, lat=msg.lat, lon=msg.lon)
-            if msg.battery_pct is not None:
-                rules.battery(
-                    trip,
-                    lock_id,
-                    ts,
-                    msg.lat,
-                    msg.lon,
-                    msg.battery_pct,
-                    f"{msg.seq}",
-                    self.ctx,
-                    effects,
-                )
-            # Position first, so a seal reading at the gate is judged where the lock is now.
-            rules.position_fix(trip, lock_id, fix, msg.hdop, self.ctx, effects)
-            rules.seal_reading(
-                trip, lock_id, msg.seal, ts, msg.lat, msg.lon, msg.seq, self.ctx, effects
-            )
-        elif msg.type is LockEventType.LOW_BATTERY:
-            rules.battery(
-                trip, lock_id, ts, msg.lat, msg.lon, None, f"{msg.seq}", self.ctx, effects
-            )
-        else:
-            seal = _SEAL_FROM_EVENT[msg.type]
-            rules.seal_reading(
-                trip, lock_id, seal, ts, msg.lat, msg.lon, msg.seq, self.ctx, effects
-            )
+        rules.judge_reading(self.ctx, state.trip, reading, effects)
 
     @staticmethod
-    def _unknown_lock(
-        state: LockState, msg: LockTelemetry | LockEvent, ts: float, effects: rules.Effects
-    ) -> None:
+    def _unknown_lock(state: LockState, reading: rules.Reading, effects: rules.Effects) -> None:
         if state.unknown_alert is not None:
             return
-        aid = rules.alert_id(rules.UNDECLARED, state.lock_id, AlertType.UNKNOWN_LOCK, f"{msg.seq}")
+        aid = rules.alert_id(
+            rules.UNDECLARED, state.lock_id, AlertType.UNKNOWN_LOCK, f"{reading.seq}"
+        )
         state.unknown_alert = aid
         effects.alerts.append(
             rules.RaisedAlert(
-                aid,
-                rules.UNDECLARED,
-                state.lock_id,
-                AlertType.UNKNOWN_LOCK,
-                ts,
-                msg.lat,
-                msg.lon,
-                {"seq": msg.seq, "reason": "no open declaration binds this lock"},
+                alert_id=aid,
+                declaration_id=rules.UNDECLARED,
+                lock_id=state.lock_id,
+                type=AlertType.UNKNOWN_LOCK,
+                ts=reading.ts,
+                lat=reading.lat,
+                lon=reading.lon,
+                detail={"seq": reading.seq, "reason": "no open declaration binds this lock"},
             )
         )
 

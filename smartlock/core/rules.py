@@ -1,9 +1,18 @@
 """Trip rules: the event-time state machine of one sealed container in transit.
 
-Every function here is pure with respect to the outside world: it reads the event, the
+Every function here is pure with respect to the outside world: it reads the reading, the
 trip and the geofences, mutates only the :class:`~smartlock.core.state.Trip` it is given
 and appends alerts to an :class:`Effects` collector. Time is the event time stamped by
 the lock or the gate, never the wall clock.
+
+The pipeline. Each lock message becomes one :class:`Reading`; :func:`judge_reading` hands
+it to every rule of :data:`TRIP_RULES`, in that order, and every rule has the same
+signature ``rule(ctx, trip, reading, effects) -> None`` and decides for itself whether the
+reading concerns it (like the handlers of Traccar's position pipeline). A rule that finds
+the reading's position unusable says so in ``effects.refused_fix``; the position rules after
+it then leave the reading alone. Event-time timers (:data:`TIMER_RULES`) have the same shape
+with a :class:`Tick` instead of a reading; they run when the clock passes a deadline and
+before every reading.
 
 Order of judgement. Lock messages are judged in sequence order (``seq`` is strictly
 increasing per lock; older or repeated ``seq`` values are rejected before they get here).
@@ -17,12 +26,16 @@ order, but it never moves the trip's position, stop or jump reference backwards 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from smartlock.contract.models import (
     SEVERITY,
     AlertType,
+    LockEvent,
+    LockEventType,
+    LockTelemetry,
     SealState,
     Severity,
     TripState,
@@ -37,6 +50,12 @@ UNDECLARED = "UNDECLARED"
 
 _ALLOWED_STOP_ROLES = frozenset({"rest_area", "supervised_site"})
 
+_SEAL_FROM_EVENT = {
+    LockEventType.SEALED: SealState.SEALED,
+    LockEventType.UNSEALED: SealState.UNSEALED,
+    LockEventType.TAMPER: SealState.TAMPERED,
+}
+
 
 def alert_id(declaration_id: str, lock_id: str, type_: AlertType, cause: str) -> str:
     """Deterministic alert id: the same cause always yields the same id."""
@@ -44,6 +63,73 @@ def alert_id(declaration_id: str, lock_id: str, type_: AlertType, cause: str) ->
         f"{declaration_id}|{lock_id}|{type_.value}|{cause}".encode()
     ).hexdigest()
     return f"al-{digest[:20]}"
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One accepted lock message (telemetry or event), as the rules see it.
+
+    Attributes:
+        lock_id, seq: the lock and its sequence number.
+        ts: event time (POSIX seconds).
+        clock: the clock when the message was published (the largest event time published
+            before it, CONTRACT section 3); None if nothing was published before.
+        lat, lon: where the lock was (an event may have no position).
+        fix: the position to judge, for telemetry only (an event's position is not a fix).
+        speed_kmh, hdop, battery_pct: telemetry's optional readings.
+        seal: the seal state read (telemetry) or implied (sealed, unsealed, tamper events).
+        event: the event type; None for telemetry.
+    """
+
+    lock_id: str
+    seq: int
+    ts: float
+    clock: float | None
+    lat: float | None = None
+    lon: float | None = None
+    fix: Fix | None = None
+    speed_kmh: float | None = None
+    hdop: float | None = None
+    battery_pct: float | None = None
+    seal: SealState | None = None
+    event: LockEventType | None = None
+
+    @classmethod
+    def of(cls, msg: LockTelemetry | LockEvent, clock: float | None) -> Reading:
+        """The reading of a lock message published at ``clock``."""
+        ts = msg.ts.timestamp()
+        if isinstance(msg, LockTelemetry):
+            return cls(
+                lock_id=msg.lock_id,
+                seq=msg.seq,
+                ts=ts,
+                clock=clock,
+                lat=msg.lat,
+                lon=msg.lon,
+                fix=Fix(seq=msg.seq, ts=ts, lat=msg.lat, lon=msg.lon),
+                speed_kmh=msg.speed_kmh,
+                hdop=msg.hdop,
+                battery_pct=msg.battery_pct,
+                seal=msg.seal,
+            )
+        return cls(
+            lock_id=msg.lock_id,
+            seq=msg.seq,
+            ts=ts,
+            clock=clock,
+            lat=msg.lat,
+            lon=msg.lon,
+            seal=_SEAL_FROM_EVENT.get(msg.type),
+            event=msg.type,
+        )
+
+
+@dataclass(frozen=True)
+class Tick:
+    """The clock passing a lock's deadline: the input of the timer rules."""
+
+    lock_id: str
+    now: float
 
 
 @dataclass
@@ -62,9 +148,18 @@ class RaisedAlert:
 
 @dataclass
 class Effects:
-    """What one step produced besides the new state."""
+    """What one step produced besides the new state, and what its rules learned on the way.
+
+    Attributes:
+        alerts: the alerts raised, in order.
+        refused_fix: why the reading's position is not used (``imprecise``,
+            ``implausible_jump``); None while it is usable.
+        zones: the zones the reading's fix lies in, once a rule looked them up.
+    """
 
     alerts: list[RaisedAlert] = field(default_factory=list)
+    refused_fix: str | None = None
+    zones: list[Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +176,7 @@ def raise_alert(
     effects: Effects,
     type_: AlertType,
     cause: str,
+    *,
     ts: float,
     lat: float | None,
     lon: float | None,
@@ -97,7 +193,16 @@ def raise_alert(
         )
     )
     effects.alerts.append(
-        RaisedAlert(aid, trip.declaration_id, lock_id, type_, ts, lat, lon, dict(detail or {}))
+        RaisedAlert(
+            alert_id=aid,
+            declaration_id=trip.declaration_id,
+            lock_id=lock_id,
+            type=type_,
+            ts=ts,
+            lat=lat,
+            lon=lon,
+            detail=dict(detail or {}),
+        )
     )
     return aid
 
@@ -111,43 +216,30 @@ def close_alert(trip: Trip, aid: str | None) -> None:
         record.open = False
 
 
-# --------------------------------------------------------------------------- heard / timers
+def usable_fix(reading: Reading, effects: Effects) -> Fix | None:
+    """The reading's fix, unless it has none or an earlier rule refused it."""
+    return reading.fix if effects.refused_fix is None else None
 
 
-def heard(
-    trip: Trip, lock_id: str, ts: float, clock: float | None, ctx: Context, effects: Effects
-) -> None:
-    """A message from the lock arrived: judge the silence before it, then note it.
-
-    Args:
-        ts: the message's event time.
-        clock: the clock when it was published (largest event time published before it,
-            CONTRACT section 3); None if nothing was published before.
-
-    A silence ends only with a *current* message: one whose event time is within the
-    silence limit of the clock. Readings the lock stored out of coverage and uploads later
-    are older than that; they are judged with their own event time but neither end the
-    silence nor start a new one, so one silence raises at most one ``signal_lost``.
-    """
-    check_silence(trip, lock_id, ts, ctx, effects)
-    check_overdue(trip, lock_id, ts, ctx, effects)
-    if trip.last_heard_ts is None or ts > trip.last_heard_ts:
-        trip.last_heard_ts = ts
-    current = clock is None or ts + ctx.limits.silence_limit_s >= clock
-    if trip.silent and current:
-        trip.silent = False
-        close_alert(trip, _signal_alert_id(trip, lock_id))
+def _zones(ctx: Context, fix: Fix, effects: Effects) -> list[Any]:
+    if effects.zones is None:
+        effects.zones = ctx.geofences.zones_at(fix.lon, fix.lat)
+    return effects.zones
 
 
-def _signal_alert_id(trip: Trip, lock_id: str) -> str:
-    return alert_id(trip.declaration_id, lock_id, AlertType.SIGNAL_LOST, f"{trip.signal_alert_for}")
+def _newest(trip: Trip, fix: Fix) -> bool:
+    """After :func:`position_rule`: the fix is the trip's newest position by event time."""
+    return trip.position is not None and fix.ts >= trip.position.ts
 
 
-def check_silence(trip: Trip, lock_id: str, now: float, ctx: Context, effects: Effects) -> None:
-    """Raises signal_lost if, at event time ``now``, the lock has been silent too long.
+# --------------------------------------------------------------------------- timers
 
-    Called when the clock passes the lock's deadline (the lock is still silent) and when
-    the lock is heard again after a gap in its own event times; either way the alert is
+
+def silence_timer(ctx: Context, trip: Trip, tick: Tick, effects: Effects) -> None:
+    """Raises signal_lost if, at event time ``tick.now``, the lock has been silent too long.
+
+    Runs when the clock passes the lock's deadline (the lock is still silent) and when the
+    lock is heard again after a gap in its own event times; either way the alert is
     stamped at the deadline and its id names the last message heard before the silence.
     """
     if not trip.monitored and trip.state is not TripState.ARRIVED:
@@ -156,44 +248,56 @@ def check_silence(trip: Trip, lock_id: str, now: float, ctx: Context, effects: E
     if last is None or trip.silent:
         return
     deadline = last + ctx.limits.silence_limit_s
-    if now <= deadline:
+    if tick.now <= deadline:
         return
     trip.signal_alert_for = last
     trip.silent = True
     pos = trip.position
     raise_alert(
         trip,
-        lock_id,
+        tick.lock_id,
         effects,
         AlertType.SIGNAL_LOST,
         f"{last}",
-        deadline,
-        pos.lat if pos else None,
-        pos.lon if pos else None,
-        {"last_heard_ts": format_epoch(last), "silence_limit_s": ctx.limits.silence_limit_s},
+        ts=deadline,
+        lat=pos.lat if pos else None,
+        lon=pos.lon if pos else None,
+        detail={"last_heard_ts": format_epoch(last), "silence_limit_s": ctx.limits.silence_limit_s},
     )
 
 
-def check_overdue(trip: Trip, lock_id: str, now: float, ctx: Context, effects: Effects) -> None:
-    """Raises overdue once if, at event time ``now``, the trip is past eta plus grace."""
+def overdue_timer(ctx: Context, trip: Trip, tick: Tick, effects: Effects) -> None:
+    """Raises overdue once if, at event time ``tick.now``, the trip is past eta plus grace."""
     if trip.overdue_raised or not (trip.monitored or trip.state is TripState.DECLARED):
         return
     deadline = trip.eta_ts + ctx.limits.overdue_grace_s
-    if now <= deadline:
+    if tick.now <= deadline:
         return
     trip.overdue_raised = True
     pos = trip.position
     raise_alert(
         trip,
-        lock_id,
+        tick.lock_id,
         effects,
         AlertType.OVERDUE,
         "eta",
-        deadline,
-        pos.lat if pos else None,
-        pos.lon if pos else None,
-        {"eta_ts": format_epoch(trip.eta_ts), "grace_s": ctx.limits.overdue_grace_s},
+        ts=deadline,
+        lat=pos.lat if pos else None,
+        lon=pos.lon if pos else None,
+        detail={"eta_ts": format_epoch(trip.eta_ts), "grace_s": ctx.limits.overdue_grace_s},
     )
+
+
+TimerRule = Callable[[Context, Trip, Tick, Effects], None]
+
+#: The timer rules, in the order they run.
+TIMER_RULES: tuple[TimerRule, ...] = (silence_timer, overdue_timer)
+
+
+def judge_tick(ctx: Context, trip: Trip, tick: Tick, effects: Effects) -> None:
+    """Runs every timer rule for the clock passing ``tick.now``."""
+    for rule in TIMER_RULES:
+        rule(ctx, trip, tick, effects)
 
 
 def next_deadline(trip: Trip, ctx: Context) -> float | None:
@@ -207,112 +311,101 @@ def next_deadline(trip: Trip, ctx: Context) -> float | None:
     return min(deadlines) if deadlines else None
 
 
-# --------------------------------------------------------------------------- seal
+# --------------------------------------------------------------------------- reading rules
 
 
-def seal_reading(
-    trip: Trip,
-    lock_id: str,
-    seal: SealState,
-    ts: float,
-    lat: float | None,
-    lon: float | None,
-    seq: int,
-    ctx: Context,
-    effects: Effects,
-) -> None:
-    """Applies a seal state read from telemetry or implied by a lock event."""
-    if seal is SealState.SEALED:
-        if trip.state is TripState.DECLARED:
-            trip.state = TripState.SEALED
-            trip.sealed_ts = ts
-        trip.breach_open = False
+def heard_rule(ctx: Context, trip: Trip, reading: Reading, effects: Effects) -> None:
+    """A message from the lock arrived: judge the silence before it, then note it.
+
+    A silence ends only with a *current* message: one whose event time is within the
+    silence limit of the clock. Readings the lock stored out of coverage and uploads later
+    are older than that; they are judged with their own event time but neither end the
+    silence nor start a new one, so one silence raises at most one ``signal_lost``.
+    """
+    ts = reading.ts
+    judge_tick(ctx, trip, Tick(reading.lock_id, ts), effects)
+    if trip.last_heard_ts is None or ts > trip.last_heard_ts:
+        trip.last_heard_ts = ts
+    current = reading.clock is None or ts + ctx.limits.silence_limit_s >= reading.clock
+    if trip.silent and current:
+        trip.silent = False
+        close_alert(
+            trip,
+            alert_id(
+                trip.declaration_id,
+                reading.lock_id,
+                AlertType.SIGNAL_LOST,
+                f"{trip.signal_alert_for}",
+            ),
+        )
+
+
+def battery_rule(ctx: Context, trip: Trip, reading: Reading, effects: Effects) -> None:
+    """Raises low_battery once per trip (a reading below the limit or a low_battery event)."""
+    pct = reading.battery_pct
+    if pct is None and reading.event is not LockEventType.LOW_BATTERY:
         return
-    if trip.sealed_ts is None or trip.state is TripState.CLOSED:
-        return  # not sealed yet (still being loaded) or already written off
-    if trip.state is TripState.RELEASED and _inside_destination(trip, lat, lon, ctx):
-        trip.state = TripState.CLOSED  # unsealed at the gate after release: the loop is closed
+    if trip.battery_alerted:
         return
-    trip.seal_intact = False
-    if trip.breach_open:
+    if pct is not None and pct >= ctx.limits.low_battery_pct:
         return
-    trip.breach_open = True
+    trip.battery_alerted = True
+    detail: dict[str, Any] = {"limit_pct": ctx.limits.low_battery_pct}
+    if pct is not None:
+        detail["battery_pct"] = pct
     raise_alert(
         trip,
-        lock_id,
+        reading.lock_id,
         effects,
-        AlertType.SEAL_BREACH,
-        f"{seq}",
-        ts,
-        lat,
-        lon,
-        {"seal": seal.value, "seq": seq},
+        AlertType.LOW_BATTERY,
+        f"{reading.seq}",
+        ts=reading.ts,
+        lat=reading.lat,
+        lon=reading.lon,
+        detail=detail,
     )
 
 
-def _inside_destination(trip: Trip, lat: float | None, lon: float | None, ctx: Context) -> bool:
-    if lat is None or lon is None:
-        return trip.in_destination
-    return ctx.geofences.in_zone(trip.destination_gate, lon, lat)
+def precision_rule(ctx: Context, trip: Trip, reading: Reading, effects: Effects) -> None:
+    """A fix too imprecise to judge anything by is not used (the message still counts as heard)."""
+    if reading.fix is not None and reading.hdop is not None and reading.hdop > ctx.limits.max_hdop:
+        effects.refused_fix = "imprecise"
 
 
-# --------------------------------------------------------------------------- position
+def jump_rule(ctx: Context, trip: Trip, reading: Reading, effects: Effects) -> None:
+    """Implausible jump: a fix farther from the last plausible one than the lock can travel.
 
-
-def position_fix(
-    trip: Trip, lock_id: str, fix: Fix, hdop: float | None, ctx: Context, effects: Effects
-) -> None:
-    """Judges one position fix: jump, corridor, arrival and stop rules."""
-    if hdop is not None and hdop > ctx.limits.max_hdop:
-        return  # too imprecise to judge anything by; the message still counts as heard
-    if not _plausible(trip, lock_id, fix, ctx, effects):
+    The first fix of a jump raises ``implausible_jump``; the fixes are not used until the
+    lock has reported from the new place ``jump_reanchor_fixes`` times in a row.
+    """
+    fix = usable_fix(reading, effects)
+    if fix is None:
         return
-    newest = trip.position is None or fix.ts >= trip.position.ts
-    if newest:
-        trip.position = fix
-    if trip.state is TripState.SEALED and not ctx.geofences.in_zone(
-        trip.origin_site, fix.lon, fix.lat
-    ):
-        trip.state = TripState.IN_TRANSIT
-    zones = ctx.geofences.zones_at(fix.lon, fix.lat)
-    zone_ids = {z.id for z in zones}
-    if trip.monitored:
-        _judge_corridor(trip, lock_id, fix, zones, ctx, effects)
-    if newest:
-        trip.in_destination = trip.destination_gate in zone_ids
-        if trip.in_destination and trip.monitored:
-            trip.state = TripState.ARRIVED
-        if trip.monitored:
-            _judge_stop(trip, lock_id, fix, zones, ctx, effects)
-
-
-def _plausible(trip: Trip, lock_id: str, fix: Fix, ctx: Context, effects: Effects) -> bool:
-    """Implausible-jump rule. Returns False for a fix that must not be used."""
     anchor = trip.anchor
     if anchor is None:
         trip.anchor = fix
-        return True
+        return
     dt = fix.ts - anchor.ts
     if dt <= 0:
-        return True  # older than the reference: judged, but no speed can be derived
+        return  # older than the reference: judged, but no speed can be derived
     dist = ctx.geofences.distance_m(anchor.lon, anchor.lat, fix.lon, fix.lat)
     speed_kmh = dist / dt * 3.6
     if dist <= ctx.limits.jump_min_distance_m or speed_kmh <= ctx.limits.jump_speed_kmh:
         trip.anchor = fix
         trip.jump_streak = 0
-        return True
+        return
     trip.jump_streak += 1
     if trip.jump_streak == 1:
         raise_alert(
             trip,
-            lock_id,
+            reading.lock_id,
             effects,
             AlertType.IMPLAUSIBLE_JUMP,
             f"{fix.seq}",
-            fix.ts,
-            fix.lat,
-            fix.lon,
-            {
+            ts=fix.ts,
+            lat=fix.lat,
+            lon=fix.lon,
+            detail={
                 "distance_m": round(dist, 1),
                 "seconds": round(dt, 3),
                 "speed_kmh": round(speed_kmh, 1),
@@ -323,14 +416,32 @@ def _plausible(trip: Trip, lock_id: str, fix: Fix, ctx: Context, effects: Effect
         # The lock keeps reporting from the new place: accept it as the real position.
         trip.anchor = fix
         trip.jump_streak = 0
-        return True
-    return False
+        return
+    effects.refused_fix = "implausible_jump"
 
 
-def _judge_corridor(
-    trip: Trip, lock_id: str, fix: Fix, zones: list[Any], ctx: Context, effects: Effects
-) -> None:
+def position_rule(ctx: Context, trip: Trip, reading: Reading, effects: Effects) -> None:
+    """A usable fix moves the trip's position (never backwards in event time); a sealed
+    trip whose lock has left the origin site is in transit."""
+    fix = usable_fix(reading, effects)
+    if fix is None:
+        return
+    if trip.position is None or fix.ts >= trip.position.ts:
+        trip.position = fix
+    if trip.state is TripState.SEALED and not ctx.geofences.in_zone(
+        trip.origin_site, fix.lon, fix.lat
+    ):
+        trip.state = TripState.IN_TRANSIT
+
+
+def corridor_rule(ctx: Context, trip: Trip, reading: Reading, effects: Effects) -> None:
+    """Route deviation after ``deviation_confirm_fixes`` fixes off the corridor (rest areas,
+    the origin site and the destination gate count as on it); route_rejoined when back."""
+    fix = usable_fix(reading, effects)
+    if fix is None or not trip.monitored:
+        return
     geo = ctx.geofences
+    zones = _zones(ctx, fix, effects)
     on_route = geo.in_corridor(trip.corridor_id, fix.lon, fix.lat) or any(
         z.role == "rest_area" or z.id in (trip.origin_site, trip.destination_gate) for z in zones
     )
@@ -340,14 +451,17 @@ def _judge_corridor(
             trip.state = TripState.IN_TRANSIT
             raise_alert(
                 trip,
-                lock_id,
+                reading.lock_id,
                 effects,
                 AlertType.ROUTE_REJOINED,
                 f"{fix.seq}",
-                fix.ts,
-                fix.lat,
-                fix.lon,
-                {"corridor_id": trip.corridor_id, "deviation_alert_id": trip.excursion_alert},
+                ts=fix.ts,
+                lat=fix.lat,
+                lon=fix.lon,
+                detail={
+                    "corridor_id": trip.corridor_id,
+                    "deviation_alert_id": trip.excursion_alert,
+                },
             )
         trip.outside_streak = 0
         trip.outside_first = None
@@ -363,14 +477,14 @@ def _judge_corridor(
     trip.excursion_alert = (
         raise_alert(
             trip,
-            lock_id,
+            reading.lock_id,
             effects,
             AlertType.ROUTE_DEVIATION,
             f"{first.seq}",
-            fix.ts,
-            fix.lat,
-            fix.lon,
-            {
+            ts=fix.ts,
+            lat=fix.lat,
+            lon=fix.lon,
+            detail={
                 "corridor_id": trip.corridor_id,
                 "distance_m": round(geo.corridor_distance_m(trip.corridor_id, fix.lon, fix.lat), 1),
                 "buffer_m": geo.corridors[trip.corridor_id].buffer_m,
@@ -382,9 +496,23 @@ def _judge_corridor(
     )
 
 
-def _judge_stop(
-    trip: Trip, lock_id: str, fix: Fix, zones: list[Any], ctx: Context, effects: Effects
-) -> None:
+def arrival_rule(ctx: Context, trip: Trip, reading: Reading, effects: Effects) -> None:
+    """The newest fix says whether the lock is inside its destination gate's zone; a
+    monitored trip that got there has arrived."""
+    fix = usable_fix(reading, effects)
+    if fix is None or not _newest(trip, fix):
+        return
+    trip.in_destination = any(z.id == trip.destination_gate for z in _zones(ctx, fix, effects))
+    if trip.in_destination and trip.monitored:
+        trip.state = TripState.ARRIVED
+
+
+def stop_rule(ctx: Context, trip: Trip, reading: Reading, effects: Effects) -> None:
+    """Unauthorized stop: the newest fixes stayed within ``stop_radius_m`` for longer than
+    ``stop_limit_s`` outside a rest area, supervised site, origin or destination."""
+    fix = usable_fix(reading, effects)
+    if fix is None or not trip.monitored or not _newest(trip, fix):
+        return
     anchor = trip.stop_anchor
     limits = ctx.limits
     if (
@@ -395,18 +523,18 @@ def _judge_stop(
         if (
             trip.stop_alert is None
             and fix.ts - anchor.ts > limits.stop_limit_s
-            and not _stop_allowed(trip, zones)
+            and not _stop_allowed(trip, _zones(ctx, fix, effects))
         ):
             trip.stop_alert = raise_alert(
                 trip,
-                lock_id,
+                reading.lock_id,
                 effects,
                 AlertType.UNAUTHORIZED_STOP,
                 f"{anchor.seq}",
-                fix.ts,
-                fix.lat,
-                fix.lon,
-                {
+                ts=fix.ts,
+                lat=fix.lat,
+                lon=fix.lon,
+                detail={
                     "stopped_since": format_epoch(anchor.ts),
                     "stopped_s": round(fix.ts - anchor.ts, 3),
                     "stop_limit_s": limits.stop_limit_s,
@@ -425,27 +553,67 @@ def _stop_allowed(trip: Trip, zones: list[Any]) -> bool:
     )
 
 
-# --------------------------------------------------------------------------- battery
+def seal_rule(ctx: Context, trip: Trip, reading: Reading, effects: Effects) -> None:
+    """Applies a seal state read from telemetry or implied by a lock event.
+
+    Runs after the position rules, so a seal reading at the gate is judged where the lock
+    is now: unsealed inside the destination after release closes the trip; any other
+    opening after sealing is a seal breach (once per breach, until sealed again).
+    """
+    seal = reading.seal
+    if seal is None:
+        return
+    if seal is SealState.SEALED:
+        if trip.state is TripState.DECLARED:
+            trip.state = TripState.SEALED
+            trip.sealed_ts = reading.ts
+        trip.breach_open = False
+        return
+    if trip.sealed_ts is None or trip.state is TripState.CLOSED:
+        return  # not sealed yet (still being loaded) or already written off
+    if trip.state is TripState.RELEASED and _inside_destination(ctx, trip, reading):
+        trip.state = TripState.CLOSED  # unsealed at the gate after release: the loop is closed
+        return
+    trip.seal_intact = False
+    if trip.breach_open:
+        return
+    trip.breach_open = True
+    raise_alert(
+        trip,
+        reading.lock_id,
+        effects,
+        AlertType.SEAL_BREACH,
+        f"{reading.seq}",
+        ts=reading.ts,
+        lat=reading.lat,
+        lon=reading.lon,
+        detail={"seal": seal.value, "seq": reading.seq},
+    )
 
 
-def battery(
-    trip: Trip,
-    lock_id: str,
-    ts: float,
-    lat: float | None,
-    lon: float | None,
-    pct: float | None,
-    cause: str,
-    ctx: Context,
-    effects: Effects,
-) -> None:
-    """Raises low_battery once per trip (from a reading below the limit or a low_battery event)."""
-    if trip.battery_alerted:
-        return
-    if pct is not None and pct >= ctx.limits.low_battery_pct:
-        return
-    trip.battery_alerted = True
-    detail: dict[str, Any] = {"limit_pct": ctx.limits.low_battery_pct}
-    if pct is not None:
-        detail["battery_pct"] = pct
-    raise_alert(trip, lock_id, effects, AlertType.LOW_BATTERY, cause, ts, lat, lon, detail)
+def _inside_destination(ctx: Context, trip: Trip, reading: Reading) -> bool:
+    if reading.lat is None or reading.lon is None:
+        return trip.in_destination
+    return ctx.geofences.in_zone(trip.destination_gate, reading.lon, reading.lat)
+
+
+TripRule = Callable[[Context, Trip, Reading, Effects], None]
+
+#: The trip rules, in the order every reading goes through them.
+TRIP_RULES: tuple[TripRule, ...] = (
+    heard_rule,  # timers due before the reading, then the lock counts as heard
+    battery_rule,
+    precision_rule,  # a fix with too large an hdop is not used
+    jump_rule,  # nor one that jumped farther than the lock can travel
+    position_rule,
+    corridor_rule,
+    arrival_rule,
+    stop_rule,
+    seal_rule,  # last: a seal reading is judged where the lock is now
+)
+
+
+def judge_reading(ctx: Context, trip: Trip, reading: Reading, effects: Effects) -> None:
+    """Runs every trip rule on one reading, in :data:`TRIP_RULES` order."""
+    for rule in TRIP_RULES:
+        rule(ctx, trip, reading, effects)

@@ -27,10 +27,12 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from smartlock.adapters.membership import Heartbeat
 from smartlock.adapters.mqtt import MqttClient, Received
 from smartlock.contract.topics import INBOUND_SUBSCRIPTIONS
 from smartlock.settings import Settings
@@ -121,22 +123,23 @@ class Bridge:
                 topics, lambda r: loop.call_soon_threadsafe(self._queue.put_nowait, r)
             )
             await asyncio.to_thread(self._mqtt.connect)
-            log.info(
-                "bridge %s: MQTT %s:%s -> Kafka %s",
-                self.name,
-                self.settings.mqtt.host,
-                self.settings.mqtt.port,
-                kafka.inbound_topic,
+            owns = (
+                f"MQTT {self.settings.mqtt.host}:{self.settings.mqtt.port} $share/{group} "
+                f"-> Kafka {kafka.inbound_topic} ({len(self._partitions)} partitions)"
             )
+            # One line for operators: this bridge is ready and what it moves.
+            print(f"bridge {self.name} ready: {owns}", flush=True)
+            heartbeat = Heartbeat(
+                aioredis.Redis.from_url(self.settings.redis.url), self.settings.redis.prefix,
+                "bridge", self.name,
+            )  # fmt: skip
+            await heartbeat.beat(owns, force=True)
             while not stop.is_set():
+                await heartbeat.beat()
                 batch = await self._next_batch(stop)
                 try:  # a Kafka outage holds the batch (MQTT keeps it unacknowledged) and retries
                     if batch:
-                        await retrying(
-                            f"bridge {self.name}: Kafka produce",
-                            lambda batch=batch: self._forward(batch),  # type: ignore[misc]
-                            give_up_s=kafka.output_give_up_s,
-                        )
+                        await self._forward(batch)
                     await retrying(
                         f"bridge {self.name}: watermark tick",
                         self._tick,
@@ -149,6 +152,7 @@ class Bridge:
                 await self._tick(closing=True)
             except Exception as exc:  # noqa: BLE001 - stopping anyway; the clock expires then
                 log.warning("bridge %s: closing tick not written: %s", self.name, exc)
+            await heartbeat.leave()
         finally:
             self._mqtt.disconnect()
             await self._producer.stop()
@@ -164,24 +168,34 @@ class Bridge:
         return batch
 
     async def _forward(self, batch: list[Received]) -> None:
-        assert self._producer is not None
+        """Turns the batch into records once (the clock stamps must not change on a retry), then
+        sends them until Kafka acknowledged every one, and only then acknowledges MQTT."""
         kafka = self.settings.kafka
-        futures = []
+        records: list[tuple[str, bytes | None, bytes]] = []
         for received in batch:
             forwarded = self._forwarder.forward(
                 received.topic, received.payload, received.received_at
             )
             if forwarded.dead is not None:
                 value = json.dumps(forwarded.dead.to_record(), ensure_ascii=False).encode()
-                futures.append(await self._producer.send(kafka.deadletter_topic, value=value))
+                records.append((kafka.deadletter_topic, None, value))
                 self.stats.dead_letters += 1
             for key, value in forwarded.records:
-                futures.append(await self._producer.send(kafka.inbound_topic, key=key, value=value))
+                records.append((kafka.inbound_topic, key, value))
                 self.stats.produced += 1
-        await asyncio.gather(*futures)  # every record acknowledged by Kafka ...
-        for received in batch:  # ... before the MQTT messages are acknowledged
+        await retrying(
+            f"bridge {self.name}: Kafka produce",
+            lambda: self._send(records),
+            give_up_s=kafka.output_give_up_s,
+        )
+        for received in batch:  # every record acknowledged by Kafka: now MQTT may forget them
             self._mqtt.ack(received)
         self.stats.received += len(batch)
+
+    async def _send(self, records: list[tuple[str, bytes | None, bytes]]) -> None:
+        assert self._producer is not None
+        futures = [await self._producer.send(t, key=k, value=v) for t, k, v in records]
+        await asyncio.gather(*futures)
 
     async def _tick(self, closing: bool = False) -> None:
         """Writes a watermark tick to every partition when the clock moved, or once a second."""

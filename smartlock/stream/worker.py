@@ -19,6 +19,7 @@ import faust
 from aiokafka import AIOKafkaProducer
 
 from smartlock.adapters.keys import RedisKeys
+from smartlock.adapters.membership import HEARTBEAT_S, Heartbeat
 from smartlock.adapters.mqtt import MqttClient
 from smartlock.adapters.redis_state import RedisState
 from smartlock.contract.models import format_epoch
@@ -209,6 +210,13 @@ def create_app(
     processor = BatchProcessor(detector, store)
     outputs = Outputs(kafka, settings, name)
     app.smartlock_processor = processor  # type: ignore[attr-defined]  # for tests and the demo
+    heartbeat = Heartbeat(outputs.redis.client, settings.redis.prefix, "worker", name)
+    owned_partitions: list[int] = []
+
+    @app.timer(interval=HEARTBEAT_S)
+    async def _heartbeat() -> None:
+        # For `smartlock stack status`: this worker is alive and owns these partitions.
+        await heartbeat.beat(f"partitions {owned_partitions} of {k.inbound_topic}")
 
     @app.on_rebalance_complete.connect
     async def _recovered(sender: Any, **kwargs: Any) -> None:
@@ -220,6 +228,8 @@ def create_app(
         owned = store.reassign(assigned)
         processor.reset()
         processor.engine.schedule_all(owned)
+        owned_partitions[:] = sorted(assigned)
+        await heartbeat.beat(f"partitions {owned_partitions} of {k.inbound_topic}", force=True)
         # One line for operators: this worker is ready and owns these partitions.
         print(
             f"worker {name} ready: partitions {sorted(assigned)} of {k.inbound_topic}, "

@@ -9,6 +9,7 @@ header and the terminal summary.
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -28,6 +29,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     backend = getattr(terminalreporter.config, "_smartlock_servers", None)
     if backend is not None:
         terminalreporter.write_line(f"servers: {backend.description}")
+    faults = sys.modules.get("tests.integration.test_faults")
+    for line in faults.table_lines() if faults is not None else []:
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -74,13 +74,21 @@ class Pipeline:
         env.update(self.extra_env)
         return env
 
-    def start(self, role: str, name: str = "1") -> subprocess.Popen[bytes]:
-        """Starts ``smartlock bridge`` or ``smartlock worker`` named ``name``."""
-        key = f"{role}-{name}"
-        if role == "worker":  # readiness is announced anew by this process (wait_worker_ready)
+    def start(
+        self, role: str, name: str | None = "1", key: str | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Starts ``smartlock bridge`` or ``smartlock worker`` named ``name``.
+
+        ``name=None`` starts it without ``--name`` (it picks its own); ``key`` then tells
+        copies apart in :attr:`procs` and their log files.
+        """
+        key = key or f"{role}-{name}"
+        if role == "worker" and name:  # readiness is announced anew (wait_worker_ready)
             self.redis().hdel(RedisKeys(self.prefix).workers, name)
         log = open(self.workdir / f"{key}.log", "ab")  # noqa: SIM115 - the child process holds it
-        argv = [sys.executable, "-m", "smartlock.cli.main", role, "--name", name]
+        argv = [sys.executable, "-m", "smartlock.cli.main", role] + (
+            ["--name", name] if name else []
+        )
         proc = subprocess.Popen(
             argv, cwd=self.workdir, env=self.env(), stdout=log, stderr=subprocess.STDOUT
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from smartlock.local import stack
-from tests.integration.test_stack import MqttProbe, wait_for
+from tests.integration.test_stack import MqttProbe
 from tests.servers import Endpoint
 
 pytestmark = pytest.mark.integration
@@ -88,6 +89,10 @@ def test_kill_minus_nine_of_the_whole_stack_loses_nothing_acknowledged(tmp_path:
             for message in infos:
                 message.wait_for_publish(10)
             assert all(m.is_published() for m in infos)
+        # Mosquitto saves after each change on its next event-loop pass, which an idle broker
+        # makes up to 1 s later: what it acknowledged in that last second is the bound
+        # (README "Durability and faults"); past it, nothing acknowledged may be lost.
+        time.sleep(1.5)
         for server in info.servers.values():  # no clean shutdown: nothing gets saved on the way out
             os.kill(server.pid, signal.SIGKILL)
         stack.stop_stack(run_dir)  # reaps them
@@ -99,8 +104,11 @@ def test_kill_minus_nine_of_the_whole_stack_loses_nothing_acknowledged(tmp_path:
         assert r.get("reference-counter") == "100"  # a new reference number continues from 101
         assert r.xlen("audit") == 100
         with MqttProbe(mqtt, "durable-sub", persistent=True) as sub:
-            wait_for(lambda: len(sub.received) >= MESSAGES, 30, "the queued QoS 1 messages")
+            deadline = time.monotonic() + 30
+            while len(sub.received) < MESSAGES and time.monotonic() < deadline:
+                time.sleep(0.05)
             got = sorted({int(p) for p in sub.received})
-        assert got == list(range(MESSAGES))
+        missing = sorted(set(range(MESSAGES)) - set(got))
+        assert not missing, f"{len(missing)} acknowledged messages lost: {missing[:20]}"
     finally:
         stack.stop_stack(run_dir)

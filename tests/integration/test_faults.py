@@ -35,9 +35,11 @@ from tests.servers import Endpoint, LocalBackend
 
 pytestmark = pytest.mark.integration
 
-# Mosquitto is not in the list yet: after its kill -9 and restart the pipeline lost the alerts
-# of the trace (under investigation; see the faults report). Its persistence alone is checked
-# in test_durability.py.
+# Mosquitto is not in the list: Mosquitto 2.0.11 (Debian 12) does not restore a persistent
+# session's *shared* subscriptions from its database, so what is published between its restart
+# and the bridges' reconnect (~1.5 s) is acknowledged with reason 0x10 "no matching subscribers"
+# and dropped (README "Durability and faults"). Its persistence itself (queued messages of a
+# plain subscription survive kill -9) is checked in test_durability.py.
 VICTIMS = ("worker", "bridge", "redis", "broker")
 #: Time-based alerts the current watermark still raises early when a fault delays delivery
 #: (extra signal_lost, never lost or duplicated). Issue 11 part A (deterministic watermark)
@@ -48,7 +50,7 @@ TABLE: list[tuple[str, str, int, int, int, int, int]] = []
 
 @pytest.fixture(scope="module")
 def servers(
-    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[LocalBackend, dict[str, Endpoint]]]:
     backend = LocalBackend(tmp_path_factory.mktemp("fault-servers"))
     try:
@@ -56,18 +58,21 @@ def servers(
         yield backend, endpoints
     finally:
         backend.close()
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None and TABLE:
-            reporter.write_line("")
-            reporter.write_line("fault suite (SIGKILL mid-stream, then restart), against evaluate:")
-            reporter.write_line(
-                f"{'killed':<10} {'output':<10} {'expected':>8} {'lost':>5} {'duplicated':>10} "
-                f"{'extra':>6} {'extra signal_lost/overdue':>26}"
-            )
-            for row in TABLE:
-                reporter.write_line(
-                    f"{row[0]:<10} {row[1]:<10} {row[2]:>8} {row[3]:>5} {row[4]:>10} {row[5]:>6} {row[6]:>26}"
-                )
+
+
+def table_lines() -> list[str]:
+    """The fault table, printed at the end of the pytest run (tests/integration/conftest.py)."""
+    if not TABLE:
+        return []
+    lines = [
+        "fault suite (SIGKILL mid-stream, then restart), against evaluate:",
+        f"{'killed':<10} {'output':<10} {'expected':>8} {'lost':>5} {'duplicated':>10} "
+        f"{'extra':>6} {'extra signal_lost/overdue':>26}",
+    ]
+    lines += [
+        f"{r[0]:<10} {r[1]:<10} {r[2]:>8} {r[3]:>5} {r[4]:>10} {r[5]:>6} {r[6]:>26}" for r in TABLE
+    ]
+    return lines
 
 
 def fleet_trace() -> list[tuple[str, dict[str, Any]]]:

@@ -195,3 +195,43 @@ def test_a_late_bind_is_refused_and_publishes_nothing(
         assert listener.of(declaration_id, wait=1.0) == []
     finally:
         listener.client.disconnect()
+
+
+def test_a_redis_outage_is_a_503_with_a_reason_and_healthz_says_so(
+    mqtt_server: Endpoint, unique: str, credentials: CredentialStore, tmp_path: Any
+) -> None:
+    from smartlock.local import stack
+
+    run_dir = tmp_path / "redis"
+    (port,) = stack.free_ports(1)
+    server = stack.redis_server(run_dir, port)
+    stack.start_servers(run_dir, [server])
+    own_redis = Endpoint("redis", "127.0.0.1", port)
+    token = credentials.issue("declarant", f"decl-{unique}").secret.get_secret_value()
+    settings = _settings(mqtt_server, own_redis, f"test-{unique}", credentials)
+    form = road_form(declaration_id=f"DCL-{unique}", lock_id=f"LK-{unique}")
+
+    async def scenario(client: TestClient) -> None:
+        healthy = await client.get("/healthz")
+        assert (healthy.status, await healthy.json()) == (
+            200,
+            {"status": "ok", "mqtt": "ok", "redis": "ok"},
+        )
+        stack.stop_servers(run_dir)  # Redis goes away
+        down = await client.get("/healthz")
+        body = await down.json()
+        assert down.status == 503 and body["status"] == "degraded", body
+        assert body["redis"].startswith("down: ") and body["mqtt"] == "ok"
+        refused = await client.post("/declarations", json=form)
+        assert refused.status == 503, await refused.text()
+        assert refused.headers["Retry-After"] == "5"
+        assert "nothing was stored" in (await refused.json())["error"]
+        stack.start_servers(run_dir, [server])  # back: the same request goes through
+        assert (await client.get("/healthz")).status == 200
+        accepted = await client.post("/declarations", json=form)
+        assert accepted.status == 201, await accepted.text()
+
+    try:
+        asyncio.run(_run(settings, Clock(NOW), scenario, token))
+    finally:
+        stack.stop_servers(run_dir)

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 
+from smartlock.adapters.membership import claim_name
 from smartlock.cli.commands.common import add_server_args, settings_with_servers
 from smartlock.stream.bridge import Bridge
 
@@ -15,8 +16,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_server_args(parser)
     parser.add_argument(
         "--name",
-        default="1",
-        help="bridge name; a restarted bridge of the same name resumes its MQTT session",
+        default=None,
+        help="bridge name; a restarted bridge of the same name resumes its MQTT session; "
+        "default: the host name, or <host>-2, -3 ... when a live bridge on this host has it",
     )
 
 
@@ -29,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        bridge = Bridge(settings, args.name)
+        name = claim_name(settings.redis.url, settings.redis.prefix, "bridge", args.name)
+        bridge = Bridge(settings, name)
         await bridge.run(stop)
         logging.info("bridge stopped: %s", bridge.stats)
 

@@ -11,9 +11,10 @@ import argparse
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from smartlock.adapters import membership
 from smartlock.errors import ConfigError
 from smartlock.local import stack
-from smartlock.settings import load_settings
+from smartlock.settings import Settings, load_settings
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -72,7 +73,31 @@ def run(args: argparse.Namespace) -> int:
                 print(f"\nin {sub.parent} (smartlock {sub.parent.name}):")
                 _print_statuses(others)
                 ok = ok or all(s.healthy for s in others)
+    redis_up = any(s.name == "redis" and s.healthy for s in statuses)
+    if redis_up:
+        ok = _print_members(load_settings(args.config)) and ok
     return 0 if ok else 1
+
+
+def _print_members(settings: Settings) -> bool:
+    """Bridges and workers that registered in Redis; False if one has stopped beating."""
+    try:
+        found = membership.members(settings.redis.url, settings.redis.prefix)
+    except Exception as exc:  # noqa: BLE001 - status reports, it does not crash
+        print(f"bridges and workers: cannot read them from Redis ({exc})")
+        return False
+    if not found:
+        print("bridges and workers: none registered")
+        return True
+    print("\nbridges and workers (heartbeats in Redis):")
+    for m in found:
+        who = f"{m.member.role} {m.member.name}"
+        where = f"pid {m.member.pid} on {m.member.host}"
+        if m.alive:
+            print(f"{who:<28} alive, beat {m.silent_s:.0f} s ago   {where}   {m.member.owns}")
+        else:
+            print(f"{who:<28} NO HEARTBEAT for {m.silent_s:.0f} s (dead or hung)   {where}")
+    return all(m.alive for m in found)
 
 
 def _print_statuses(statuses: list[stack.ServerStatus]) -> None:

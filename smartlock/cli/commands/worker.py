@@ -5,13 +5,19 @@ from __future__ import annotations
 import argparse
 import logging
 
+from smartlock.adapters.membership import claim_name
 from smartlock.cli.commands.common import add_server_args, settings_with_servers
 from smartlock.runtime import build_detector
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     add_server_args(parser)
-    parser.add_argument("--name", default="1", help="worker name (MQTT client id suffix, data dir)")
+    parser.add_argument(
+        "--name",
+        default=None,
+        help="worker name (MQTT client id suffix, data dir, write-offs); default: the host name, "
+        "or <host>-2, -3 ... when a live worker on this host has it",
+    )
     parser.add_argument(
         "--web-port", type=int, default=None, help="Faust web port (default: disabled)"
     )
@@ -23,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
     settings = settings_with_servers(args)
-    app = create_app(settings, build_detector(settings), args.name)
+    name = claim_name(settings.redis.url, settings.redis.prefix, "worker", args.name)
+    app = create_app(settings, build_detector(settings), name)
     app.conf.web_enabled = args.web_port is not None
     if args.web_port is not None:
         app.conf.web_port = args.web_port

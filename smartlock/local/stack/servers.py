@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smartlock.errors import InfrastructureError
-from smartlock.local.stack.health import check_kafka, check_mqtt, check_redis, check_s3, free_ports
+from smartlock.local.stack.health import (
+    check_kafka,
+    check_mqtt,
+    check_redis,
+    check_s3,
+    free_ports,
+    port_in_use,
+)
 from smartlock.local.stack.model import (
     APT_HINT,
     DEFAULT_HOST,
@@ -178,6 +185,14 @@ def _owner_only(path: Path, text: str) -> None:
         out.write(text)
 
 
+def _pid_alive(pid_file: Path) -> bool:
+    try:
+        os.kill(int(pid_file.read_text().strip()), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def seaweedfs_server(
     run_dir: Path, port: int = 0, host: str = DEFAULT_HOST
 ) -> tuple[Server, S3Access]:
@@ -222,7 +237,15 @@ def seaweedfs_server(
         recorded = {}
     if port:
         recorded["s3"] = port
-    if set(recorded) != set(names):
+    running = _pid_alive(run_dir / "seaweedfs.pid")  # adopted by start_servers: keep its ports
+    taken = not running and any(
+        port_in_use(host, p) for k, p in recorded.items() if not (k == "s3" and port)
+    )
+    if set(recorded) != set(names) or taken:
+        # First start, or another program took a port while we were down: new ports (the
+        # data does not depend on them; the volume server registers anew with the master).
+        if taken and not port:
+            recorded.pop("s3", None)
         fresh = iter(free_ports(len(names), host))
         recorded = {k: recorded.get("s3", 0) if k == "s3" else next(fresh) for k in names}
         if not recorded["s3"]:

@@ -8,7 +8,9 @@ the broker acknowledged it: that is how the pipeline learns of a declaration.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -58,6 +60,8 @@ from smartlock.services.intake.rules import (
     validate_submission,
 )
 from smartlock.services.intake.store import DeclarationStore, DuplicateDeclaration, MemoryStore
+
+log = logging.getLogger(__name__)
 
 #: The fields of a declaration in a list.
 SUMMARY = ("reference", "declaration_id", "status", "submitted_at", "vehicle_plate", "version")
@@ -514,8 +518,35 @@ async def _openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi(), dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 
+#: The app's health probe: component name -> "ok" or what is wrong (see create_app).
+HEALTH = web.AppKey("health", Callable[[], Awaitable[dict[str, str]]])
+
+
 async def _healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    """200 when the intake can store and publish, 503 naming what is down otherwise."""
+    probe = request.app.get(HEALTH)
+    checks = await probe() if probe is not None else {}
+    ok = all(v == "ok" for v in checks.values())
+    return web.json_response(
+        {"status": "ok" if ok else "degraded", **checks}, status=200 if ok else 503
+    )
+
+
+@web.middleware
+async def outage(request: web.Request, handler: Any) -> web.StreamResponse:
+    """A storage outage is a 503 with a JSON reason and Retry-After, never a bare 500."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    try:
+        return await handler(request)
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        log.warning("intake: Redis unavailable for %s %s: %s", request.method, request.path, exc)
+        return web.json_response(
+            {"error": "declaration storage is unavailable; nothing was stored, retry later"},
+            status=503,
+            headers={"Retry-After": "5"},
+        )
 
 
 def build_app(service: IntakeService, authenticate: Authenticate) -> web.Application:
@@ -525,7 +556,7 @@ def build_app(service: IntakeService, authenticate: Authenticate) -> web.Applica
         service: the logic.
         authenticate: bearer token -> caller (see :mod:`smartlock.services.intake.auth`).
     """
-    app = web.Application(middlewares=[guard], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[outage, guard], client_max_size=MAX_BODY_BYTES)
     app[SERVICE] = service
     app[AUTHENTICATE] = authenticate
     app.router.add_post("/declarations", _submit)
@@ -589,6 +620,17 @@ def create_app(
         tz=settings.intake.timezone,
     )
     app = build_app(service, store_authenticator(CredentialStore(settings.credentials_dir)))
+
+    async def health() -> dict[str, str]:
+        checks = {"mqtt": "ok" if mqtt.connected else "down: not connected to the MQTT broker"}
+        try:
+            await asyncio.wait_for(redis.ping(), 2.0)
+            checks["redis"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            checks["redis"] = f"down: {type(exc).__name__}: {exc}"
+        return checks
+
+    app[HEALTH] = health
 
     async def lifecycle(app: web.Application) -> Any:
         await _ping_redis(redis, settings.redis.url)

@@ -1,0 +1,105 @@
+"""Scale-out as operators do it: 2 bridges and 3 workers started without names.
+
+Each copy takes a name of its own (the host name, then ``<host>-2``, ...), so they do not
+share an MQTT client id; together their output equals ``smartlock evaluate``'s, and the
+write-offs name the worker that really decided. ``stack status`` reads their heartbeats.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from smartlock.adapters import membership
+from tests.builders import synthetic_collections
+from tests.integration.procs import Pipeline
+from tests.integration.test_faults import TIME_BASED, expected_outputs, fleet_trace, recorded
+from tests.integration.test_pipeline_live import evaluate_lines, publish, write_trace
+
+pytestmark = pytest.mark.integration
+
+
+def test_two_bridges_and_three_workers_without_names_give_evaluates_output(
+    mqtt_server: Any, redis_server: Any, kafka_server: Any, tmp_path: Path
+) -> None:
+    geofences = tmp_path / "geofences"
+    geofences.mkdir()
+    for name, fc in synthetic_collections().items():
+        (geofences / name).write_text(json.dumps(fc))
+    # Declarations first, as in life (the intake binds them long before the trucks drive):
+    # two bridges share the inbound messages, so no order holds *across* them.
+    trace = fleet_trace()
+    declarations = [m for m in trace if m[0] == "customs/declarations"]
+    rest = [m for m in trace if m[0] != "customs/declarations"]
+    messages = declarations + rest
+    expected = expected_outputs(
+        evaluate_lines(write_trace(messages, tmp_path / "t.jsonl"), geofences)
+    )
+    # Time-based alerts depend on the watermark, compared by the fault suite's own column;
+    # here everything else must match.
+    expected["alerts"] = {a for a in expected["alerts"] if a.split("/")[1] not in TIME_BASED}
+    p = Pipeline(
+        mqtt_server.host, mqtt_server.port, kafka_server.bootstrap, redis_server.url, tmp_path,
+        geofences=geofences,
+    )  # fmt: skip
+    try:
+        for i in range(3):
+            p.start("worker", None, key=f"worker-{i}")
+        for i in range(2):
+            p.start("bridge", None, key=f"bridge-{i}")
+        r = p.redis()
+        deadline = time.monotonic() + 120
+        while True:  # all three joined and the partitions are split among them
+            owned = [json.loads(v) for v in r.hgetall(f"{p.prefix}:workers").values()]
+            if len(owned) == 3 and sorted(sum(owned, [])) == [0, 1, 2, 3]:
+                break
+            assert time.monotonic() < deadline, [p.log(f"worker-{i}") for i in range(3)]
+            time.sleep(0.5)
+        host = socket.gethostname()
+        found = {
+            (m.member.role, m.member.name) for m in membership.members(redis_server.url, p.prefix)
+        }
+        workers = {n for role, n in found if role == "worker"}
+        bridges = {n for role, n in found if role == "bridge"}
+        assert workers == {host, f"{host}-2", f"{host}-3"}
+        assert bridges == {host, f"{host}-2"}
+        for key in ("bridge-0", "bridge-1", "worker-0"):
+            assert " ready: " in p.log(key), p.log(key)
+        publish(mqtt_server.host, mqtt_server.port, declarations)
+        deadline = time.monotonic() + 60
+        declared = {p["declaration_id"] for _, p in declarations}
+        while {
+            r.hget(f"{p.prefix}:trip:{d['lock_id']}", "declaration_id") for _, d in declarations
+        } != declared:
+            assert time.monotonic() < deadline, [p.log(k) for k in list(p.procs)]
+            time.sleep(0.3)
+        publish(mqtt_server.host, mqtt_server.port, rest)
+        deadline = time.monotonic() + 120
+        while True:
+            got = recorded(p)
+            if all(expected[k] <= set(got[k]) for k in expected):
+                break
+            missing = {k: sorted(expected[k] - set(got[k])) for k in expected}
+            assert time.monotonic() < deadline, (missing, [p.log(k)[-1500:] for k in list(p.procs)])
+            time.sleep(0.5)
+        time.sleep(3)  # nothing extra arrives later
+        got = recorded(p)
+        alerts = [a for a in got["alerts"] if a.split("/")[1] not in TIME_BASED]
+        assert sorted(alerts) == sorted(expected["alerts"])  # none lost, duplicated or extra
+        assert sorted(got["verdicts"]) == sorted(expected["verdicts"])
+        assert sorted(got["write-offs"]) == sorted(expected["write-offs"])
+        deciders = set()
+        for key in r.scan_iter(f"{p.prefix}:writeoff:*"):
+            deciders |= {json.loads(v)["decided_by"] for v in r.hvals(key)}
+        assert deciders and all(any(f"(worker {w})" in d for w in workers) for d in deciders), (
+            deciders
+        )
+        statuses = membership.members(redis_server.url, p.prefix)
+        assert len(statuses) == 5 and all(s.alive for s in statuses)
+    finally:
+        p.stop_all()
