@@ -28,7 +28,8 @@ from smartlock.core.detector import Detector
 from smartlock.core.writeoff import stamped, writeoff_notice
 from smartlock.settings import Settings
 from smartlock.stream.faust_settings import faust_app_kwargs, shorten_fetch_wait
-from smartlock.stream.processor import BatchProcessor, BatchResult, CachedStore, Record
+from smartlock.stream.lock_table import LockTable
+from smartlock.stream.processor import BatchProcessor, BatchResult, Record
 from smartlock.stream.retry import Outage, exit_on_outage, retrying
 
 log = logging.getLogger(__name__)
@@ -145,20 +146,16 @@ class Outputs:
 
 
 class KafkaWriter:
-    """Writes the worker's Kafka records (outputs, alerts, dead letters, table changes) in batched
-    produce requests, on its own aiokafka producer.
+    """Writes the worker's Kafka records (outputs, alerts, dead letters, and the lock table's
+    changes) in batched produce requests, on its own aiokafka producer.
 
     Faust's own producer must send one record per request on Tansu (see
     :mod:`smartlock.stream.faust_settings`), which capped a worker near a thousand messages a
-    second. For the ``locks`` changelog this writer then sends, for each partition it wrote,
-    that partition's last record once more on its own, so the partition ends with a
-    one-record batch and the end offset Tansu reports (last batch's base offset + 1) is
-    exact, which table recovery relies on. The repeated record is the same key and value:
-    harmless.
+    second.
     """
 
-    def __init__(self, bootstrap: str, changelog_topic: str) -> None:
-        self.bootstrap, self.changelog_topic = bootstrap, changelog_topic
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
         self.producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
@@ -176,29 +173,6 @@ class KafkaWriter:
             await self.producer.send(topic, key=key, value=value) for topic, key, value in records
         ]
         await asyncio.gather(*futures)
-
-    async def write_changelog(self, records: list[tuple[int, str, dict[str, Any]]]) -> None:
-        """Writes (partition, lock id, table value) changes to the ``locks`` changelog."""
-        if not records:
-            return
-        assert self.producer is not None, "start() first"
-        last: dict[int, tuple[bytes, bytes]] = {}
-        futures = []
-        for partition, key, value in records:
-            # The table's changelog serializers are json for keys and values alike.
-            raw = (json.dumps(key).encode(), json.dumps(value, separators=(",", ":")).encode())
-            last[partition] = raw
-            futures.append(
-                await self.producer.send(
-                    self.changelog_topic, key=raw[0], value=raw[1], partition=partition
-                )
-            )
-        await asyncio.gather(*futures)
-        closing = [
-            await self.producer.send(self.changelog_topic, key=k, value=v, partition=p)
-            for p, (k, v) in last.items()
-        ]
-        await asyncio.gather(*closing)
 
 
 def create_app(
@@ -228,8 +202,8 @@ def create_app(
     )
     table = app.Table("locks", default=None, partitions=k.partitions, key_type=str)
 
-    store = CachedStore(table.data)
-    kafka = KafkaWriter(k.bootstrap, table.changelog_topic.get_topic_name())
+    store = LockTable(table.data, table.changelog_topic.get_topic_name())
+    kafka = KafkaWriter(k.bootstrap)
     processor = BatchProcessor(detector, store)
     outputs = Outputs(kafka, settings, name)
     app.smartlock_processor = processor  # type: ignore[attr-defined]  # for tests and the demo
@@ -248,14 +222,8 @@ def create_app(
         assigned = {
             tp.partition for tp in app.assignor.assigned_actives() if tp.topic == k.inbound_topic
         }
-        store.cache.clear()
-        store.partition_of.clear()
+        owned = store.reassign(assigned)
         processor.reset()
-        owned = [
-            (key, raw["partition"])
-            for key, raw in list(table.data.items())
-            if raw and raw.get("partition") in assigned
-        ]
         processor.engine.schedule_all(owned)
         owned_partitions[:] = sorted(assigned)
         await heartbeat.beat(f"partitions {owned_partitions} of {k.inbound_topic}", force=True)
@@ -276,12 +244,12 @@ def create_app(
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             records = [Record(e.message.key, e.message.value, e.message.partition) for e in events]
             result = processor.process(records)
-            changes = store.take_dirty()
+            changes = store.take_changes()
             try:  # every output written, then the table: only then may the offsets be committed
                 await outputs.publish(result)
                 await retrying(
                     f"worker {name}: Kafka table changelog",
-                    lambda changes=changes: kafka.write_changelog(changes),  # type: ignore[misc]
+                    lambda changes=changes: store.write_changes(kafka.producer, changes),  # type: ignore[misc]
                     give_up_s=k.output_give_up_s,
                 )
             except Outage as exc:
