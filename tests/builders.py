@@ -20,7 +20,7 @@ from smartlock.core.detector import Detector, Output, Rejection
 from smartlock.core.engine import Engine
 from smartlock.core.geofence import Geofences
 from smartlock.core.limits import DetectionSettings
-from smartlock.simulators.demo_fleet import CorridorRoute
+from smartlock.simulators.routes import CorridorRoute
 
 LON0, LAT0 = 120.0, 29.5
 M_PER_DEG_LAT = 110_860.0

@@ -40,8 +40,8 @@ from smartlock.services.gate.queue import FallbackQueue
 from smartlock.services.gate.report import show_outcome, writeoff_sentence
 from smartlock.services.gate.resolution import confirm_resolution, publish_resolution
 from smartlock.settings import Settings, settings_env
-from smartlock.simulators.demo_fleet import CorridorRoute
 from smartlock.simulators.publisher import publish_paced
+from smartlock.simulators.routes import CorridorRoute
 from smartlock.simulators.trip import drive
 
 SHANGHAI = "+08:00"

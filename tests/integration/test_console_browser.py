@@ -29,7 +29,7 @@ from smartlock.core.geofence import Geofences, default_geofence_dir
 from smartlock.services.gate.client import GateClient, make_arrival
 from smartlock.services.gate.queue import FallbackQueue
 from smartlock.settings import load_settings
-from smartlock.simulators.demo_fleet import CorridorRoute
+from smartlock.simulators.routes import CorridorRoute
 from tests.builders import T0, Trip, merge
 from tests.integration.console_browser import (
     ConsoleProcess,

@@ -24,7 +24,7 @@ from smartlock.services.gate.client import GateClient, make_arrival
 from smartlock.services.gate.queue import FallbackQueue
 from smartlock.services.intake.service import create_app
 from smartlock.settings import Settings, load_settings
-from smartlock.simulators.demo_fleet import CorridorRoute, container_number
+from smartlock.simulators.routes import CorridorRoute, container_number
 from tests.builders import Trip, merge
 from tests.integration.procs import ROOT, Pipeline
 from tests.integration.test_pipeline_live import kafka_values, publish

@@ -17,10 +17,12 @@ from aiokafka import AIOKafkaConsumer
 
 from smartlock.adapters.keys import RedisKeys
 from smartlock.adapters.mqtt import MqttClient, Received
+from smartlock.contract.timestamps import format_ts, parse_utc
 from smartlock.core.detector import Detector
 from smartlock.core.evaluate import evaluate
 from smartlock.core.geofence import Geofences
 from smartlock.core.limits import DetectionSettings
+from smartlock.core.writeoff import AUTOMATIC, WORKER_FIELDS
 from tests.builders import Trip, merge, synthetic_collections
 from tests.integration.procs import Pipeline
 from tests.servers import Endpoint
@@ -455,3 +457,66 @@ def test_two_workers_share_the_partitions(
     assert expected_ids and {a["alert_id"] for a in pipeline.alerts_in_redis()} == expected_ids
     verdicts = {v["lock_id"]: v["verdict"] for v in collector.of("gates/")}
     assert verdicts == {t.lock_id: ("inspect" if t.lock_id == "L11" else "release") for t in trips}
+
+
+def test_the_worker_persists_the_audit_entries_and_write_offs_evaluate_records_gives(
+    pipeline: Pipeline,
+    mqtt_server: Any,
+    kafka_server: Any,
+    tmp_path: Path,
+    geofence_dir: Path,
+) -> None:
+    released = Trip("L4", "D4", container=CONTAINERS[0]).normal().arrive()
+    inspected = Trip("L3", "D3", container=CONTAINERS[2]).normal().arrive(plate="浙A99999")
+    undeclared = Trip("L9", "none", t=released.t).arrive()
+    refused = (  # no plate: refused, answered inspect, audited as an undeclared consignment
+        "gates/test-gate/arrivals",
+        {"gate_id": "test-gate", "ts": format_ts(released.t), "lock_id": "L8"},
+    )
+    messages = [*merge(released, inspected, undeclared), refused]
+    out = io.StringIO()
+    with open(write_trace(messages, tmp_path / "trace.jsonl"), encoding="utf-8") as fh:
+        detector = Detector(DetectionSettings(), Geofences.load(geofence_dir))
+        evaluate(detector, fh, out, io.StringIO(), records=True)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    expected = {
+        kind: sorted(
+            json.dumps(x["payload"], sort_keys=True) for x in lines if x.get("record") == kind
+        )
+        for kind in ("audit", "writeoff")
+    }
+    assert (len(expected["audit"]), len(expected["writeoff"])) == (4, 1)
+
+    pipeline.start("worker")
+    pipeline.start("bridge")
+    pipeline.wait_worker_ready()
+    publish(mqtt_server.host, mqtt_server.port, messages)
+    wait_verdicts(pipeline, 4)
+    keys, r = RedisKeys(pipeline.prefix), pipeline.redis()
+
+    def persisted() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        audits = [
+            json.loads(f["json"])
+            for decl in ("D3", "D4", "undeclared")
+            for _, f in r.xrange(keys.audit(decl))
+        ]
+        return audits, [json.loads(v) for v in r.hgetall(keys.writeoff("D4")).values()]
+
+    deadline = time.monotonic() + 20
+    while len(persisted()[0]) < 4 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    audits, writeoffs = persisted()
+    on_kafka = kafka_values(kafka_server.bootstrap, f"{pipeline.prefix}.writeoffs", expected=1)
+
+    def core_part(records: list[dict[str, Any]]) -> list[str]:
+        for record in records:  # what the worker adds: who processed it, and when
+            assert record["decided_by"] == f"{AUTOMATIC} (worker 1)"
+            assert parse_utc(record["processed_at"])
+        return sorted(
+            json.dumps({k: v for k, v in x.items() if k not in WORKER_FIELDS}, sort_keys=True)
+            for x in records
+        )
+
+    assert core_part(audits) == expected["audit"]
+    assert core_part(writeoffs) == expected["writeoff"]
+    assert core_part(on_kafka) == expected["writeoff"]
