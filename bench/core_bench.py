@@ -24,7 +24,7 @@ from smartlock.core.evaluate import evaluate
 from smartlock.core.geofence import Geofences, default_geofence_dir
 from smartlock.runtime import build_detector
 from smartlock.settings import load_settings
-from smartlock.simulators.demo_fleet import CorridorRoute
+from smartlock.simulators.routes import CorridorRoute
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden" / "acceptance.jsonl"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -36,11 +37,15 @@ from tests.servers import LocalBackend  # noqa: E402
 RATE = re.compile(r"(\d+) sent, (\d+) acknowledged in ([\d.]+) s \((\d+) msg/s\)")
 
 
+CREDENTIALS: dict[str, str] = {}  # SMARTLOCK_CREDENTIALS__DIR of the bench's broker
+
+
 def run_cli(*args: str) -> dict[str, Any]:
     """Runs a smartlock command and reads the counts and rate from its summary line."""
     result = subprocess.run(
         [sys.executable, "-m", "smartlock.cli.main", *args],
         cwd=ROOT,
+        env={**os.environ, **CREDENTIALS},
         capture_output=True,
         text=True,
         timeout=600,
@@ -70,6 +75,7 @@ def main() -> None:
         backend = LocalBackend(work / "servers")
         try:
             mqtt = backend.start("mqtt")
+            CREDENTIALS["SMARTLOCK_CREDENTIALS__DIR"] = str(mqtt.credentials_dir)
             server = ["--mqtt-host", mqtt.host, "--mqtt-port", str(mqtt.port)]
             trace = work / "telemetry.jsonl"
             telemetry_trace(trace, "bench", args.messages)

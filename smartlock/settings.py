@@ -45,6 +45,13 @@ class MqttSettings(_Section):
     port: int = 1883
     client_id_prefix: str = "smartlock"
     shared_group: str = "smartlock-bridges"
+    tls: bool = Field(
+        False, description="connect with TLS; `port` is then the TLS listener (stack: 8883)"
+    )
+    ca_file: Path | None = Field(
+        None,
+        description="CA certificate that signed the broker's (stack up makes <run_dir>/tls/ca.crt)",
+    )
 
 
 class KafkaSettings(_Section):

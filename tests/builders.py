@@ -20,7 +20,7 @@ from smartlock.core.detector import Detector, Output, Rejection
 from smartlock.core.engine import Engine
 from smartlock.core.geofence import Geofences
 from smartlock.core.limits import DetectionSettings
-from smartlock.simulators.demo_fleet import CorridorRoute
+from smartlock.simulators.routes import CorridorRoute
 
 LON0, LAT0 = 120.0, 29.5
 M_PER_DEG_LAT = 110_860.0
@@ -257,10 +257,11 @@ def merge(*trips: Trip) -> list[tuple[str, dict[str, Any]]]:
 def telemetry_trace(
     path: Path, prefix: str, count: int, locks: int = 200, step_s: int = 30
 ) -> None:
-    """``count`` telemetry messages from ``locks`` locks, one round of fixes every ``step_s`` seconds."""
+    """``count`` telemetry messages from ``locks`` locks (ids ``<prefix>-LK-NNN``), one round of
+    fixes every ``step_s`` seconds, on the contract's ``locks/{lock_id}/telemetry`` topics."""
     with path.open("w", encoding="utf-8") as out:
         for i in range(count):
-            lock, seq = f"LK-{i % locks:03d}", i // locks + 1
+            lock, seq = f"{prefix}-LK-{i % locks:03d}", i // locks + 1
             t = seq * step_s
             payload = {
                 "lock_id": lock,
@@ -273,7 +274,7 @@ def telemetry_trace(
             }
             out.write(
                 json.dumps(
-                    {"topic": f"{prefix}/locks/{lock}/telemetry", "payload": payload},
+                    {"topic": f"locks/{lock}/telemetry", "payload": payload},
                     separators=(",", ":"),
                 )
                 + "\n"

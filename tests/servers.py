@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from smartlock.adapters.credentials import CredentialStore
+from smartlock.adapters.broker_auth import push_identity
+from smartlock.adapters.credentials import SERVICE_ROLES, CredentialStore, Identity
+from smartlock.adapters.mqtt import Login
 from smartlock.errors import InfrastructureError
 from smartlock.local import stack
 
@@ -41,6 +43,9 @@ class Endpoint:
         port: TCP port.
         pid: process id of a local server (None for a container).
         log: log file of a local server (None for a container).
+        tls_port: Mosquitto's TLS listener (None for other servers).
+        ca_file: the CA certificate of that listener.
+        credentials_dir: the credentials store whose identities Mosquitto admits.
     """
 
     kind: str
@@ -48,6 +53,14 @@ class Endpoint:
     port: int
     pid: int | None = None
     log: Path | None = None
+    tls_port: int | None = None
+    ca_file: Path | None = None
+    credentials_dir: Path | None = None
+
+    def login(self, role: str, name: str | None = None) -> Login:
+        """The login of an identity this broker admits (issued and pushed to it if new)."""
+        assert self.credentials_dir is not None, "only the MQTT endpoint has identities"
+        return login(CredentialStore(self.credentials_dir), self, role, name)
 
     @property
     def address(self) -> str:
@@ -103,22 +116,30 @@ class LocalBackend:
 
     def start(self, kind: str) -> Endpoint:
         run_dir = self.base_dir / kind
-        (port,) = stack.free_ports(1)
+        port, tls_port = stack.free_ports(2)
         if kind == "kafka-durable":
             weed, s3 = stack.seaweedfs_server(run_dir, 0)
             servers = [weed, stack.tansu_server(run_dir, port, s3=s3)]
+        elif kind == "mqtt":
+            # As `smartlock stack up` runs it: no anonymous access, ACLs, a TLS listener.
+            servers = [
+                stack.mosquitto_server(
+                    run_dir, port, credentials=self.credentials, tls_port=tls_port
+                )
+            ]
         else:
-            factory = {
-                "mqtt": stack.mosquitto_server,
-                "redis": stack.redis_server,
-                "kafka": stack.tansu_server,
-            }[kind]
+            factory = {"redis": stack.redis_server, "kafka": stack.tansu_server}[kind]
             servers = [factory(run_dir, port)]
         self._run_dirs.append(run_dir)
         self._servers[kind] = (run_dir, servers)
         for server in servers:  # in order: Tansu's storage answers before Tansu starts
             info = stack.start_servers(run_dir, [server]).servers[server.name]
-        return Endpoint(kind, info.host, info.port, info.pid, info.log)
+        if kind != "mqtt":
+            return Endpoint(kind, info.host, info.port, info.pid, info.log)
+        ca = run_dir / "tls" / "ca.crt"
+        return Endpoint(
+            kind, info.host, info.port, info.pid, info.log, tls_port, ca, self.credentials.directory
+        )
 
     def kill_and_restart(self, kind: str, down_s: float = 1.0) -> None:
         """SIGKILLs the server of ``kind`` (Tansu for kafka kinds), waits, starts it again."""
@@ -155,17 +176,39 @@ class DockerBackend:
             kind
         ]
         wait_until_answers(check, host, port, timeout=120, what=f"{kind} container")
+        if kind == "mqtt":
+            return Endpoint(kind, host, port, credentials_dir=self.credentials.directory)
         return Endpoint(kind, host, port)
 
     def _mqtt(self) -> tuple[Any, int]:
+        # Untested here (no Docker engine on the development machine): the same config and
+        # identities as the local backend, without the TLS listener.
+        import json
+
         from testcontainers.core.container import DockerContainer
 
+        from smartlock.adapters.broker_auth import dynsec_config
+
+        for role in SERVICE_ROLES:
+            self.credentials.ensure(role)
         conf = self.base_dir / "mosquitto.conf"
-        conf.write_text(stack.mosquitto_config(1883, None, "/mosquitto/data", None))
+        dynsec = self.base_dir / "dynamic-security.json"
+        dynsec.write_text(json.dumps(dynsec_config(self.credentials.identities().values())))
+        conf.write_text(
+            stack.mosquitto_config(
+                1883,
+                None,
+                "/mosquitto/data",
+                None,
+                "/mosquitto/config/dynamic-security.json",
+                "/usr/lib/mosquitto_dynamic_security.so",
+            )
+        )
         return (
             DockerContainer(MOSQUITTO_IMAGE)
             .with_exposed_ports(1883)
             .with_volume_mapping(str(conf), "/mosquitto/config/mosquitto.conf")
+            .with_volume_mapping(str(dynsec), "/mosquitto/config/dynamic-security.json", "rw")
         ), 1883
 
     def _redis(self) -> tuple[Any, int]:
@@ -229,3 +272,21 @@ def describe_backend() -> str:
     if docker_engine_available():
         return DockerBackend.description
     return LocalBackend.description
+
+
+_admitted: set[tuple[str, int, str]] = set()
+
+
+def admit(store: CredentialStore, mqtt: Endpoint, role: str, name: str | None = None) -> Identity:
+    """An identity of ``role`` that the running test broker admits (issued and pushed once)."""
+    identity = store.ensure(role, name)
+    key = (mqtt.host, mqtt.port, identity.name)
+    if key not in _admitted and identity.role not in SERVICE_ROLES:
+        push_identity(mqtt.host, mqtt.port, store.get("admin"), identity)
+        _admitted.add(key)
+    return identity
+
+
+def login(store: CredentialStore, mqtt: Endpoint, role: str, name: str | None = None) -> Login:
+    """The MQTT login of an identity admitted by :func:`admit`."""
+    return Login.of(admit(store, mqtt, role, name))

@@ -46,7 +46,16 @@ DEVICE_ROLES = ("lock", "gate", "operator", "observer")
 #: Intake (HTTP) roles: an API token, no MQTT.
 HTTP_ROLES = ("declarant", "customs")
 #: Service accounts of the pipeline and its tools; the name is the role.
-SERVICE_ROLES = ("bridge", "worker", "intake", "console", "fleet", "replay", "recorder", "admin")
+SERVICE_ROLES = (
+    "bridge",
+    "worker",
+    "intake",
+    "console",
+    "simulator",
+    "replay",
+    "recorder",
+    "admin",
+)
 ROLES = DEVICE_ROLES + HTTP_ROLES + SERVICE_ROLES
 #: Roles whose identities carry an HMAC key (CONTRACT section 6 and signed verdicts).
 KEYED_ROLES = ("lock", "gate")

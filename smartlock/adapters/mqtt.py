@@ -15,14 +15,44 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
+from pydantic import SecretStr
 
+from smartlock.adapters.credentials import CredentialStore, Identity
 from smartlock.errors import InfrastructureError
+from smartlock.settings import Settings
+
+
+@dataclass(frozen=True)
+class Login:
+    """Who a client is on the broker (CONTRACT section 6).
+
+    Attributes:
+        username: the identity's name.
+        password: its secret.
+        bound: the broker ties this identity to the client id equal to its name (devices and
+            people); service accounts are not tied and name their client ids ``<account>:<id>``.
+    """
+
+    username: str
+    password: SecretStr
+    bound: bool
+
+    @classmethod
+    def of(cls, identity: Identity) -> Login:
+        return cls(identity.name, identity.secret, identity.bound)
+
+    def client_id(self, wanted: str) -> str:
+        """The client id this login may use for a client that wants ``wanted``."""
+        return self.username if self.bound else f"{self.username}:{wanted}"
+
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +91,9 @@ class MqttClient:
         persistent: keep the session for a day after disconnect (clean_start off).
         manual_ack: acknowledge inbound QoS 1 messages only when :meth:`ack` is called.
         max_inflight: outbound QoS 1 messages in flight at once.
+        login: the identity to authenticate as (the broker refuses anonymous clients); it
+            decides the client id actually used (see :meth:`Login.client_id`).
+        ca_file: connect with TLS, trusting this CA certificate (PEM).
     """
 
     def __init__(
@@ -72,14 +105,22 @@ class MqttClient:
         persistent: bool = False,
         manual_ack: bool = False,
         max_inflight: int = 1000,
+        login: Login | None = None,
+        ca_file: Path | None = None,
     ) -> None:
         self.host, self.port = host, port
+        self.client_id = login.client_id(client_id) if login is not None else client_id
         self._client = paho.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=client_id,
+            client_id=self.client_id,
             protocol=paho.MQTTv5,
             manual_ack=manual_ack,
         )
+        if login is not None:
+            self._client.username_pw_set(login.username, login.password.get_secret_value())
+        if ca_file is not None:
+            self._client.tls_set(ca_certs=str(ca_file))
+        self._refused: dict[int, str] = {}  # mid -> reason of a publish the broker refused
         self._client.max_inflight_messages_set(max_inflight)
         self._client.max_queued_messages_set(0)
         self._persistent = persistent
@@ -90,9 +131,10 @@ class MqttClient:
         self._client.on_connect = self._handle_connect
         self._client.on_message = self._handle_message
         self._client.on_disconnect = self._handle_disconnect
+        self._client.on_publish = self._handle_publish
+        self._client.on_subscribe = self._handle_subscribe
         # paho reconnects by itself (loop_start); keep the gap short after a broker restart.
         self._client.reconnect_delay_set(0.2, 5)
-        self.client_id = client_id
         #: monotonic time the connection was lost, None while connected (or never connected).
         self.lost_since: float | None = None
         self._closing = False
@@ -120,6 +162,24 @@ class MqttClient:
             self._connected.set()
         except BaseException as exc:  # noqa: BLE001 - stored and re-raised in the caller's thread
             self._failure = exc
+
+    def _handle_publish(
+        self, client: paho.Client, userdata: object, mid: int, reason: object, props: object
+    ) -> None:
+        # MQTT 5: a PUBACK with a failure code (e.g. 0x87 "Not authorized") is still a PUBACK;
+        # paho counts the message as published, so the refusal is recorded here.
+        if getattr(reason, "is_failure", False):
+            self._refused[mid] = str(reason)
+
+    def _handle_subscribe(
+        self, client: paho.Client, userdata: object, mid: int, reasons: object, props: object
+    ) -> None:
+        failed = [str(r) for r in reasons if getattr(r, "is_failure", False)]  # type: ignore[attr-defined]
+        if failed:
+            self._failure = InfrastructureError(
+                f"MQTT broker {self.host}:{self.port} refused the subscription of "
+                f"{self.client_id}: {', '.join(failed)}"
+            )
 
     def _handle_disconnect(
         self, client: paho.Client, userdata: object, flags: object, reason: object, props: object
@@ -171,12 +231,16 @@ class MqttClient:
                 f"cannot reach MQTT broker at {self.host}:{self.port} ({exc}); start it with `smartlock stack up`"
             ) from exc
         self._client.loop_start()
-        if not self._connected.wait(timeout):
+        try:
+            if not self._connected.wait(timeout):
+                self.raise_if_failed()
+                raise InfrastructureError(
+                    f"no CONNACK from MQTT broker {self.host}:{self.port} within {timeout}s"
+                )
             self.raise_if_failed()
-            raise InfrastructureError(
-                f"no CONNACK from MQTT broker {self.host}:{self.port} within {timeout}s"
-            )
-        self.raise_if_failed()
+        except BaseException:
+            self._client.loop_stop()  # a refused client must not keep reconnecting
+            raise
 
     def subscribe(
         self, topics: Iterable[str], on_receive: Callable[[Received], None], qos: int = 1
@@ -212,7 +276,21 @@ class MqttClient:
         ]
         if infos and qos > 0:
             await asyncio.to_thread(_wait_all, infos, timeout)
+            self.raise_if_refused(infos)
         self.raise_if_failed()
+
+    def refusal(self, info: paho.MQTTMessageInfo) -> str | None:
+        """Why the broker refused an acknowledged QoS 1 publish (e.g. "Not authorized"), or None."""
+        return self._refused.get(info.mid)
+
+    def raise_if_refused(self, infos: Iterable[paho.MQTTMessageInfo]) -> None:
+        """Raises InfrastructureError if the broker refused any of these publishes."""
+        refused = [(i.mid, self._refused.pop(i.mid)) for i in infos if i.mid in self._refused]
+        if refused:
+            raise InfrastructureError(
+                f"MQTT broker refused {len(refused)} message(s) from {self.client_id}: "
+                f"{refused[0][1]} (is this identity allowed to publish there? CONTRACT section 6)"
+            )
 
     def disconnect(self) -> None:
         self._closing = True
@@ -229,3 +307,31 @@ def _wait_all(infos: list[paho.MQTTMessageInfo], timeout: float) -> None:
             raise InfrastructureError(
                 f"MQTT broker did not acknowledge message {info.mid} within {timeout}s"
             )
+
+
+def login_for(settings: Settings, identity: str) -> Login:
+    """The login of ``identity`` from the credentials store of ``settings``.
+
+    Raises:
+        CredentialError: the identity has no credentials; the message says how to issue them.
+    """
+    return Login.of(CredentialStore(settings.credentials_dir).get(identity))
+
+
+def client_for(settings: Settings, identity: str, client_id: str, **kwargs: Any) -> MqttClient:
+    """An MQTT client of ``settings``' broker that logs in as ``identity`` of the credentials store.
+
+    Args:
+        settings: broker address, TLS and the credentials directory.
+        identity: name of the identity (``bridge``, ``worker``, a gate id, an operator id...).
+        client_id: the wanted client id (see :meth:`Login.client_id`).
+        **kwargs: passed to :class:`MqttClient`.
+
+    Raises:
+        CredentialError: the identity has no credentials; the message says how to issue them.
+    """
+    login = login_for(settings, identity)
+    ca = settings.mqtt.ca_file if settings.mqtt.tls else None
+    return MqttClient(
+        settings.mqtt.host, settings.mqtt.port, client_id, login=login, ca_file=ca, **kwargs
+    )

@@ -232,6 +232,8 @@ def decode(
     except ValidationError as exc:
         raise MessageError(topic, "invalid_payload", _describe(exc)) from None
     field = channel.param
+    if field is not None and getattr(message, field) is None:  # e.g. the operator of a resolution
+        message = message.model_copy(update={field: topic_value})
     if field is not None and getattr(message, field) != topic_value:
         raise MessageError(
             topic,

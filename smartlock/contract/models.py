@@ -310,15 +310,18 @@ class GateArrival(_Strict):
 
 
 class AlertResolution(_Strict):
-    """An operator's resolution of an alert (``monitoring/resolutions``; an addition to the contract).
+    """An operator's resolution of an alert (``monitoring/resolutions/{operator_id}``, CONTRACT v2).
 
-    A resolved red alert no longer blocks release; the resolution stays in the audit trail.
+    The operator is the authenticated client that published it: ``{operator_id}`` in the
+    topic, which only that operator may write. A payload may omit ``operator`` (it is taken
+    from the topic) or repeat it; naming anyone else is a ``topic_mismatch``. A resolved red
+    alert no longer blocks release; the audit trail keeps who resolved it, when and why.
     """
 
     alert_id: str = Field(min_length=1, max_length=64)
     declaration_id: Identifier
     lock_id: Identifier
-    operator: str = Field(min_length=1, max_length=64)
+    operator: str | None = Field(None, min_length=1, max_length=64)
     note: str = Field(min_length=1, max_length=1000)
     ts: UtcTimestamp
 
@@ -397,6 +400,8 @@ class GateVerdict(_Strict):
     ts: UtcTimestamp
     verdict: Verdict
     reasons: list[str]
+    #: CONTRACT v2: hex HMAC-SHA256 of the canonical JSON without ``sig`` under the gate's key.
+    sig: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
     def to_payload(self) -> dict[str, Any]:
         payload = super().to_payload()

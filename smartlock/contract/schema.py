@@ -20,6 +20,7 @@ _PARAMS = {
     "lock_id": "Identifier of the smart lock.",
     "gate_id": "Identifier of the port gate (a destination_gate zone id).",
     "declaration_id": "Identifier of the transit declaration.",
+    "operator": "The operator's identity (its MQTT user name; only it may publish here).",
     "officer": "Identifier of the customs officer (the authenticated client).",
     "destination_gate": "The destination gate zone id (the destination office).",
     "origin_site": "The origin site zone id (the origin office).",

@@ -128,11 +128,12 @@ GATE_ARRIVALS = Channel(
 )
 RESOLUTIONS = Channel(
     "resolutions",
-    "monitoring/resolutions",
+    "monitoring/resolutions/{operator}",
     AlertResolution,
     "receive",
     False,
-    "An operator resolving an alert (addition to the contract; a resolved red alert no longer blocks release).",
+    "An operator resolving an alert (CONTRACT v2): only that operator may publish here and the "
+    "audit trail records it; a resolved red alert no longer blocks release.",
 )
 OUTCOMES = Channel(
     "manualOutcomes",
@@ -207,6 +208,8 @@ OUTBOUND: tuple[Channel, ...] = tuple(c for c in CHANNELS if c.direction == "sen
 
 #: MQTT subscriptions that cover every inbound topic.
 INBOUND_SUBSCRIPTIONS: list[str] = [c.subscription for c in INBOUND]
+#: Everything under monitoring/ (what operators, observers and the console may read).
+MONITORING_ALL = "monitoring/#"
 #: What a monitoring-centre client subscribes to: statuses, alerts and verdicts.
 MONITORING_SUBSCRIPTIONS: list[str] = [c.subscription for c in (STATUS, ALERTS, GATE_VERDICTS)]
 
@@ -235,6 +238,10 @@ def alert_topic(declaration_id: str) -> str:
 
 def status_topic(declaration_id: str) -> str:
     return STATUS.topic(declaration_id)
+
+
+def resolution_topic(operator_id: str) -> str:
+    return RESOLUTIONS.topic(operator_id)
 
 
 def verdict_topic(gate_id: str) -> str:

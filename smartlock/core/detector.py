@@ -47,6 +47,7 @@ from smartlock.core.geofence import Geofences
 from smartlock.core.limits import DetectionSettings
 from smartlock.core.state import MEMORY, LockState, Trip
 from smartlock.core.verdict import judge_arrival
+from smartlock.core.writeoff import VerdictRecord, verdict_records
 
 
 @dataclass(frozen=True)
@@ -83,9 +84,17 @@ class Rejection:
 
 @dataclass
 class StepResult:
+    """One step's new state, its messages, its audit and write-off records, or why not.
+
+    ``records`` are the :class:`~smartlock.core.writeoff.VerdictRecord` of the step's
+    verdicts, made from the trip as the verdict left it (persisted by the worker, printed
+    by ``smartlock evaluate --records``); they are not messages, so not in ``outputs``.
+    """
+
     state: LockState
     outputs: list[Output] = field(default_factory=list)
     rejection: Rejection | None = None
+    records: list[VerdictRecord] = field(default_factory=list)
 
 
 class Detector:
@@ -185,7 +194,14 @@ class Detector:
             rejection = self._manual_outcome(state, msg, outputs)
         else:  # pragma: no cover - the union is exhaustive
             raise TypeError(type(msg))
-        return self._result(state, before, effects, outputs, rejection)
+        result = self._result(state, before, effects, outputs, rejection)
+        result.records = [
+            record
+            for o in outputs
+            if o.kind == "verdict"
+            for record in verdict_records(state.trip, o.payload, o.manual)
+        ]
+        return result
 
     def tick(self, state: LockState, watermark: float) -> StepResult:
         """Fires the lock's event-time timers that the watermark has passed (in place)."""

@@ -35,6 +35,7 @@ from smartlock.contract.topics import verdict_topic
 from smartlock.core.detector import Detector, Output, Rejection
 from smartlock.core.state import LockState
 from smartlock.core.verdict import refused_arrival_verdict
+from smartlock.core.writeoff import VerdictRecord, verdict_records
 
 #: A bridge not heard for this long (wall clock, by the times other bridges stamp in the
 #: same partition) no longer holds the partition's clock back. Bridges tick every second.
@@ -47,6 +48,7 @@ class Outcome:
 
     outputs: list[Output] = field(default_factory=list)
     rejections: list[tuple[str, Rejection]] = field(default_factory=list)  # (lock id, why)
+    records: list[VerdictRecord] = field(default_factory=list)  # audit entries, write-offs
 
 
 class Engine:
@@ -121,6 +123,7 @@ class Engine:
             result = self.detector.step(self.store.get(lock_id), lock_id, env, now)
             self.store[lock_id] = result.state
             outcome.outputs.extend(result.outputs)
+            outcome.records.extend(result.records)
             if result.rejection is not None:
                 outcome.rejections.append((lock_id, result.rejection))
             self._schedule(lock_id, result.state, source)
@@ -149,6 +152,8 @@ class Engine:
         ts = next((t for t in (refused.ts, now, received_at) if t is not None), 0.0)
         payload = refused_arrival_verdict(refused, ts)
         outcome.outputs.append(Output("verdict", verdict_topic(refused.gate_id), payload))
+        # Nothing of the arrival could be trusted, so no trip's evidence stands behind it.
+        outcome.records.extend(verdict_records(None, payload))
         return outcome
 
     def observe(

@@ -16,6 +16,7 @@ from smartlock.contract.codec import (
 )
 from smartlock.core.detector import Detector, Output
 from smartlock.core.engine import Engine, Outcome
+from smartlock.core.writeoff import VerdictRecord
 from smartlock.errors import MessageError
 
 #: Longest trace line read: a payload at the size limit, recorded as escaped text, fits.
@@ -29,6 +30,7 @@ class EvaluationSummary:
     malformed: int = 0
     rejected: int = 0
     outputs: int = 0
+    records: int = 0
 
 
 def iter_trace(lines: Iterable[str]) -> Iterator[tuple[int, str, Any]]:
@@ -65,16 +67,20 @@ def _one(engine: Engine, topic: str, payload: Any) -> Outcome:
     return engine.feed(decode(topic, data))
 
 
-def dumps_line(output: Output) -> str:
-    """The byte-stable JSON Lines form of an output message."""
+def dumps_line(output: Output | VerdictRecord) -> str:
+    """The byte-stable JSON Lines form of an output message (or of a record)."""
     return json.dumps(output.line(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def evaluate(detector: Detector, trace: IO[str], out: IO[str], err: IO[str]) -> EvaluationSummary:
+def evaluate(
+    detector: Detector, trace: IO[str], out: IO[str], err: IO[str], records: bool = False
+) -> EvaluationSummary:
     """Runs the detector over a trace, writing outputs to ``out`` and problems to ``err``.
 
     Malformed lines and rejected messages are reported on ``err`` with their line numbers
-    and counted; processing goes on.
+    and counted; processing goes on. With ``records``, each input's audit entries and
+    write-offs follow its outputs, as ``{"record": "audit"|"writeoff", "payload": {...}}``
+    lines: what the worker persists, less its :data:`~smartlock.core.writeoff.WORKER_FIELDS`.
     """
     engine = Engine(detector)
     summary = EvaluationSummary()
@@ -112,4 +118,8 @@ def evaluate(detector: Detector, trace: IO[str], out: IO[str], err: IO[str]) -> 
         for output in outcome.outputs:
             out.write(dumps_line(output) + "\n")
         summary.outputs += len(outcome.outputs)
+        if records:
+            for record in outcome.records:
+                out.write(dumps_line(record) + "\n")
+            summary.records += len(outcome.records)
     return summary

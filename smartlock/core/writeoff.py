@@ -7,10 +7,15 @@ alert that an operator resolved before the release stays on file. Every verdict,
 or inspect, also becomes an audit entry of the same shape; an arrival that no open
 declaration covers is flagged as an undeclared consignment (``penalty``: detain, fine up to
 HK$50,000, see :mod:`smartlock.core.penalties`).
+
+The detector makes these records with the verdict, from the trip as the verdict left it, so
+``smartlock evaluate --records`` and the worker produce the same ones. They hold no wall
+clock: the worker adds who processed them and when (:func:`stamped`) as it persists them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from smartlock.contract.models import format_epoch
@@ -72,24 +77,15 @@ def evidence(trip: Trip | None, verdict: dict[str, Any]) -> dict[str, Any]:
 
 
 def audit_entry(
-    trip: Trip | None,
-    verdict: dict[str, Any],
-    decided_by: str,
-    processed_at: str,
-    manual: dict[str, Any] | None = None,
+    trip: Trip | None, verdict: dict[str, Any], manual: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """One verdict as an audit entry.
+    """One verdict as an audit entry, without the worker's fields (see :func:`stamped`).
 
     Args:
-        trip: the lock's trip after the verdict (None for an unknown lock).
+        trip: the lock's trip just after the verdict (None for an unknown lock).
         verdict: the GateVerdict payload.
-        decided_by: who or what decided (the worker's name is part of it).
-        processed_at: wall-clock time the verdict was made (the verdict's ``ts`` is event time).
-        manual: an officer's hand inspection behind the verdict (outcome, officer, note); the
-            officer is then who decided.
+        manual: an officer's hand inspection behind the verdict (outcome, officer, note).
     """
-    if manual is not None:
-        decided_by = f"officer {manual['officer']} (manual inspection, {manual['outcome']})"
     entry: dict[str, Any] = {
         "kind": "verdict" if manual is None else "manual_outcome",
         "declaration_id": verdict.get("declaration_id"),
@@ -97,9 +93,7 @@ def audit_entry(
         "gate_id": verdict["gate_id"],
         "verdict": verdict["verdict"],
         "reasons": list(verdict.get("reasons", [])),
-        "decided_by": decided_by,
         "arrival_ts": verdict["ts"],
-        "processed_at": processed_at,
         "evidence": evidence(trip, verdict),
     }
     if manual is not None:
@@ -111,11 +105,7 @@ def audit_entry(
 
 
 def writeoff_record(
-    trip: Trip,
-    verdict: dict[str, Any],
-    decided_by: str,
-    processed_at: str,
-    manual: dict[str, Any] | None = None,
+    trip: Trip, verdict: dict[str, Any], manual: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """The write-off of one lock's container under its declaration, after a ``release``.
 
@@ -126,19 +116,72 @@ def writeoff_record(
         raise ValueError(
             f"no write-off: verdict {verdict['verdict']} for declaration {verdict.get('declaration_id')}"
         )
-    entry = audit_entry(trip, verdict, decided_by, processed_at, manual)
+    entry = audit_entry(trip, verdict, manual)
     entry["kind"] = "writeoff"
     entry["container_no"] = trip.container_no
     return entry
 
 
-def writeoff_notice(trip: Trip, record: dict[str, Any]) -> dict[str, Any]:
-    """The WriteOffNotice that goes back to the origin office for a write-off record."""
+@dataclass(frozen=True)
+class VerdictRecord:
+    """An audit entry or a write-off the core produced for a verdict.
+
+    Attributes:
+        kind: ``audit`` or ``writeoff``.
+        payload: the record without the worker's fields (:data:`WORKER_FIELDS`).
+        origin_site: a write-off's origin office, where its notice goes; None for audits.
+    """
+
+    kind: str
+    payload: dict[str, Any]
+    origin_site: str | None = None
+
+    def line(self) -> dict[str, Any]:
+        """The ``smartlock evaluate --records`` form: ``{"record": kind, "payload": ...}``."""
+        return {"record": self.kind, "payload": self.payload}
+
+
+def verdict_records(
+    trip: Trip | None, verdict: dict[str, Any], manual: dict[str, Any] | None = None
+) -> list[VerdictRecord]:
+    """Every verdict's audit entry, and a release's write-off (trip: just after the verdict)."""
+    records = [VerdictRecord("audit", audit_entry(trip, verdict, manual))]
+    if verdict["verdict"] == "release" and trip is not None:
+        records.append(
+            VerdictRecord("writeoff", writeoff_record(trip, verdict, manual), trip.origin_site)
+        )
+    return records
+
+
+#: What the worker adds to a record when it persists it: who processed it, and when.
+WORKER_FIELDS = ("decided_by", "processed_at")
+
+
+def stamped(record: dict[str, Any], processor: str, processed_at: str) -> dict[str, Any]:
+    """A core record as it is persisted, with :data:`WORKER_FIELDS` added.
+
+    Args:
+        record: an audit entry or write-off from :func:`verdict_records`.
+        processor: who processed it (``worker 1``); with :data:`AUTOMATIC` it says who
+            decided, unless an officer did by hand.
+        processed_at: wall-clock time the worker processed the verdict (its ``arrival_ts`` is
+            event time).
+    """
+    manual = record.get("manual_outcome")
+    if manual is not None:
+        decided_by = f"officer {manual['officer']} (manual inspection, {manual['outcome']})"
+    else:
+        decided_by = f"{AUTOMATIC} ({processor})"
+    return {**record, "decided_by": decided_by, "processed_at": processed_at}
+
+
+def writeoff_notice(record: dict[str, Any], origin_site: str) -> dict[str, Any]:
+    """The WriteOffNotice that goes back to the origin office for a stamped write-off record."""
     return {
         "declaration_id": record["declaration_id"],
         "lock_id": record["lock_id"],
         "container_no": record["container_no"],
-        "origin_site": trip.origin_site,
+        "origin_site": origin_site,
         "gate_id": record["gate_id"],
         "arrival_ts": record["arrival_ts"],
         "written_off_at": record["processed_at"],

@@ -26,7 +26,7 @@ from rich.live import Live
 
 from smartlock.adapters.credentials import CredentialStore
 from smartlock.adapters.keys import RedisKeys
-from smartlock.adapters.mqtt import MqttClient
+from smartlock.adapters.mqtt import Login, MqttClient
 from smartlock.errors import InfrastructureError
 from smartlock.local.live_view import LiveView
 from smartlock.local.stack import Ports, free_ports, port_in_use, start_stack, stop_stack
@@ -63,10 +63,11 @@ class FleetPublisher(threading.Thread):
         speed: float,
         stop: threading.Event,
         paced_from: float | None = None,
+        login: Login | None = None,
     ) -> None:
         super().__init__(daemon=True, name="fleet")
         self.client = MqttClient(
-            host, port, f"smartlock-demo-fleet-{os.getpid()}", max_inflight=2000
+            host, port, f"smartlock-demo-fleet-{os.getpid()}", max_inflight=2000, login=login
         )
         self.messages = messages
         self.speed = speed
@@ -223,9 +224,10 @@ def _run_demo(
     run_dir.mkdir(parents=True, exist_ok=True)
     messages = messages_for()
     console.print(f"fleet: {len(messages)} messages, replayed at {speed:g}x real time")
+    credentials = CredentialStore(run_dir / "credentials")
     issue_console_identities(run_dir)
     with local_stack(run_dir, console) as ports:
-        settings = stack_settings(ports, credentials={"dir": (run_dir / "credentials").resolve()})
+        settings = stack_settings(ports, credentials={"dir": credentials.directory.resolve()})
         env = settings_env(settings, os.environ) | {"PYTHONUNBUFFERED": "1"}
         procs = DemoProcesses(run_dir, env)
         try:
@@ -233,9 +235,18 @@ def _run_demo(
             procs.start("bridge")
             _wait_worker(settings, procs, console, stop)
             url = start_console(procs, run_dir, console)
-            view = LiveView("127.0.0.1", ports.mqtt)
+            # The wall screen reads as the console service; the fleet stands in for the locks.
+            view = LiveView("127.0.0.1", ports.mqtt, login=Login.of(credentials.get("console")))
             view.start()
-            fleet = FleetPublisher("127.0.0.1", ports.mqtt, messages, speed, stop, paced_from)
+            fleet = FleetPublisher(
+                "127.0.0.1",
+                ports.mqtt,
+                messages,
+                speed,
+                stop,
+                paced_from,
+                Login.of(credentials.get("simulator")),
+            )
             view.publish_times = fleet.publish_times
             fleet.start()
             started = time.monotonic()

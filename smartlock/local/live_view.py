@@ -19,7 +19,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from smartlock.adapters.mqtt import MqttClient, Received
+from smartlock.adapters.mqtt import Login, MqttClient, Received
 from smartlock.contract.topics import ALERTS, MONITORING_SUBSCRIPTIONS, STATUS
 
 #: Rows of each table; the titles say how many more there are.
@@ -50,11 +50,17 @@ class LiveView:
     """
 
     def __init__(
-        self, host: str, port: int, publish_times: dict[tuple[str, str], float] | None = None
+        self,
+        host: str,
+        port: int,
+        publish_times: dict[tuple[str, str], float] | None = None,
+        login: Login | None = None,
     ) -> None:
         self.state = ViewState()
         self.publish_times = publish_times if publish_times is not None else {}
-        self.client = MqttClient(host, port, f"smartlock-view-{int(time.time() * 1000) % 100000}")
+        self.client = MqttClient(
+            host, port, f"smartlock-view-{int(time.time() * 1000) % 100000}", login=login
+        )
 
     def start(self) -> None:
         self.client.subscribe(MONITORING_SUBSCRIPTIONS, self._on_message)

@@ -28,22 +28,24 @@ from rich.console import Console
 
 from smartlock.adapters.credentials import CredentialStore
 from smartlock.adapters.keys import RedisKeys
+from smartlock.adapters.mqtt import login_for
 from smartlock.contract.models import format_epoch
 from smartlock.contract.timestamps import parse_rfc3339
 from smartlock.core.geofence import Geofences, default_geofence_dir
 from smartlock.errors import InfrastructureError
 from smartlock.local.demo import DemoProcesses, _wait_worker, local_stack, stack_settings
-from smartlock.local.stack import free_ports
+from smartlock.local.stack import apply_credentials, free_ports
 from smartlock.services.gate.client import GateClient, Outcome, make_arrival
 from smartlock.services.gate.queue import FallbackQueue
 from smartlock.services.gate.report import show_outcome, writeoff_sentence
-from smartlock.services.gate.resolution import publish_resolution
+from smartlock.services.gate.resolution import confirm_resolution, publish_resolution
 from smartlock.settings import Settings, settings_env
-from smartlock.simulators.demo_fleet import CorridorRoute
 from smartlock.simulators.publisher import publish_paced
+from smartlock.simulators.routes import CorridorRoute
 from smartlock.simulators.trip import drive
 
 SHANGHAI = "+08:00"
+OPERATOR = "wang-li"
 TRUCKS = [
     ("LK-0001", "CSQU3054383", "浙G01345", None),
     ("LK-0002", "MSCU1234566", "浙G02468", (60.0, 20)),
@@ -164,7 +166,11 @@ def _narrate(
     depart = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=3)
     r = redis.Redis.from_url(settings.redis.url, decode_responses=True)
     keys = RedisKeys(settings.redis.prefix)
-    declarant = CredentialStore(settings.credentials_dir).ensure("declarant", "loop-forwarder")
+    store = CredentialStore(settings.credentials_dir)
+    declarant = store.ensure("declarant", "loop-forwarder")
+    for role, name in (("gate", "beilun-gate"), ("operator", OPERATOR)):
+        # Issued while the broker runs: admitted at once, no restart.
+        apply_credentials(run_dir, store, store.ensure(role, name))
     token = declarant.secret.get_secret_value()
     declarations, references = {}, {}
     for lock, container, plate, _ in TRUCKS:
@@ -188,7 +194,14 @@ def _narrate(
     messages = [m for lock, _, _, detour in TRUCKS for m in drive(route, lock, depart, detour)]
     messages.sort(key=lambda m: m[1]["ts"])
     report = asyncio.run(
-        publish_paced(messages, "127.0.0.1", settings.mqtt.port, speed=None, client_id="loop-demo")
+        publish_paced(
+            messages,
+            "127.0.0.1",
+            settings.mqtt.port,
+            speed=None,
+            client_id="loop-demo",
+            login=login_for(settings, "simulator"),
+        )
     )
     console.print(
         f"3. sealed at yiwu-origin, {report.acked} lock messages along the G1512 ({len(TRUCKS)} trucks)"
@@ -215,16 +228,21 @@ def _narrate(
         bad_lock, container, plate, _ = TRUCKS[1]
         if verdicts[bad_lock]["verdict"] == "inspect":
             alert_id = verdicts[bad_lock]["reasons"][0].split()[3]
-            publish_resolution(
+            resolution = publish_resolution(
                 settings,
                 alert_id,
                 declarations[bad_lock],
                 bad_lock,
-                "Wang Li",
+                OPERATOR,
                 "police check at the Fenghua exit, confirmed by phone",
             )
+            confirmed = confirm_resolution(settings, resolution, OPERATOR)
+            if not confirmed.accepted:
+                raise InfrastructureError(
+                    f"the pipeline did not take the resolution: {confirmed.detail}"
+                )
             console.print(
-                f"5. operator Wang Li resolved {alert_id} (police check at the exit, confirmed)"
+                f"5. operator {OPERATOR} resolved {alert_id} (police check at the exit, confirmed)"
             )
             for k in range(20):
                 outcome = gate.arrive(

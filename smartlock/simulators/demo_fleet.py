@@ -6,7 +6,8 @@ demo's pace. A few trucks leave the expressway for a twenty-minute detour, a few
 their seal tampered with (red), a few stop for twenty minutes outside any rest area and a
 few locks fall silent for a quarter of an hour (amber), all within the demo's first minutes
 of event time (or soon after a later departure), so coloured trips show up within seconds.
-(The full simulator, with every scenario, lives in ``simulators/``.)
+(The full simulator, with every scenario, is :mod:`smartlock.simulators.fleet`; both drive
+trucks along :class:`~smartlock.simulators.routes.CorridorRoute`.)
 """
 
 from __future__ import annotations
@@ -16,38 +17,14 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from smartlock.contract.models import format_ts, iso6346_check_digit
+from smartlock.contract.models import format_ts
 from smartlock.contract.topics import DECLARATIONS, arrival_topic, lock_topic
 from smartlock.core.geofence import Geofences
+from smartlock.simulators.routes import CorridorRoute, container_number
 
 Message = tuple[str, dict[str, Any]]
 DEMO_START = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 ROUTES = [("g1512-yiwu-beilun", "beilun-gate"), ("g1512-yiwu-daxie", "daxie-gate")]
-
-
-class CorridorRoute:
-    """Positions along a corridor: ``x_km`` from its start, ``y_m`` to the left of the centre line."""
-
-    def __init__(self, geofences: Geofences, corridor_id: str, origin: str, gate: str) -> None:
-        self.geofences = geofences
-        self.corridor_id, self.origin, self.gate = corridor_id, origin, gate
-        self.line = geofences.corridors[corridor_id].line
-        self.length_km = self.line.length / 1000
-
-    def at(self, x_km: float, y_m: float = 0.0) -> tuple[float, float]:
-        """(lon, lat) of the point."""
-        d = min(max(x_km * 1000, 0.0), self.line.length)
-        a = self.line.interpolate(max(d - 50, 0.0))
-        b = self.line.interpolate(min(d + 50, self.line.length))
-        p = self.line.interpolate(d)
-        dx, dy = b.x - a.x, b.y - a.y
-        norm = math.hypot(dx, dy) or 1.0
-        return self.geofences.to_lonlat(p.x - dy / norm * y_m, p.y + dx / norm * y_m)
-
-
-def container_number(n: int) -> str:
-    body = f"SLKU{n % 1_000_000:06d}"
-    return body + str(iso6346_check_digit(body))
 
 
 def demo_fleet(

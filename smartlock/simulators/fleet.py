@@ -26,9 +26,9 @@ from smartlock.contract.codec import sign
 from smartlock.contract.models import format_epoch
 from smartlock.contract.topics import DECLARATIONS, arrival_topic, lock_topic
 from smartlock.core.geofence import Geofences
-from smartlock.simulators.demo_fleet import CorridorRoute, container_number
 from smartlock.simulators.motion import Motion, Plan, plan_trip
 from smartlock.simulators.publisher import Payload
+from smartlock.simulators.routes import CorridorRoute, container_number
 from smartlock.simulators.scenarios import ScenarioSpec, assign
 
 DEFAULT_START = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)

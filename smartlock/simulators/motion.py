@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from smartlock.core.geofence import Geofences
-from smartlock.simulators.demo_fleet import CorridorRoute
+from smartlock.simulators.routes import CorridorRoute
 from smartlock.simulators.scenarios import ScenarioSpec
 
 #: Toll stations: leaving Yiwu and before the port, km from each end of the corridor.

@@ -20,7 +20,7 @@ import paho.mqtt.client as paho
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from smartlock.adapters.mqtt import MqttClient
+from smartlock.adapters.mqtt import Login, MqttClient
 from smartlock.contract.timestamps import epoch
 from smartlock.errors import InfrastructureError
 
@@ -128,6 +128,7 @@ async def publish_paced(
     total: int | None = None,
     window: int = 2000,
     timeout: float = 30.0,
+    login: Login | None = None,
 ) -> PublishReport:
     """Publishes ``messages`` in order; returns once the broker acknowledged every one.
 
@@ -145,17 +146,18 @@ async def publish_paced(
         total: number of messages, for the progress bar only.
         window: most QoS 1 messages in flight at once.
         timeout: seconds to wait for the oldest unacknowledged message.
+        login: the identity to publish as (the broker admits no anonymous client).
 
     Returns:
         The counts and the wall time from the first publish to the last acknowledgement.
 
     Raises:
-        InfrastructureError: the broker is unreachable, or did not acknowledge a message
-            within ``timeout`` seconds.
+        InfrastructureError: the broker is unreachable, refused a message (not authorised),
+            or did not acknowledge a message within ``timeout`` seconds.
     """
     # paho rescans every queued message on each PUBACK when it enforces its own in-flight
     # limit (O(window) per ack); the window below bounds what is in flight instead.
-    client = MqttClient(host, port, client_id, max_inflight=0)
+    client = MqttClient(host, port, client_id, max_inflight=0, login=login)
     await asyncio.to_thread(client.connect)
     report, pacer, pending = PublishReport(), Pacer(speed), deque[paho.MQTTMessageInfo]()
     bar = _ProgressBar(total) if progress else None
@@ -191,6 +193,7 @@ async def _settle(
     deadline: float | None = None
     while pending:
         if pending[0].is_published():
+            client.raise_if_refused([pending[0]])
             pending.popleft()
             acked += 1
             deadline = None

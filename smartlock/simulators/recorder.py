@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from smartlock.adapters.mqtt import MqttClient, Received
+from smartlock.adapters.mqtt import Login, MqttClient, Received
 from smartlock.contract.topics import INBOUND_SUBSCRIPTIONS
 from smartlock.errors import InfrastructureError
 from smartlock.simulators.fleet import trace_line
@@ -61,6 +61,7 @@ class Recorder:
         out: TextIO,
         topics: tuple[str, ...] = DEFAULT_TOPICS,
         limit: int | None = None,
+        login: Login | None = None,
     ) -> None:
         self.out = out
         self.count = 0
@@ -69,7 +70,9 @@ class Recorder:
         self._ready = threading.Event()
         self._lock = threading.Lock()
         self._topics = (*topics, self._probe)
-        self._client = MqttClient(host, port, f"smartlock-record-{uuid.uuid4().hex[:12]}")
+        self._client = MqttClient(
+            host, port, f"smartlock-record-{uuid.uuid4().hex[:12]}", login=login
+        )
 
     def start(self, timeout: float = 10.0) -> None:
         """Connects and subscribes; returns once the subscriptions are active.
@@ -132,11 +135,12 @@ def record(
     count: int | None,
     stop: threading.Event,
     on_ready: Callable[[], None] | None = None,
+    login: Login | None = None,
 ) -> int:
     """Records into ``path`` until ``duration`` seconds passed, ``count`` messages arrived or
     ``stop`` is set; calls ``on_ready`` once subscribed. Returns the number of messages recorded."""
     with path.open("w", encoding="utf-8") as out:
-        recorder = Recorder(host, port, out, topics, count)
+        recorder = Recorder(host, port, out, topics, count, login)
         recorder.start()
         if on_ready is not None:
             on_ready()

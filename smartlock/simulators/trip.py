@@ -13,8 +13,8 @@ from typing import Any
 
 from smartlock.contract.timestamps import parse_rfc3339
 from smartlock.core.geofence import Geofences
-from smartlock.simulators.demo_fleet import CorridorRoute
 from smartlock.simulators.fleet import Lock
+from smartlock.simulators.routes import CorridorRoute
 
 Message = tuple[str, dict[str, Any]]
 #: Where a detour leaves the road (km from the origin) and how many fixes it lasts.

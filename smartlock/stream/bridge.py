@@ -33,7 +33,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from smartlock.adapters.membership import Heartbeat
-from smartlock.adapters.mqtt import MqttClient, Received
+from smartlock.adapters.mqtt import Received, client_for
 from smartlock.contract.topics import INBOUND_SUBSCRIPTIONS
 from smartlock.settings import Settings
 from smartlock.stream.inbound import Forwarder
@@ -86,9 +86,9 @@ class Bridge:
         self.name = name
         self.stats = BridgeStats()
         self._queue: asyncio.Queue[Received] = asyncio.Queue()
-        self._mqtt = MqttClient(
-            settings.mqtt.host,
-            settings.mqtt.port,
+        self._mqtt = client_for(
+            settings,
+            "bridge",
             f"{settings.mqtt.client_id_prefix}-bridge-{name}",
             persistent=True,
             manual_ack=True,

@@ -18,17 +18,20 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaProducer
 
+from smartlock.adapters.credentials import CredentialStore
 from smartlock.adapters.keys import RedisKeys
 from smartlock.adapters.membership import HEARTBEAT_S, Heartbeat
-from smartlock.adapters.mqtt import MqttClient
+from smartlock.adapters.mqtt import client_for
 from smartlock.adapters.redis_state import RedisState
+from smartlock.contract.codec import sign
 from smartlock.contract.models import format_epoch
 from smartlock.contract.topics import WRITEOFFS
 from smartlock.core.detector import Detector
-from smartlock.core.writeoff import AUTOMATIC, audit_entry, writeoff_notice, writeoff_record
+from smartlock.core.writeoff import stamped, writeoff_notice
 from smartlock.settings import Settings
 from smartlock.stream.faust_settings import faust_app_kwargs, shorten_fetch_wait
-from smartlock.stream.processor import BatchProcessor, BatchResult, CachedStore, Record
+from smartlock.stream.lock_table import LockTable
+from smartlock.stream.processor import BatchProcessor, BatchResult, Record
 from smartlock.stream.retry import Outage, exit_on_outage, retrying
 
 log = logging.getLogger(__name__)
@@ -44,22 +47,35 @@ class Outputs:
     def __init__(self, kafka: KafkaWriter, settings: Settings, name: str) -> None:
         self.settings = settings
         self.kafka = kafka
-        self.mqtt = MqttClient(
-            settings.mqtt.host,
-            settings.mqtt.port,
-            f"{settings.mqtt.client_id_prefix}-worker-{name}",
+        self.mqtt = client_for(
+            settings, "worker", f"{settings.mqtt.client_id_prefix}-worker-{name}"
         )
         self.redis = RedisState(
             settings.redis.url, settings.redis.prefix, settings.redis.alert_stream_maxlen
         )
-        self.decided_by = f"{AUTOMATIC} (worker {name})"
         self.role = f"worker {name}"
+        # Gate keys are read from the store at each verdict (re-read when the file changes):
+        # issuing or rotating a gate's key takes effect without restarting the worker.
+        self.credentials = CredentialStore(settings.credentials_dir)
 
     async def start(self) -> None:
         await asyncio.to_thread(self.mqtt.connect)
         await self.kafka.start()
 
+    def sign_verdicts(self, result: BatchResult) -> None:
+        """Signs every verdict with its gate's key (CONTRACT section 2), in place, before it
+        goes anywhere; a gate without credentials gets an unsigned verdict, which its client
+        treats as no verdict."""
+        keys = self.credentials.keys("gate")
+        for o in result.outputs:
+            if o.kind == "verdict":
+                o.payload.pop("sig", None)
+                key = keys.get(o.payload["gate_id"])
+                if key is not None:
+                    o.payload["sig"] = sign(o.payload, key.get_secret_value())
+
     async def publish(self, result: BatchResult) -> None:
+        self.sign_verdicts(result)
         k = self.settings.kafka
         mqtt_messages = [
             (
@@ -70,13 +86,11 @@ class Outputs:
             for o in result.outputs
         ]
         audits, writeoffs = self.verdict_records(result)
-        for w in writeoffs:  # the write-off goes back to the origin office
-            state = result.touched[w["lock_id"]]
-            assert state.trip is not None
-            notice = writeoff_notice(state.trip, w)
+        for w, origin_site in writeoffs:  # the write-off goes back to the origin office
+            notice = writeoff_notice(w, origin_site)
             mqtt_messages.append(
                 (
-                    WRITEOFFS.topic(notice["origin_site"]),
+                    WRITEOFFS.topic(origin_site),
                     json.dumps(notice, ensure_ascii=False, separators=(",", ":")).encode(),
                     False,
                 )
@@ -103,7 +117,7 @@ class Outputs:
                 w["declaration_id"].encode(),
                 json.dumps(w, ensure_ascii=False, sort_keys=True).encode(),
             )
-            for w in writeoffs
+            for w, _ in writeoffs
         )
         touched = list(result.touched.values())
         give_up = self.settings.kafka.output_give_up_s
@@ -122,7 +136,7 @@ class Outputs:
             ),
             retrying(
                 f"{self.role}: Redis write-offs and audit",
-                lambda: self.redis.write_verdict_records(audits, writeoffs),
+                lambda: self.redis.write_verdict_records(audits, [w for w, _ in writeoffs]),
                 give_up_s=give_up,
             ),
             retrying(
@@ -132,36 +146,32 @@ class Outputs:
 
     def verdict_records(
         self, result: BatchResult
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Audit entries of the batch's verdicts, and write-offs of its releases."""
-        now = format_epoch(int(time.time()))  # wall clock of the decision, to the second
+    ) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], str]]]:
+        """The core's audit entries and write-offs (with their origin sites) of the batch,
+        stamped with who processed them and the wall-clock time, to the second."""
+        now = format_epoch(int(time.time()))
         audits, writeoffs = [], []
-        for o in result.outputs:
-            if o.kind != "verdict":
-                continue
-            state = result.touched.get(o.payload["lock_id"])
-            trip = state.trip if state is not None else None
-            audits.append(audit_entry(trip, o.payload, self.decided_by, now, o.manual))
-            if o.payload["verdict"] == "release" and trip is not None:
-                writeoffs.append(writeoff_record(trip, o.payload, self.decided_by, now, o.manual))
+        for r in result.records:
+            record = stamped(r.payload, self.role, now)
+            if r.kind == "writeoff":
+                assert r.origin_site is not None
+                writeoffs.append((record, r.origin_site))
+            else:
+                audits.append(record)
         return audits, writeoffs
 
 
 class KafkaWriter:
-    """Writes the worker's Kafka records (outputs, alerts, dead letters, table changes) in batched
-    produce requests, on its own aiokafka producer.
+    """Writes the worker's Kafka records (outputs, alerts, dead letters, and the lock table's
+    changes) in batched produce requests, on its own aiokafka producer.
 
     Faust's own producer must send one record per request on Tansu (see
     :mod:`smartlock.stream.faust_settings`), which capped a worker near a thousand messages a
-    second. For the ``locks`` changelog this writer then sends, for each partition it wrote,
-    that partition's last record once more on its own, so the partition ends with a
-    one-record batch and the end offset Tansu reports (last batch's base offset + 1) is
-    exact, which table recovery relies on. The repeated record is the same key and value:
-    harmless.
+    second.
     """
 
-    def __init__(self, bootstrap: str, changelog_topic: str) -> None:
-        self.bootstrap, self.changelog_topic = bootstrap, changelog_topic
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
         self.producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
@@ -179,29 +189,6 @@ class KafkaWriter:
             await self.producer.send(topic, key=key, value=value) for topic, key, value in records
         ]
         await asyncio.gather(*futures)
-
-    async def write_changelog(self, records: list[tuple[int, str, dict[str, Any]]]) -> None:
-        """Writes (partition, lock id, table value) changes to the ``locks`` changelog."""
-        if not records:
-            return
-        assert self.producer is not None, "start() first"
-        last: dict[int, tuple[bytes, bytes]] = {}
-        futures = []
-        for partition, key, value in records:
-            # The table's changelog serializers are json for keys and values alike.
-            raw = (json.dumps(key).encode(), json.dumps(value, separators=(",", ":")).encode())
-            last[partition] = raw
-            futures.append(
-                await self.producer.send(
-                    self.changelog_topic, key=raw[0], value=raw[1], partition=partition
-                )
-            )
-        await asyncio.gather(*futures)
-        closing = [
-            await self.producer.send(self.changelog_topic, key=k, value=v, partition=p)
-            for p, (k, v) in last.items()
-        ]
-        await asyncio.gather(*closing)
 
 
 def create_app(
@@ -231,8 +218,8 @@ def create_app(
     )
     table = app.Table("locks", default=None, partitions=k.partitions, key_type=str)
 
-    store = CachedStore(table.data)
-    kafka = KafkaWriter(k.bootstrap, table.changelog_topic.get_topic_name())
+    store = LockTable(table.data, table.changelog_topic.get_topic_name())
+    kafka = KafkaWriter(k.bootstrap)
     processor = BatchProcessor(detector, store)
     outputs = Outputs(kafka, settings, name)
     app.smartlock_processor = processor  # type: ignore[attr-defined]  # for tests and the demo
@@ -251,14 +238,8 @@ def create_app(
         assigned = {
             tp.partition for tp in app.assignor.assigned_actives() if tp.topic == k.inbound_topic
         }
-        store.cache.clear()
-        store.partition_of.clear()
+        owned = store.reassign(assigned)
         processor.reset()
-        owned = [
-            (key, raw["partition"])
-            for key, raw in list(table.data.items())
-            if raw and raw.get("partition") in assigned
-        ]
         processor.engine.schedule_all(owned)
         owned_partitions[:] = sorted(assigned)
         await heartbeat.beat(f"partitions {owned_partitions} of {k.inbound_topic}", force=True)
@@ -279,12 +260,12 @@ def create_app(
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             records = [Record(e.message.key, e.message.value, e.message.partition) for e in events]
             result = processor.process(records)
-            changes = store.take_dirty()
+            changes = store.take_changes()
             try:  # every output written, then the table: only then may the offsets be committed
                 await outputs.publish(result)
                 await retrying(
                     f"worker {name}: Kafka table changelog",
-                    lambda changes=changes: kafka.write_changelog(changes),  # type: ignore[misc]
+                    lambda changes=changes: store.write_changes(kafka.producer, changes),  # type: ignore[misc]
                     give_up_s=k.output_give_up_s,
                 )
             except Outage as exc:

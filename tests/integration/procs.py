@@ -37,6 +37,7 @@ class Pipeline:
     workdir: Path
     geofences: Path | None = None
     credentials_dir: Path | None = None
+    mqtt: Any = None  # the tests.servers.Endpoint of the broker, for logins
     extra_env: dict[str, str] = field(default_factory=dict)
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)

@@ -29,7 +29,7 @@ from smartlock.core.geofence import Geofences, default_geofence_dir
 from smartlock.services.gate.client import GateClient, make_arrival
 from smartlock.services.gate.queue import FallbackQueue
 from smartlock.settings import load_settings
-from smartlock.simulators.demo_fleet import CorridorRoute
+from smartlock.simulators.routes import CorridorRoute
 from tests.builders import T0, Trip, merge
 from tests.integration.console_browser import (
     ConsoleProcess,
@@ -72,6 +72,7 @@ def live(
         redis_server.url,
         workdir,
         credentials_dir=credentials.directory,  # the identities the test servers know
+        mqtt=mqtt_server,
     )
     p.start("worker")
     p.start("bridge")
@@ -153,7 +154,7 @@ def shown_trip(live: tuple[Pipeline, ConsoleProcess]) -> Trip:
     p, _ = live
     before, after = detour_trip("LK-CON-VIEW", "DCL-CON-VIEW", "浙G20001")
     after.messages = before.messages + after.messages  # the whole trip
-    publish(p.mqtt_host, p.mqtt_port, after.messages)
+    publish(p.mqtt, after.messages)
     wait_heard(p, after)
     alert_entry(p, after.lock_id, "route_deviation")
     return after
@@ -196,7 +197,7 @@ def test_red_alert_on_map_and_desk_within_a_second_then_resolved_from_the_page_a
 ) -> None:
     p, console = live
     before, after = detour_trip("LK-CON-RED", "DCL-CON-RED", "浙G20002")
-    publish(p.mqtt_host, p.mqtt_port, before.messages)
+    publish(p.mqtt, before.messages)
     wait_heard(p, before)
     s = open_session(browser, console.base)
     try:
@@ -206,7 +207,7 @@ def test_red_alert_on_map_and_desk_within_a_second_then_resolved_from_the_page_a
         page.click("#sound")  # sound on (browsers allow it after a click on the page)
         assert page.inner_text("#sound") == "sound on"
         flashes, beeps = console_state(page, "[S.flashes, S.beeps]")
-        publish(p.mqtt_host, p.mqtt_port, after.messages)
+        publish(p.mqtt, after.messages)
         stored_ms, alert = alert_entry(p, after.lock_id, "route_deviation")
         row = f"#alerts li[data-alert='{alert['alert_id']}']"
         page.wait_for_selector(row, timeout=5000)
@@ -372,7 +373,7 @@ def test_the_page_loads_with_the_outside_network_blocked_and_the_wall_screen_ren
         .drive(0, 10 + 4.5 * k, step_km=5, dt=200)
         for k in range(40)
     ]
-    publish(p.mqtt_host, p.mqtt_port, merge(*fleet))
+    publish(p.mqtt, merge(*fleet))
     wait_heard(p, fleet[-1])
     s = open_session(browser, console.base, width=1920, height=1080)
     try:

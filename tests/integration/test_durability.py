@@ -73,15 +73,15 @@ def test_kill_minus_nine_of_the_whole_stack_loses_nothing_acknowledged(tmp_path:
     ports = stack.Ports(*stack.free_ports(3))
     info = stack.start_stack(run_dir, ports)
     try:
-        mqtt = Endpoint("mqtt", info.host, info.mqtt_port)
+        mqtt = Endpoint("mqtt", info.host, info.mqtt_port, credentials_dir=run_dir / "credentials")
         asyncio.run(_produce(info.kafka_bootstrap, "durable"))
         r = redis.Redis.from_url(info.redis_url, decode_responses=True)
         for i in range(100):
             r.incr("reference-counter")
             r.xadd("audit", {"i": str(i)})
-        with MqttProbe(mqtt, "durable-sub", persistent=True) as sub:
+        with MqttProbe(mqtt, "durable-sub", "recorder", persistent=True) as sub:
             sub.subscribe("locks/+/telemetry")
-        with MqttProbe(mqtt, "durable-pub") as pub:
+        with MqttProbe(mqtt, "durable-pub", "replay") as pub:
             infos = [
                 pub.client.publish("locks/L1/telemetry", str(i).encode(), qos=1)
                 for i in range(MESSAGES)
@@ -103,7 +103,7 @@ def test_kill_minus_nine_of_the_whole_stack_loses_nothing_acknowledged(tmp_path:
         r = redis.Redis.from_url(info.redis_url, decode_responses=True)
         assert r.get("reference-counter") == "100"  # a new reference number continues from 101
         assert r.xlen("audit") == 100
-        with MqttProbe(mqtt, "durable-sub", persistent=True) as sub:
+        with MqttProbe(mqtt, "durable-sub", "recorder", persistent=True) as sub:
             deadline = time.monotonic() + 30
             while len(sub.received) < MESSAGES and time.monotonic() < deadline:
                 time.sleep(0.05)

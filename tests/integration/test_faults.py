@@ -146,27 +146,27 @@ def test_a_sigkill_mid_stream_loses_duplicates_and_invents_nothing(
     assert expected["alerts"] and expected["verdicts"] and expected["write-offs"]
     pipeline = Pipeline(
         ep["mqtt"].host, ep["mqtt"].port, ep["kafka-durable"].bootstrap, ep["redis"].url,
-        tmp_path, geofences=geofences,
+        tmp_path, geofences=geofences, credentials_dir=ep["mqtt"].credentials_dir, mqtt=ep["mqtt"],
     )  # fmt: skip
     try:
         pipeline.start("worker")
         pipeline.start("bridge")
         pipeline.wait_worker_ready()
         third = len(messages) // 3
-        publish(ep["mqtt"].host, ep["mqtt"].port, messages[:third])
+        publish(ep["mqtt"], messages[:third])
         if victim in ("worker", "bridge"):
             pipeline.stop(f"{victim}-1", signal.SIGKILL)
-            publish(ep["mqtt"].host, ep["mqtt"].port, messages[third : 2 * third])
+            publish(ep["mqtt"], messages[third : 2 * third])
             pipeline.start(victim)  # same name: resumes its MQTT session / partitions
         else:
             kind = {"mosquitto": "mqtt", "redis": "redis", "broker": "kafka-durable"}[victim]
             if victim == "mosquitto":
                 backend.kill_and_restart(kind)
-                publish(ep["mqtt"].host, ep["mqtt"].port, messages[third : 2 * third])
+                publish(ep["mqtt"], messages[third : 2 * third])
             else:
                 backend.kill_and_restart(kind, down_s=2.0)
-                publish(ep["mqtt"].host, ep["mqtt"].port, messages[third : 2 * third])
-        publish(ep["mqtt"].host, ep["mqtt"].port, messages[2 * third :])
+                publish(ep["mqtt"], messages[third : 2 * third])
+        publish(ep["mqtt"], messages[2 * third :])
         got = wait_settled(pipeline, expected, timeout=120)
         for proc_key in ("worker-1", "bridge-1"):
             proc = pipeline.procs.get(proc_key)

@@ -24,13 +24,14 @@ from smartlock.services.gate.client import GateClient, make_arrival
 from smartlock.services.gate.queue import FallbackQueue
 from smartlock.services.intake.service import create_app
 from smartlock.settings import Settings, load_settings
-from smartlock.simulators.demo_fleet import CorridorRoute, container_number
+from smartlock.simulators.routes import CorridorRoute, container_number
 from tests.builders import Trip, merge
 from tests.integration.procs import ROOT, Pipeline
 from tests.integration.test_pipeline_live import kafka_values, publish
 from tests.unit.test_intake_rules import road_form
 
 pytestmark = pytest.mark.integration
+OPERATOR = "wang-li"  # an operator identity: only it may publish monitoring/resolutions/wang-li
 
 GEO = Geofences.load(default_geofence_dir())
 BEILUN = CorridorRoute(GEO, "g1512-yiwu-beilun", "yiwu-origin", "beilun-gate")
@@ -55,6 +56,7 @@ def pipeline(
         redis_server.url,
         tmp_path,
         credentials_dir=credentials.directory,
+        mqtt=mqtt_server,
     )
     p.start("worker")
     p.start("bridge")
@@ -72,6 +74,8 @@ def settings_of(p: Pipeline) -> Settings:
 
 
 def gate(p: Pipeline, gate_id: str, tmp_path: Path, timeout: float = 1.0) -> GateClient:
+    assert p.mqtt is not None
+    p.mqtt.login("gate", gate_id)  # the gate's own identity, admitted by the broker
     client = GateClient(
         gate_id, settings_of(p), FallbackQueue(tmp_path / f"queue-{gate_id}"), timeout
     )
@@ -196,11 +200,12 @@ def test_declare_bind_seal_transit_release_write_off_and_detour_inspect_resolve_
     for i, y in enumerate((700, 1500, 2500, 2500, 2500, 1500, 700, 50)):  # off the ramp and back
         bad.fix(60 + 0.5 * (i + 1), y, dt=150)
     bad.drive(64.5, BEILUN.length_km)
-    publish(p.mqtt_host, p.mqtt_port, merge(ok, bad))
+    publish(p.mqtt, merge(ok, bad))
     wait_heard(p, ok)
     wait_heard(p, bad)
 
     # Release, within a second, through the gate command; the declaration is written off.
+    p.mqtt.login("gate", "beilun-gate")  # the gate's identity (issued by customs once)
     arrival = arrival_after(ok, "beilun-gate")
     shown = smartlock(
         p,
@@ -242,6 +247,7 @@ def test_declare_bind_seal_transit_release_write_off_and_detour_inspect_resolve_
     assert writeoffs(p, bad.declaration_id) == {}
 
     # An operator resolves it; the next arrival is released and the audit trail keeps the resolution.
+    p.mqtt.login("operator", OPERATOR)
     resolved = smartlock(
         p,
         "resolve",
@@ -251,7 +257,7 @@ def test_declare_bind_seal_transit_release_write_off_and_detour_inspect_resolve_
         "--lock",
         bad.lock_id,
         "--operator",
-        "Wang Li",
+        OPERATOR,
         "--note",
         "detour to Fenghua toll plaza for a police check, confirmed",
     )
@@ -267,7 +273,7 @@ def test_declare_bind_seal_transit_release_write_off_and_detour_inspect_resolve_
     )
     [record] = writeoffs(p, bad.declaration_id).values()
     [deviation] = [a for a in record["evidence"]["alerts"] if a["type"] == "route_deviation"]
-    assert deviation["open"] is False and deviation["resolution"]["operator"] == "Wang Li"
+    assert deviation["open"] is False and deviation["resolution"]["operator"] == OPERATOR
     trail = audit(p, bad.declaration_id)
     assert trail[0]["verdict"] == "inspect" and trail[-1]["verdict"] == "release"
 
@@ -312,7 +318,7 @@ def test_rail_batch_one_bad_container_goes_to_inspection_alone(
         if k == 2:
             trip.event("tamper", at=(100, 0))
         trip.drive(101.5, RAIL.length_km, step_km=1.5, dt=90)
-    publish(p.mqtt_host, p.mqtt_port, [("customs/declarations", declaration), *merge(*trips)])
+    publish(p.mqtt, [("customs/declarations", declaration), *merge(*trips)])
     for trip in trips:
         wait_heard(p, trip)
     manifest = tmp_path / "train.json"
@@ -325,6 +331,7 @@ def test_rail_batch_one_bad_container_goes_to_inspection_alone(
             }
         )
     )
+    p.mqtt.login("gate", "beilun-rail-gate")
     shown = smartlock(
         p, "gate", "beilun-rail-gate", "--batch", str(manifest), "--queue-dir", str(tmp_path / "q")
     )

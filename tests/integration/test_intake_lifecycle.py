@@ -116,7 +116,7 @@ def test_status_amend_cancel_and_write_off_reach_the_declarant(
 
             # Half the way, then the truck is swapped: the plate is amended and republished.
             clean.event("sealed", at=(0, 0)).drive(0, 40)
-            await asyncio.to_thread(publish, p.mqtt_host, p.mqtt_port, merge(clean))
+            await asyncio.to_thread(publish, p.mqtt, merge(clean))
             wait_heard(p, clean)
             assert (await status(clean))["status"] == "in_transit"
             amended = await me.patch(
@@ -139,7 +139,7 @@ def test_status_amend_cancel_and_write_off_reach_the_declarant(
             clean.plate = new_plate
             clean.messages.clear()
             clean.drive(40, BEILUN.length_km)
-            await asyncio.to_thread(publish, p.mqtt_host, p.mqtt_port, merge(clean))
+            await asyncio.to_thread(publish, p.mqtt, merge(clean))
             wait_heard(p, clean)
 
             client = gate(p, "beilun-gate", tmp_path)

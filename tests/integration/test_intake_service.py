@@ -43,7 +43,9 @@ class Declarations:
     def __init__(self, mqtt: Endpoint, unique: str) -> None:
         self.payloads: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self.client = MqttClient(mqtt.host, mqtt.port, f"test-intake-sub-{unique}")
+        self.client = MqttClient(
+            mqtt.host, mqtt.port, f"test-intake-sub-{unique}", login=mqtt.login("recorder")
+        )
         self.client.subscribe(["customs/declarations"], self._on)
         self.client.connect()
 

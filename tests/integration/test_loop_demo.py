@@ -32,5 +32,5 @@ def test_the_closed_loop_releases_writes_off_and_keeps_the_resolution(tmp_path: 
     [deviation] = [
         a for a in records[detour]["evidence"]["alerts"] if a["type"] == "route_deviation"
     ]
-    assert deviation["resolution"]["operator"] == "Wang Li"
+    assert deviation["resolution"]["operator"] == "wang-li"
     assert not list((tmp_path / "run" / "gate-queue" / "pending").glob("*.json"))

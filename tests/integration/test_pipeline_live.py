@@ -17,12 +17,15 @@ from aiokafka import AIOKafkaConsumer
 
 from smartlock.adapters.keys import RedisKeys
 from smartlock.adapters.mqtt import MqttClient, Received
+from smartlock.contract.timestamps import format_ts, parse_utc
 from smartlock.core.detector import Detector
 from smartlock.core.evaluate import evaluate
 from smartlock.core.geofence import Geofences
 from smartlock.core.limits import DetectionSettings
+from smartlock.core.writeoff import AUTOMATIC, WORKER_FIELDS
 from tests.builders import Trip, merge, synthetic_collections
 from tests.integration.procs import Pipeline
+from tests.servers import Endpoint
 
 pytestmark = pytest.mark.integration
 
@@ -75,10 +78,12 @@ def alert_ids(lines: list[dict[str, Any]]) -> set[str]:
 class Collector:
     """Subscribes to the pipeline's MQTT outputs and keeps them with their arrival time."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, mqtt: Endpoint) -> None:
         self.messages: list[tuple[float, str, dict[str, Any]]] = []
         self.lock = threading.Lock()
-        self.client = MqttClient(host, port, f"collector-{time.monotonic_ns()}")
+        self.client = MqttClient(
+            mqtt.host, mqtt.port, f"collector-{time.monotonic_ns()}", login=mqtt.login("recorder")
+        )
         self.client.subscribe(
             ["monitoring/alerts/+", "monitoring/status/+", "gates/+/verdicts"], self._on
         )
@@ -104,8 +109,11 @@ class Collector:
         self.client.disconnect()
 
 
-def publish(host: str, port: int, messages: list[tuple[str, Any]]) -> None:
-    client = MqttClient(host, port, f"publisher-{time.monotonic_ns()}")
+def publish(mqtt: Endpoint, messages: list[tuple[str, Any]], role: str = "replay") -> None:
+    """Publishes as the test harness (the ``replay`` identity may publish every inbound topic)."""
+    client = MqttClient(
+        mqtt.host, mqtt.port, f"publisher-{time.monotonic_ns()}", login=mqtt.login(role)
+    )
     client.connect()
     try:
         asyncio.run(
@@ -174,6 +182,8 @@ def pipeline(
         redis_server.url,
         tmp_path,
         geofences=geofence_dir,
+        credentials_dir=mqtt_server.credentials_dir,
+        mqtt=mqtt_server,
     )
     yield p
     p.stop_all()
@@ -181,7 +191,7 @@ def pipeline(
 
 @pytest.fixture
 def collector(mqtt_server: Any) -> Iterator[Collector]:
-    c = Collector(mqtt_server.host, mqtt_server.port)
+    c = Collector(mqtt_server)
     yield c
     c.close()
 
@@ -220,7 +230,7 @@ def test_trace_comes_out_on_mqtt_kafka_and_redis_as_evaluate_says(
     pipeline.start("worker")
     pipeline.start("bridge")
     pipeline.wait_worker_ready()
-    publish(mqtt_server.host, mqtt_server.port, messages)
+    publish(mqtt_server, messages)
     wait_verdicts(pipeline, 3)
     collector.wait_for(
         lambda: (
@@ -253,7 +263,7 @@ def test_gate_gets_its_verdict_within_one_second(
     pipeline.start("worker")
     pipeline.start("bridge")
     pipeline.wait_worker_ready()
-    publish(mqtt_server.host, mqtt_server.port, trip.messages)
+    publish(mqtt_server, trip.messages)
     collector.wait_for(
         lambda: any(s["state"] == "arrived" for s in collector.of("monitoring/status/"))
     )
@@ -263,7 +273,7 @@ def test_gate_gets_its_verdict_within_one_second(
             dt=60 * (n + 1), plate=f"浙A0000{n}"
         )
         sent = time.monotonic()
-        publish(mqtt_server.host, mqtt_server.port, arrival.messages)
+        publish(mqtt_server, arrival.messages)
         collector.wait_for(lambda n=n: len(collector.of("gates/")) > n, timeout=5)
         latencies.append(
             next(t for t, topic, p in reversed(collector.messages) if topic.startswith("gates/"))
@@ -288,16 +298,14 @@ def test_bridge_killed_mid_stream_loses_nothing(
     pipeline.start("bridge")
     pipeline.wait_worker_ready()
     half = len(messages) // 2
-    publisher = threading.Thread(
-        target=publish, args=(mqtt_server.host, mqtt_server.port, messages[:half])
-    )
+    publisher = threading.Thread(target=publish, args=(mqtt_server, messages[:half]))
     publisher.start()
     time.sleep(0.05)
     pipeline.stop(
         "bridge-1", signal.SIGKILL
     )  # killed mid-stream, unacknowledged messages in flight
     publisher.join()
-    publish(mqtt_server.host, mqtt_server.port, messages[half:])  # published while no bridge runs
+    publish(mqtt_server, messages[half:])  # published while no bridge runs
     pipeline.start("bridge")  # same name: resumes the persistent session
     wait_verdicts(pipeline, 30, timeout=60)
     r = pipeline.redis()
@@ -328,7 +336,7 @@ def test_worker_killed_and_restarted_recovers_trips_without_losing_or_repeating_
     pipeline.start("worker")
     pipeline.start("bridge")
     pipeline.wait_worker_ready()
-    publish(mqtt_server.host, mqtt_server.port, messages[:cut])
+    publish(mqtt_server, messages[:cut])
     r = pipeline.redis()
     deadline = time.monotonic() + 30
     last_l2 = next(p["ts"] for t, p in reversed(messages[:cut]) if t.startswith("locks/L2/"))
@@ -338,7 +346,7 @@ def test_worker_killed_and_restarted_recovers_trips_without_losing_or_repeating_
     time.sleep(1.0)  # let the worker commit its offsets and changelog
     pipeline.stop("worker-1", signal.SIGKILL)
     r.hdel(RedisKeys(pipeline.prefix).workers, "1")
-    publish(mqtt_server.host, mqtt_server.port, messages[cut:])
+    publish(mqtt_server, messages[cut:])
     pipeline.start("worker")
     pipeline.wait_worker_ready()
     wait_verdicts(pipeline, 3)
@@ -386,8 +394,7 @@ def test_malformed_and_unsigned_messages_are_dead_lettered_and_the_pipeline_goes
     pipeline.start("bridge")
     pipeline.wait_worker_ready()
     publish(
-        mqtt_server.host,
-        mqtt_server.port,
+        mqtt_server,
         bad + unsigned.messages + forged.messages + good.messages,
     )
     wait_verdicts(pipeline, 1)
@@ -445,8 +452,71 @@ def test_two_workers_share_the_partitions(
             break
         assert time.monotonic() < deadline, (first, second)
         time.sleep(0.2)
-    publish(mqtt_server.host, mqtt_server.port, messages)
+    publish(mqtt_server, messages)
     wait_verdicts(pipeline, 12)
     assert expected_ids and {a["alert_id"] for a in pipeline.alerts_in_redis()} == expected_ids
     verdicts = {v["lock_id"]: v["verdict"] for v in collector.of("gates/")}
     assert verdicts == {t.lock_id: ("inspect" if t.lock_id == "L11" else "release") for t in trips}
+
+
+def test_the_worker_persists_the_audit_entries_and_write_offs_evaluate_records_gives(
+    pipeline: Pipeline,
+    mqtt_server: Any,
+    kafka_server: Any,
+    tmp_path: Path,
+    geofence_dir: Path,
+) -> None:
+    released = Trip("L4", "D4", container=CONTAINERS[0]).normal().arrive()
+    inspected = Trip("L3", "D3", container=CONTAINERS[2]).normal().arrive(plate="浙A99999")
+    undeclared = Trip("L9", "none", t=released.t).arrive()
+    refused = (  # no plate: refused, answered inspect, audited as an undeclared consignment
+        "gates/test-gate/arrivals",
+        {"gate_id": "test-gate", "ts": format_ts(released.t), "lock_id": "L8"},
+    )
+    messages = [*merge(released, inspected, undeclared), refused]
+    out = io.StringIO()
+    with open(write_trace(messages, tmp_path / "trace.jsonl"), encoding="utf-8") as fh:
+        detector = Detector(DetectionSettings(), Geofences.load(geofence_dir))
+        evaluate(detector, fh, out, io.StringIO(), records=True)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    expected = {
+        kind: sorted(
+            json.dumps(x["payload"], sort_keys=True) for x in lines if x.get("record") == kind
+        )
+        for kind in ("audit", "writeoff")
+    }
+    assert (len(expected["audit"]), len(expected["writeoff"])) == (4, 1)
+
+    pipeline.start("worker")
+    pipeline.start("bridge")
+    pipeline.wait_worker_ready()
+    publish(mqtt_server.host, mqtt_server.port, messages)
+    wait_verdicts(pipeline, 4)
+    keys, r = RedisKeys(pipeline.prefix), pipeline.redis()
+
+    def persisted() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        audits = [
+            json.loads(f["json"])
+            for decl in ("D3", "D4", "undeclared")
+            for _, f in r.xrange(keys.audit(decl))
+        ]
+        return audits, [json.loads(v) for v in r.hgetall(keys.writeoff("D4")).values()]
+
+    deadline = time.monotonic() + 20
+    while len(persisted()[0]) < 4 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    audits, writeoffs = persisted()
+    on_kafka = kafka_values(kafka_server.bootstrap, f"{pipeline.prefix}.writeoffs", expected=1)
+
+    def core_part(records: list[dict[str, Any]]) -> list[str]:
+        for record in records:  # what the worker adds: who processed it, and when
+            assert record["decided_by"] == f"{AUTOMATIC} (worker 1)"
+            assert parse_utc(record["processed_at"])
+        return sorted(
+            json.dumps({k: v for k, v in x.items() if k not in WORKER_FIELDS}, sort_keys=True)
+            for x in records
+        )
+
+    assert core_part(audits) == expected["audit"]
+    assert core_part(writeoffs) == expected["writeoff"]
+    assert core_part(on_kafka) == expected["writeoff"]

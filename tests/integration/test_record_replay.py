@@ -7,6 +7,7 @@ on the shared broker cannot show up in its recording.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -36,6 +37,11 @@ def server_args(server: Endpoint) -> list[str]:
     return ["--mqtt-host", server.host, "--mqtt-port", str(server.port)]
 
 
+def server_env(server: Endpoint) -> dict[str, str]:
+    """The environment of a CLI subprocess: it finds its credentials in the broker's store."""
+    return {**os.environ, "SMARTLOCK_CREDENTIALS__DIR": str(server.credentials_dir)}
+
+
 class RecordProcess:
     """`smartlock record` in a subprocess, ready once it announces its subscriptions."""
 
@@ -43,6 +49,7 @@ class RecordProcess:
         self.proc = subprocess.Popen(
             cli("record", str(out), *server_args(server), *args),
             cwd=ROOT,
+            env=server_env(server),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -69,6 +76,7 @@ def replay(
     return subprocess.run(
         cli("replay", str(trace), "--speed", speed, *server_args(server)),
         cwd=ROOT,
+        env=server_env(server),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -119,7 +127,7 @@ def test_replay_at_max_speed_acknowledges_every_one_of_100000_messages(
         mqtt_server,
         tmp_path / "recorded.jsonl",
         "--topic",
-        f"{prefix}/#",
+        "locks/+/telemetry",
         "--count",
         "100000",
         "--duration",
@@ -147,12 +155,18 @@ class ArrivalClock:
         self.arrivals: list[tuple[float, bytes]] = []
         self._probe = threading.Event()
         self._topic = topic
-        self.client = MqttClient(server.host, server.port, f"rr-clock-{uuid.uuid4().hex[:8]}")
-        self.client.subscribe([topic, f"{topic}/probe"], self._on_message)
+        self.client = MqttClient(
+            server.host,
+            server.port,
+            f"rr-clock-{uuid.uuid4().hex[:8]}",
+            login=server.login("recorder"),
+        )
+        probe = f"smartlock/record/{uuid.uuid4().hex}"  # the recorder's readiness probe topic
+        self.client.subscribe([topic, probe], self._on_message)
         self.client.connect()
         # Publishing a probe until it comes back proves the subscription is active.
         while not self._probe.is_set():
-            self.client.publish(f"{topic}/probe", b"", qos=1)
+            self.client.publish(probe, b"", qos=1)
             self._probe.wait(0.2)
 
     def _on_message(self, received: Received) -> None:
@@ -165,7 +179,7 @@ class ArrivalClock:
 def test_replay_scales_the_event_time_spacing_by_speed(
     mqtt_server: Endpoint, tmp_path: Path
 ) -> None:
-    topic = f"rr-{uuid.uuid4().hex[:8]}/paced"
+    topic = f"locks/rr-{uuid.uuid4().hex[:8]}/telemetry"  # a topic the replay identity may publish
     trace = tmp_path / "paced.jsonl"
     # Five fixes 2 s apart in event time, and an untimed message that goes right after the third.
     rows = [
@@ -219,7 +233,12 @@ def test_replaying_through_the_live_pipeline_yields_the_alerts_evaluate_gives(
     expected = evaluated_alert_ids(trace)
     assert len(expected) >= 9  # one of each alert type the golden trace exercises
     pipeline = Pipeline(
-        mqtt_server.host, mqtt_server.port, kafka_server.bootstrap, redis_server.url, tmp_path
+        mqtt_server.host,
+        mqtt_server.port,
+        kafka_server.bootstrap,
+        redis_server.url,
+        tmp_path,
+        credentials_dir=mqtt_server.credentials_dir,
     )
     try:
         pipeline.start("worker")

@@ -22,10 +22,14 @@ BACKLOG = 5_000
 class MqttProbe:
     """A paho MQTT 5 client for tests: connects, subscribes, collects messages."""
 
-    def __init__(self, server: Endpoint, client_id: str, *, persistent: bool = False) -> None:
+    def __init__(
+        self, server: Endpoint, client_id: str, role: str, *, persistent: bool = False
+    ) -> None:
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
         )
+        login = server.login(role)  # the broker admits no anonymous client
+        self.client.username_pw_set(login.username, login.password.get_secret_value())
         self.client.max_inflight_messages_set(1000)
         self.client.max_queued_messages_set(0)
         self.server = server
@@ -71,10 +75,10 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 @pytest.mark.integration
 def test_mqtt_qos1_round_trip(mqtt_server: Endpoint, unique: str) -> None:
-    topic = f"test/{unique}/roundtrip"
+    topic = f"locks/{unique}/telemetry"
     with (
-        MqttProbe(mqtt_server, f"sub-{unique}") as sub,
-        MqttProbe(mqtt_server, f"pub-{unique}") as pub,
+        MqttProbe(mqtt_server, f"sub-{unique}", "recorder") as sub,
+        MqttProbe(mqtt_server, f"pub-{unique}", "replay") as pub,
     ):
         sub.subscribe(topic)
         pub.client.publish(topic, b'{"hello": 1}', qos=1).wait_for_publish(10)
@@ -131,16 +135,16 @@ def test_mosquitto_keeps_qos1_backlog_of_offline_subscriber(
     mqtt_server: Endpoint, unique: str
 ) -> None:
     """Mosquitto's default max_queued_messages (1000) would drop most of this backlog."""
-    topic = f"test/{unique}/backlog"
+    topic = f"locks/{unique}/telemetry"
     client_id = f"slow-{unique}"
-    with MqttProbe(mqtt_server, client_id, persistent=True) as sub:
+    with MqttProbe(mqtt_server, client_id, "recorder", persistent=True) as sub:
         sub.subscribe(topic)
     # The subscriber is offline now; its session keeps the subscription.
-    with MqttProbe(mqtt_server, f"pub-{unique}") as pub:
+    with MqttProbe(mqtt_server, f"pub-{unique}", "replay") as pub:
         infos = [pub.client.publish(topic, str(i).encode(), qos=1) for i in range(BACKLOG)]
         for info in infos:
             info.wait_for_publish(30)
-    with MqttProbe(mqtt_server, client_id, persistent=True) as sub:
+    with MqttProbe(mqtt_server, client_id, "recorder", persistent=True) as sub:
         wait_for(lambda: len(sub.received) >= BACKLOG, 60, f"{BACKLOG} queued messages")
         time.sleep(0.2)  # a dropped-then-duplicated message would show up as extra here
         got = sorted(int(p) for p in sub.received)

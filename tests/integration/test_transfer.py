@@ -56,6 +56,7 @@ def test_transfer_to_the_destination_and_write_off_back_to_the_origin(
         p.mqtt_port,
         out,
         topics=("customs/transfers/beilun-gate", "customs/writeoffs/yiwu-origin"),
+        login=p.mqtt.login("recorder"),
     )
     recorder.start()
     try:
@@ -89,7 +90,7 @@ def test_transfer_to_the_destination_and_write_off_back_to_the_origin(
         assert approved["approval"]["office"] == f"{p.prefix}-yiwu"
 
         truck.event("sealed", at=(0, 0)).drive(0, BEILUN.length_km)
-        publish(p.mqtt_host, p.mqtt_port, merge(truck))
+        publish(p.mqtt, merge(truck))
         wait_heard(p, truck)
         client = gate(p, "beilun-gate", tmp_path)
         try:

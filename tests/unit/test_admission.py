@@ -26,7 +26,8 @@ from smartlock.core.evaluate import evaluate
 from smartlock.core.limits import DetectionSettings
 from smartlock.errors import MessageError
 from smartlock.stream.inbound import Forwarder
-from smartlock.stream.processor import BatchProcessor, CachedStore, Record
+from smartlock.stream.lock_table import LockTable
+from smartlock.stream.processor import BatchProcessor, Record
 from tests.builders import Trip, run, synthetic_geofences
 
 TELEMETRY = {
@@ -260,9 +261,7 @@ def test_the_worker_answers_a_refused_arrival_from_the_bridge() -> None:
     forwarded = forwarder.forward("gates/G1/arrivals", b"{not json", RECEIVED)
     assert forwarded.dead is not None
     [(key, value)] = forwarded.records
-    processor = BatchProcessor(
-        Detector(DetectionSettings(), synthetic_geofences()), CachedStore({})
-    )
+    processor = BatchProcessor(Detector(DetectionSettings(), synthetic_geofences()), LockTable({}))
     result = processor.process([Record(key, value, 0)])
     [verdict] = result.outputs
     assert (verdict.topic, verdict.payload["verdict"]) == ("gates/G1/verdicts", "inspect")
@@ -290,7 +289,7 @@ def test_one_failing_record_is_dead_lettered_and_the_batch_goes_on() -> None:
         )
         records += [Record(k, v, 0) for k, v in forwarded.records]
     processor = BatchProcessor(
-        _FailingDetector(DetectionSettings(), synthetic_geofences()), CachedStore({})
+        _FailingDetector(DetectionSettings(), synthetic_geofences()), LockTable({})
     )
     result = processor.process(records)
     reasons = [d.reason for d in result.dead_letters]

@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 import yaml
 
-from smartlock.local.stack import mosquitto_config
+from smartlock.local.stack import container_mosquitto_config
 
 REPO = Path(__file__).resolve().parents[2]
 SERVERS = ("mosquitto", "redis", "kafka")
@@ -62,12 +62,22 @@ def test_every_server_has_a_health_check_and_the_pipeline_waits_for_it(
         assert services[name]["healthcheck"]["test"], name
     for name in ("bridge", "worker"):
         assert services[name]["depends_on"] == {
-            s: {"condition": "service_healthy"} for s in SERVERS
+            "credentials": {"condition": "service_completed_successfully"},
+            **{s: {"condition": "service_healthy"} for s in SERVERS},
         }
         env = services[name]["environment"]
         assert env["SMARTLOCK_MQTT__HOST"] == "mosquitto"
         assert env["SMARTLOCK_KAFKA__BOOTSTRAP"] == "kafka:19092"
         assert env["SMARTLOCK_REDIS__URL"].startswith("redis://redis:")
+    # Secure by default: only the MQTT TLS listener is published; credentials live in a volume.
+    assert {n: s["ports"] for n, s in services.items() if "ports" in s} == {
+        "mosquitto": ["8883:8883"]
+    }
+    for name in ("bridge", "worker", "intake"):
+        assert "credentials:/run/smartlock/credentials:ro" in services[name]["volumes"]
+        assert services[name]["environment"]["SMARTLOCK_CREDENTIALS__DIR"] == (
+            "/run/smartlock/credentials"
+        )
     assert services["bridge"]["command"] == ["smartlock", "bridge"]
     assert services["worker"]["command"] == ["smartlock", "worker"]
     assert services["demo-fleet"]["profiles"] == ["demo"]
@@ -79,12 +89,13 @@ def test_mosquitto_in_docker_uses_the_same_config_as_the_local_stack(
     mount = "./deploy/mosquitto.conf:/mosquitto/config/mosquitto.conf:ro"
     assert mount in compose["services"]["mosquitto"]["volumes"]
     text = (REPO / "deploy" / "mosquitto.conf").read_text()
-    assert text == mosquitto_config(1883, None, "/mosquitto/data", None), (
+    assert text == container_mosquitto_config(), (
         "deploy/mosquitto.conf drifted from smartlock.local.stack.mosquitto_config; regenerate it with "
-        'python -c "from smartlock.local.stack import mosquitto_config; '
-        "print(mosquitto_config(1883, None, '/mosquitto/data', None), end='')\" > deploy/mosquitto.conf"
+        'python -c "from smartlock.local.stack import container_mosquitto_config as c; '
+        "print(c(), end='')\" > deploy/mosquitto.conf"
     )
     assert "max_queued_messages 0" in text and "persistence true" in text
+    assert "allow_anonymous false" in text and "listener 8883" in text
 
 
 def test_dockerfile_installs_the_package_on_python_311_slim() -> None:

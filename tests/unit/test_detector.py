@@ -332,7 +332,7 @@ def test_verdict_unresolved_red_alert_then_resolved_releases() -> None:
         "note": "detour for road works, confirmed by police",
         "ts": "2026-11-22T12:00:00Z",
     }
-    trip.messages.append(("monitoring/resolutions", resolution))
+    trip.messages.append(("monitoring/resolutions/wang.li", resolution))
     trip.arrive(dt=60)
     r = run(trip.messages)
     assert r.verdicts()[-1]["verdict"] == "release"

@@ -25,7 +25,8 @@ from smartlock.core.engine import Engine
 from smartlock.core.evaluate import dumps_line
 from smartlock.core.limits import DetectionSettings
 from smartlock.stream.inbound import Forwarder
-from smartlock.stream.processor import BatchProcessor, CachedStore, Record
+from smartlock.stream.lock_table import LockTable
+from smartlock.stream.processor import BatchProcessor, Record
 from tests.builders import T0, Trip, synthetic_geofences
 
 PROFILE = settings(
@@ -127,7 +128,7 @@ def live(
             if tick is not None:
                 for p in range(partitions):
                     logs[p].append(Record(None, tick, p))
-    processor = BatchProcessor(detector(), CachedStore({}))
+    processor = BatchProcessor(detector(), LockTable({}))
     outputs: list[Output] = []
     cursors = [0] * partitions
     while any(c < len(log) for c, log in zip(cursors, logs, strict=True)):

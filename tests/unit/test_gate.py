@@ -9,7 +9,7 @@ import pytest
 
 from smartlock.contract.models import AlertType, Severity, TripState
 from smartlock.core.state import AlertRecord, Fix, Trip
-from smartlock.core.writeoff import audit_entry, writeoff_record
+from smartlock.core.writeoff import audit_entry, stamped, writeoff_record
 from smartlock.services.gate.client import MANUAL, make_arrival
 from smartlock.services.gate.queue import FallbackQueue, arrival_key
 from smartlock.services.gate.report import reconciled_sentence, writeoff_sentence
@@ -56,11 +56,8 @@ def test_a_release_writes_off_with_who_when_and_the_evidence() -> None:
         resolved_note="police check",
         resolved_ts=1_795_008_000,
     )
-    record = writeoff_record(
-        trip(alerts=[resolved]),
-        VERDICT,
-        "smartlock automatic gate verification (worker 1)",
-        "2026-11-23T03:00:00Z",
+    record = stamped(
+        writeoff_record(trip(alerts=[resolved]), VERDICT), "worker 1", "2026-11-23T03:00:00Z"
     )
     assert record["kind"] == "writeoff" and record["container_no"] == "CSQU3054383"
     assert record["decided_by"] == "smartlock automatic gate verification (worker 1)"
@@ -81,9 +78,9 @@ def test_a_release_writes_off_with_who_when_and_the_evidence() -> None:
 
 def test_no_write_off_without_a_release_of_this_declaration() -> None:
     with pytest.raises(ValueError, match="no write-off"):
-        writeoff_record(trip(), VERDICT | {"verdict": "inspect", "reasons": ["x"]}, "w", "t")
+        writeoff_record(trip(), VERDICT | {"verdict": "inspect", "reasons": ["x"]})
     with pytest.raises(ValueError, match="no write-off"):
-        writeoff_record(trip(), VERDICT | {"declaration_id": "D2"}, "w", "t")
+        writeoff_record(trip(), VERDICT | {"declaration_id": "D2"})
 
 
 def test_an_inspect_of_an_unknown_lock_is_audited_too() -> None:
@@ -91,8 +88,6 @@ def test_an_inspect_of_an_unknown_lock_is_audited_too() -> None:
         None,
         VERDICT
         | {"declaration_id": None, "verdict": "inspect", "reasons": ["no open declaration"]},
-        "w",
-        "t",
     )
     assert entry["verdict"] == "inspect" and entry["evidence"] == {"declaration": None}
 
@@ -102,8 +97,6 @@ def test_an_undeclared_consignment_is_flagged_for_detention_in_the_audit_trail()
         None,
         VERDICT
         | {"declaration_id": None, "verdict": "inspect", "reasons": ["no open declaration"]},
-        "w",
-        "t",
     )
     assert entry["penalty"]["kind"] == "undeclared_consignment"
     assert entry["penalty"]["action"] == "detain"
@@ -114,8 +107,8 @@ def test_an_undeclared_consignment_is_flagged_for_detention_in_the_audit_trail()
 
 
 def test_a_declared_consignment_carries_no_penalty_flag() -> None:
-    release = audit_entry(trip(), VERDICT, "w", "t")
-    inspect = audit_entry(trip(), VERDICT | {"verdict": "inspect", "reasons": ["x"]}, "w", "t")
+    release = audit_entry(trip(), VERDICT)
+    inspect = audit_entry(trip(), VERDICT | {"verdict": "inspect", "reasons": ["x"]})
     assert "penalty" not in release and "penalty" not in inspect
 
 
@@ -162,9 +155,10 @@ def test_a_write_off_is_told_in_a_sentence() -> None:
         resolved_note="police check",
         resolved_ts=1_795_008_000,
     )
-    record = writeoff_record(
-        trip(alerts=[resolved]), VERDICT, "the pipeline", "2026-11-23T03:00:00Z"
-    )
+    record = writeoff_record(trip(alerts=[resolved]), VERDICT) | {
+        "decided_by": "the pipeline",
+        "processed_at": "2026-11-23T03:00:00Z",
+    }
     assert writeoff_sentence(record) == (
         "Declaration D1 written off: container CSQU3054383 (lock L1) released at beilun-gate, decided "
         "by the pipeline at 2026-11-23T03:00:00Z; the seal stayed intact from sealing to arrival; "
@@ -186,15 +180,13 @@ def test_a_reconciled_arrival_is_told_in_a_sentence_without_manual_twice() -> No
 
 def test_a_manual_outcome_is_audited_and_written_off_in_the_officers_name() -> None:
     manual = {"outcome": "cleared", "officer": "chen.wei", "note": "checked by hand"}
-    record = writeoff_record(trip(), VERDICT, "worker w1", "2026-11-23T03:00:00Z", manual)
+    record = stamped(writeoff_record(trip(), VERDICT, manual), "worker w1", "2026-11-23T03:00:00Z")
     assert record["kind"] == "writeoff"
     assert record["decided_by"] == "officer chen.wei (manual inspection, cleared)"
     assert record["manual_outcome"] == manual
     seized = audit_entry(
         trip(),
         VERDICT | {"verdict": "inspect", "reasons": ["seized"]},
-        "worker w1",
-        "t",
         {"outcome": "seized", "officer": "chen.wei", "note": "n"},
     )
     assert (seized["kind"], seized["manual_outcome"]["outcome"]) == ("manual_outcome", "seized")
@@ -204,7 +196,7 @@ def test_a_write_off_notice_goes_back_to_the_origin_office() -> None:
     from smartlock.contract.models import WriteOffNotice
     from smartlock.core.writeoff import writeoff_notice
 
-    record = writeoff_record(trip(), VERDICT, "worker w1", "2026-11-23T03:00:00Z")
-    notice = writeoff_notice(trip(), record)
+    record = stamped(writeoff_record(trip(), VERDICT), "worker w1", "2026-11-23T03:00:00Z")
+    notice = writeoff_notice(record, trip().origin_site)
     assert notice["origin_site"] == "o" and notice["gate_id"] == "beilun-gate"
     assert WriteOffNotice.model_validate(notice).to_payload() == notice

@@ -147,6 +147,9 @@ class FakeClient:
     def raise_if_failed(self) -> None:
         pass
 
+    def raise_if_refused(self, infos: object) -> None:
+        pass
+
 
 def test_settle_counts_acknowledged_messages_from_the_front_only() -> None:
     pending = deque([FakeInfo(1, True), FakeInfo(2, True), FakeInfo(3, False), FakeInfo(4, True)])

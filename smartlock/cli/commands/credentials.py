@@ -12,15 +12,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
+from typing import Any
 
+from smartlock.adapters.broker_auth import push_identity
 from smartlock.adapters.credentials import ROLES, CredentialStore, Identity
+from smartlock.errors import InfrastructureError
 from smartlock.runtime import settings_from_args
 from smartlock.settings import Settings
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None, help="TOML settings file")
+    parser.add_argument(
+        "--run-dir", type=Path, default=None, help="the local stack's run directory (default: .run)"
+    )
+    parser.add_argument("--mqtt-host", default=None, help="broker to apply the change to")
+    parser.add_argument("--mqtt-port", type=int, default=None)
     parser.add_argument(
         "--dir",
         type=Path,
@@ -50,6 +59,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     revoke.add_argument("name")
     listing = actions.add_parser("list", help="list identities (names and roles, never secrets)")
     listing.add_argument("--role", choices=ROLES, default=None)
+    files = actions.add_parser(
+        "broker-files",
+        help="write a broker's identity file and TLS certificate (compose.yaml's one-shot step)",
+    )
+    files.add_argument("out", type=Path, help="directory: dynamic-security.json, ca.crt, server.*")
+    files.add_argument("--host", default="localhost", help="the broker's host name (certificate)")
 
 
 def store_for(settings: Settings, directory: Path | None = None) -> CredentialStore:
@@ -58,10 +73,18 @@ def store_for(settings: Settings, directory: Path | None = None) -> CredentialSt
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
+    overrides: dict[str, Any] = {"run_dir": args.run_dir} if args.run_dir else {}
+    settings = settings_from_args(args, **overrides)
+    if args.mqtt_host or args.mqtt_port:
+        mqtt = {
+            "host": args.mqtt_host or settings.mqtt.host,
+            "port": args.mqtt_port or settings.mqtt.port,
+        }
+        settings = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update=mqtt)})
     store = store_for(settings, args.dir)
     if args.action == "issue":
         identity = store.issue(args.role, args.name, rotate=args.rotate)
+        _apply(settings, store, identity, revoked=False)
         verb = "rotated" if args.rotate else "issued"
         print(f"{verb} {identity.role} {identity.name}: {_what(identity)} stored in {store.path}")
         if args.print_secret:
@@ -76,7 +99,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.action == "revoke":
         identity = store.revoke(args.name)
+        _apply(settings, store, identity, revoked=True)
         print(f"revoked {identity.role} {identity.name}")
+        return 0
+    if args.action == "broker-files":
+        print(broker_files(store, args.out, args.host))
         return 0
     roles = (args.role,) if args.role else ROLES
     for identity in store.by_role(*roles):
@@ -88,3 +115,43 @@ def _what(identity: Identity) -> str:
     if identity.role in ("declarant", "customs"):
         return "intake API token"
     return "MQTT password" + (" and HMAC key" if identity.key is not None else "")
+
+
+def _apply(
+    settings: Settings, store: CredentialStore, identity: Identity, *, revoked: bool
+) -> None:
+    """Applies the change at once to the broker the settings name, if it answers."""
+    host, port = settings.mqtt.host, settings.mqtt.port
+    admin = store.find("admin")
+    if admin is None:
+        print("no broker admin in this store: the broker learns the change when it starts")
+        return
+    try:
+        push_identity(host, port, admin, identity, revoked=revoked)
+    except InfrastructureError as exc:
+        print(
+            f"not applied to a broker at {host}:{port} ({exc}); it reads the store when it starts"
+        )
+        return
+    done = "removed and disconnected" if revoked else "admitted"
+    print(f"Mosquitto on {host}:{port}: {identity.name} {done}")
+
+
+def broker_files(store: CredentialStore, out: Path, host: str) -> str:
+    """Issues the service accounts if missing and writes, owner-only, the dynamic-security
+    file of every MQTT identity and a TLS certificate for ``host`` from a local CA."""
+    import json as json_
+
+    from smartlock.adapters.broker_auth import dynsec_config
+    from smartlock.adapters.credentials import SERVICE_ROLES
+    from smartlock.local.stack import make_tls
+
+    for role in SERVICE_ROLES:
+        store.ensure(role)
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    target = out / "dynamic-security.json"
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json_.dump(dynsec_config(store.identities().values()), handle, indent=1)
+    make_tls(out, host)
+    return f"wrote {target} and the TLS files for {host} (give {out / 'ca.crt'} to the devices)"

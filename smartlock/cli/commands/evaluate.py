@@ -23,6 +23,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print alerts and verdicts as a readable table instead of JSON Lines",
     )
+    parser.add_argument(
+        "--records",
+        action="store_true",
+        help="also print the audit entries and write-offs the worker would persist "
+        '({"record": "audit"|"writeoff", "payload": ...} lines; without the worker\'s '
+        "decided_by and processed_at)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,9 +52,10 @@ def run(args: argparse.Namespace) -> int:
             summary = evaluate(detector, source, buffer, sys.stderr)
             print_table(buffer.getvalue().splitlines())
         else:
-            summary = evaluate(detector, source, sys.stdout, sys.stderr)
+            summary = evaluate(detector, source, sys.stdout, sys.stderr, records=args.records)
+    records = f", {summary.records} records" if args.records and not args.table else ""
     sys.stderr.write(
-        f"evaluated {summary.messages} messages: {summary.outputs} outputs, "
+        f"evaluated {summary.messages} messages: {summary.outputs} outputs{records}, "
         f"{summary.rejected} rejected, {summary.malformed} malformed lines\n"
     )
     return 0

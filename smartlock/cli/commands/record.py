@@ -8,6 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
+from smartlock.adapters.mqtt import login_for
 from smartlock.cli.commands.common import add_server_args, settings_with_servers
 from smartlock.errors import ConfigError
 from smartlock.simulators.recorder import ALL_TOPICS, DEFAULT_TOPICS, record
@@ -72,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         args.count,
         stop,
         announce,
+        login_for(settings, "recorder"),
     )
     print(f"recorded {count} messages -> {args.out}", flush=True)
     return 0

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
+from smartlock.adapters.mqtt import login_for
 from smartlock.cli.commands.common import add_server_args, settings_with_servers
 from smartlock.core.evaluate import iter_trace
 from smartlock.errors import ConfigError, MessageError
@@ -96,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
                 settings.mqtt.port,
                 speed=speed,
                 client_id=f"smartlock-replay-{os.getpid()}",
+                login=login_for(settings, "replay"),
                 progress=progress,
                 total=total,
             )

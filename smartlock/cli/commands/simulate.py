@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from smartlock.adapters.credentials import CredentialStore
+from smartlock.adapters.mqtt import login_for
 from smartlock.cli.commands.common import add_server_args, settings_with_servers
 from smartlock.cli.commands.replay import parse_speed
 from smartlock.contract.timestamps import parse_rfc3339
@@ -193,6 +194,7 @@ def _run_declaration(args: argparse.Namespace, settings: Any) -> int:
             settings.mqtt.port,
             speed=parse_speed(args.speed),
             client_id=f"smartlock-simulate-{os.getpid()}",
+            login=login_for(settings, "simulator"),
             progress=sys.stderr.isatty(),
         )
     )
@@ -244,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
             settings.mqtt.port,
             speed=speed,
             client_id=f"smartlock-simulate-{os.getpid()}",
+            login=login_for(settings, "simulator"),
             progress=sys.stderr.isatty(),
         )
     )

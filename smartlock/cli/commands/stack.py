@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from smartlock.adapters import membership
+from smartlock.adapters.credentials import CredentialStore
 from smartlock.errors import ConfigError
 from smartlock.local import stack
 from smartlock.settings import Settings, load_settings
@@ -28,6 +29,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--run-dir", type=Path, default=None, help="configs, logs, pid files (default: .run)"
     )
     parser.add_argument("--mqtt-port", type=int, default=None, help="Mosquitto port (default 1883)")
+    parser.add_argument(
+        "--mqtt-tls-port",
+        type=int,
+        default=8883,
+        help="Mosquitto's TLS listener for devices (default 8883; 0 = none)",
+    )
     parser.add_argument("--redis-port", type=int, default=None, help="Redis port (default 6379)")
     parser.add_argument(
         "--kafka-port", type=int, default=None, help="Tansu (Kafka API) port (default 9092)"
@@ -49,7 +56,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     run_dir, ports = _resolve(args)
     if args.action == "up":
-        info = stack.start_stack(run_dir, ports, timeout=args.timeout, storage=args.storage)
+        settings = load_settings(args.config, run_dir=run_dir)
+        info = stack.start_stack(
+            run_dir,
+            ports,
+            timeout=args.timeout,
+            storage=args.storage,
+            credentials=CredentialStore(settings.credentials_dir),
+        )
         for server in info.servers.values():
             print(
                 f"{server.name:<10} pid {server.pid:<7} {server.host}:{server.port:<6} log {server.log}"
@@ -57,6 +71,11 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"MQTT {info.host}:{info.mqtt_port}  Kafka {info.kafka_bootstrap}  Redis {info.redis_url}"
         )
+        if ports.mqtt_tls:
+            print(
+                f"MQTT over TLS on port {ports.mqtt_tls} (CA: {run_dir / 'tls' / 'ca.crt'}); "
+                f"credentials in {settings.credentials_dir} (smartlock credentials list)"
+            )
         return 0
     if args.action == "down":
         stopped = stack.stop_stack(run_dir)
@@ -120,5 +139,6 @@ def _resolve(args: argparse.Namespace) -> tuple[Path, stack.Ports]:
         redis=args.redis_port or redis_port,
         kafka=args.kafka_port or kafka_port,
         s3=args.s3_port,
+        mqtt_tls=args.mqtt_tls_port,
     )
     return args.run_dir or settings.run_dir, ports

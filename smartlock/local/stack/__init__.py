@@ -22,6 +22,8 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+from smartlock.adapters.broker_auth import push_identity
+from smartlock.adapters.credentials import CredentialStore, Identity
 from smartlock.local.stack.health import (
     check_kafka,
     check_mqtt,
@@ -49,7 +51,12 @@ from smartlock.local.stack.processes import (
     stop_servers,
 )
 from smartlock.local.stack.servers import (
+    MQTT_MESSAGE_LIMIT,
+    TlsListener,
+    container_mosquitto_config,
+    dynsec_plugin,
     find_binary,
+    make_tls,
     mosquitto_config,
     mosquitto_server,
     redis_server,
@@ -60,6 +67,12 @@ from smartlock.local.stack.servers import (
 )
 
 __all__ = [
+    "MQTT_MESSAGE_LIMIT",
+    "TlsListener",
+    "apply_credentials",
+    "container_mosquitto_config",
+    "dynsec_plugin",
+    "make_tls",
     "DEFAULT_HOST",
     "DEFAULT_RUN_DIR",
     "HealthCheck",
@@ -98,6 +111,7 @@ def start_stack(
     host: str = DEFAULT_HOST,
     timeout: float = 60.0,
     storage: str = "s3",
+    credentials: CredentialStore | None = None,
 ) -> StackInfo:
     """Starts Mosquitto, Redis, SeaweedFS and Tansu and waits until all answer.
 
@@ -107,13 +121,15 @@ def start_stack(
         host: address the servers listen on.
         timeout: seconds to wait for each group of servers to answer.
         storage: ``s3`` (durable, the default: Tansu on SeaweedFS) or ``memory``.
+        credentials: the credentials store (default ``<run_dir>/credentials``); the service
+            accounts are issued into it if missing.
 
     Raises:
         InfrastructureError: a binary is missing (the message names the install command),
             a port is taken, or a server did not come up; nothing is left running then.
     """
     run_dir = Path(run_dir)
-    servers = stack_servers(run_dir, ports or Ports(), host, storage)
+    servers = stack_servers(run_dir, ports or Ports(), host, storage, credentials)
     # Tansu reads its bucket at start-up: it starts once the storage answers.
     first = start_servers(run_dir, servers[:-1], timeout)
     try:
@@ -157,3 +173,24 @@ def stack_status(run_dir: Path | str = DEFAULT_RUN_DIR) -> list[ServerStatus]:
                 healthy = True
         result.append(ServerStatus(name, pid if running else None, port, running, healthy))
     return result
+
+
+def apply_credentials(
+    run_dir: Path, store: CredentialStore, identity: Identity, *, revoked: bool = False
+) -> str | None:
+    """Applies an issued, rotated or revoked identity to the Mosquitto of ``run_dir`` if it runs.
+
+    Returns a line for the user, or None when no broker of ``run_dir`` is running (it reads
+    the store when it starts).
+    """
+    run_dir = Path(run_dir)
+    pid = _read_pid(run_dir, "mosquitto")
+    entry = _read_state(run_dir).get("mosquitto", {})
+    port = entry.get("port")
+    if pid is None or not _alive(pid) or not isinstance(port, int):
+        return None
+    host = str(entry.get("host", DEFAULT_HOST))
+    push_identity(host, port, store.get("admin"), identity, revoked=revoked)
+    if revoked:
+        return f"Mosquitto on {host}:{port}: {identity.name} removed and disconnected"
+    return f"Mosquitto on {host}:{port}: {identity.name} admitted"

@@ -32,7 +32,7 @@ def port_in_use(host: str, port: int) -> bool:
 
 
 def check_mqtt(host: str, port: int, timeout: float) -> None:
-    """Connects with paho (MQTT 5) and waits for a successful CONNACK."""
+    """Connects with paho (MQTT 5), anonymously, and waits for a CONNACK (success or refusal)."""
     import paho.mqtt.client as mqtt
 
     client = mqtt.Client(
@@ -41,7 +41,8 @@ def check_mqtt(host: str, port: int, timeout: float) -> None:
         protocol=mqtt.MQTTv5,
     )
     acked: list[bool] = []
-    client.on_connect = lambda c, u, f, rc, p=None: acked.append(not rc.is_failure)
+    # Refusing an anonymous client (135 not authorized) is an answer: the broker is up.
+    client.on_connect = lambda c, u, f, rc, p=None: acked.append(rc.value in (0, 134, 135))
     deadline = time.monotonic() + timeout
     try:
         client.connect(host, port, keepalive=5)
@@ -54,7 +55,7 @@ def check_mqtt(host: str, port: int, timeout: float) -> None:
         if sock is not None:
             sock.close()
     if acked != [True]:
-        raise InfrastructureError(f"MQTT broker on {host}:{port} sent no successful CONNACK")
+        raise InfrastructureError(f"MQTT broker on {host}:{port} sent no CONNACK")
 
 
 def check_redis(host: str, port: int, timeout: float) -> None:

@@ -30,6 +30,8 @@ class Ports:
     kafka: int = 9092
     #: SeaweedFS's S3 port (Tansu's storage); 0 = the one recorded in the run directory, or a free one.
     s3: int = 0
+    #: Mosquitto's TLS listener for devices off the host (`stack up` uses 8883); 0 = none.
+    mqtt_tls: int = 0
 
 
 @dataclass(frozen=True)

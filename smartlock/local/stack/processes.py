@@ -86,7 +86,7 @@ def launch(server: Server, run_dir: Path) -> ServerInfo:
     for directory in server.dirs:
         (run_dir / directory).mkdir(parents=True, exist_ok=True)
     for relative, text in server.files.items():
-        (run_dir / relative).write_text(text)
+        _owner_only(run_dir / relative, text)  # configs may name secrets: owner-only
     log = run_dir / f"{server.name}.log"
     with open(log, "ab") as out:
         # A new session keeps Ctrl-C in the caller's terminal from reaching the servers.
@@ -252,3 +252,11 @@ def _wait_gone(pids: Iterable[int], timeout: float) -> list[int]:
 
 
 # --- the stack -------------------------------------------------------------------------------
+
+
+def _owner_only(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # also when the file existed with a wider mode
+    with os.fdopen(fd, "w") as out:
+        out.write(text)

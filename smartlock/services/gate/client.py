@@ -14,16 +14,17 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
+from smartlock.adapters.credentials import CredentialStore
 from smartlock.adapters.keys import RedisKeys
-from smartlock.adapters.mqtt import MqttClient, Received
+from smartlock.adapters.mqtt import MqttClient, Received, client_for
+from smartlock.contract.codec import signature_valid
 from smartlock.contract.models import GateArrival, ManualOutcome, format_ts
 from smartlock.contract.timestamps import epoch
 from smartlock.contract.topics import OUTCOMES, arrival_topic, verdict_topic
@@ -42,6 +43,8 @@ class Outcome:
     verdict: dict[str, Any] | None
     elapsed_s: float
     published: bool
+    #: Verdicts that claimed to answer this arrival without a valid signature of this gate.
+    forged: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def manual(self) -> bool:
@@ -112,7 +115,10 @@ class GateClient:
         self, gate_id: str, settings: Settings, queue: FallbackQueue, timeout: float = 1.0
     ) -> None:
         self.gate_id, self.settings, self.queue, self.timeout = gate_id, settings, queue, timeout
+        self._credentials = CredentialStore(settings.credentials_dir)
+        self._credentials.get(gate_id)  # fail early, saying how to issue them
         self._verdicts: dict[tuple[str, float], dict[str, Any]] = {}
+        self._forged: dict[tuple[str, float], list[dict[str, Any]]] = {}
         self._cond = threading.Condition()
         self._mqtt: MqttClient | None = None
 
@@ -120,11 +126,8 @@ class GateClient:
 
     def connect(self) -> bool:
         """Connects and subscribes to the gate's verdicts; False when the broker is unreachable."""
-        client = MqttClient(
-            self.settings.mqtt.host,
-            self.settings.mqtt.port,
-            f"{self.settings.mqtt.client_id_prefix}-gate-{self.gate_id}-{uuid.uuid4().hex[:6]}",
-        )
+        # The gate's own identity: it may publish only its arrivals and read only its verdicts.
+        client = client_for(self.settings, self.gate_id, self.gate_id)
         client.subscribe([verdict_topic(self.gate_id)], self._on_verdict)
         try:
             client.connect(timeout=min(self.timeout * 3, 5.0))
@@ -141,16 +144,31 @@ class GateClient:
             self._mqtt.disconnect()
             self._mqtt = None
 
+    def genuine(self, payload: dict[str, Any]) -> bool:
+        """True if ``payload`` is a verdict for this gate signed with this gate's key.
+
+        The key is read from the credentials store each time (a rotated key applies at once).
+        """
+        identity = self._credentials.find(self.gate_id)
+        if identity is None or identity.key is None or payload.get("gate_id") != self.gate_id:
+            return False
+        return signature_valid(payload, identity.key.get_secret_value())
+
     def _on_verdict(self, received: Received) -> None:
         try:
             payload = json.loads(received.payload)
         except ValueError:
             return
         key = _match_key(payload) if isinstance(payload, dict) else None
-        if key is not None:
-            with self._cond:
+        if key is None:
+            return
+        genuine = self.genuine(payload)
+        with self._cond:
+            if genuine:
                 self._verdicts[key] = payload
-                self._cond.notify_all()
+            else:  # no verdict: shown to the officer as forged, never acted on
+                self._forged.setdefault(key, []).append(payload)
+            self._cond.notify_all()
 
     # ----------------------------------------------------------------- arrivals
 
@@ -171,7 +189,8 @@ class GateClient:
             deadline = time.monotonic() + self.timeout
             for info in infos:
                 info.wait_for_publish(max(0.0, deadline - time.monotonic()))
-            return all(info.is_published() for info in infos)
+            mqtt = self._mqtt
+            return all(info.is_published() and mqtt.refusal(info) is None for info in infos)
         except (InfrastructureError, RuntimeError, ValueError):
             return False
 
@@ -206,7 +225,9 @@ class GateClient:
             verdict = found.get(key) if key is not None else None
             if verdict is None:
                 self.queue.add(arrival, published, now, MANUAL)
-            outcomes.append(Outcome(arrival, verdict, elapsed, published))
+            with self._cond:
+                forged = list(self._forged.get(key, [])) if key is not None else []
+            outcomes.append(Outcome(arrival, verdict, elapsed, published, forged))
         return outcomes
 
     def arrive(self, arrival: dict[str, Any]) -> Outcome:
@@ -238,7 +259,9 @@ class GateClient:
             ):
                 payload = json.loads(fields.get("json", "{}"))
                 key = _match_key(payload)
-                if key in wanted and payload.get("gate_id") == self.gate_id and key not in found:
+                # Reconciliation trusts only verdicts signed with this gate's key, wherever
+                # they come from (anyone who can write the stream could forge one).
+                if key in wanted and key not in found and self.genuine(payload):
                     found[key] = payload
         except redis.RedisError:
             return found

@@ -17,6 +17,12 @@ def show_outcome(console: Console, outcome: Outcome, timeout: float) -> int:
     """Prints the verdict, every reason, or the manual-inspection notice; returns the exit code."""
     a = outcome.arrival
     seen = f"lock {a['lock_id']}  container {a['container_no']}  plate {a['vehicle_plate']}"
+    for forged in outcome.forged:
+        console.print(
+            f"[bold magenta]FORGED VERDICT IGNORED[/]: a {str(forged.get('verdict')).upper()!r} for "
+            f"this arrival without a valid signature of gate {a['gate_id']} "
+            f"({'no signature' if 'sig' not in forged else 'wrong signature'}); report it to security"
+        )
     if outcome.verdict is None:
         console.print(
             f"[bold yellow]NO VERDICT FROM THE PIPELINE WITHIN {timeout:g} s — MANUAL INSPECTION MODE[/]: "

@@ -594,17 +594,15 @@ def create_app(
     """
     import redis.asyncio as aioredis
 
-    from smartlock.adapters.mqtt import MqttClient
+    from smartlock.adapters.mqtt import client_for
     from smartlock.services.intake.store import RedisStore
 
     if places is None:
         from smartlock.runtime import load_geofences
 
         places = Places.from_geofences(load_geofences(settings))
-    mqtt = MqttClient(
-        settings.mqtt.host,
-        settings.mqtt.port,
-        f"{settings.mqtt.client_id_prefix}-intake-{uuid.uuid4().hex[:8]}",
+    mqtt = client_for(
+        settings, "intake", f"{settings.mqtt.client_id_prefix}-intake-{uuid.uuid4().hex[:8]}"
     )
     redis = aioredis.from_url(settings.redis.url, decode_responses=True)
 
