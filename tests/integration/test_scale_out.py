@@ -38,7 +38,7 @@ def test_two_bridges_and_three_workers_without_names_lose_and_double_nothing(
     rest = [m for m in trace if m[0] != "customs/declarations"]
     p = Pipeline(
         mqtt_server.host, mqtt_server.port, kafka_server.bootstrap, redis_server.url, tmp_path,
-        geofences=geofences,
+        geofences=geofences, credentials_dir=mqtt_server.credentials_dir, mqtt=mqtt_server,
     )  # fmt: skip
     try:
         for i in range(3):
@@ -63,7 +63,7 @@ def test_two_bridges_and_three_workers_without_names_lose_and_double_nothing(
         assert bridges == {host, f"{host}-2"}
         for key in ("bridge-0", "bridge-1", "worker-0"):
             assert " ready: " in p.log(key), p.log(key)
-        publish(mqtt_server.host, mqtt_server.port, declarations)
+        publish(mqtt_server, declarations)
         deadline = time.monotonic() + 60
         declared = {p["declaration_id"] for _, p in declarations}
         while {
@@ -71,7 +71,7 @@ def test_two_bridges_and_three_workers_without_names_lose_and_double_nothing(
         } != declared:
             assert time.monotonic() < deadline, [p.log(k) for k in list(p.procs)]
             time.sleep(0.3)
-        publish(mqtt_server.host, mqtt_server.port, rest)
+        publish(mqtt_server, rest)
         # Two bridges share the inbound messages one by one, so a lock's messages can reach
         # Kafka out of order; judged as late messages, a detour's fixes may then be confirmed
         # differently than in publish order (measured: once the route_deviation of L1 was not
