@@ -23,6 +23,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Route, sync_playw
 
 from smartlock.adapters.credentials import CredentialStore
 from tests.integration.procs import ROOT, Pipeline
+from tests.servers import admit
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -69,7 +70,8 @@ class ConsoleProcess:
 
     def start(self) -> ConsoleProcess:
         for role, name in (("operator", OPERATOR_NAME), ("observer", OBSERVER_NAME)):
-            identity = self.store.ensure(role, name)
+            # Issued and pushed to the running broker: the operator resolves over MQTT.
+            identity = admit(self.store, self.pipeline.mqtt, role, name)
             setattr(self, role, (name, identity.secret.get_secret_value()))
         env = self.pipeline.env()  # SMARTLOCK_CREDENTIALS__DIR: the pipeline's store
         log = open(self.workdir / "console.log", "ab")  # noqa: SIM115 - the child process holds it

@@ -98,8 +98,8 @@ def off_loop(fn: Callable[..., T], *args: Any) -> T:
         return pool.submit(fn, *args).result()
 
 
-def publish(host: str, port: int, messages: list[tuple[str, Any]]) -> None:
-    off_loop(publish_in_loop, host, port, messages)
+def publish(mqtt: Any, messages: list[tuple[str, Any]]) -> None:
+    off_loop(publish_in_loop, mqtt, messages)
 
 
 #: Event time of the next trips: each test's trips start four hours (longer than a trip) after
@@ -244,7 +244,9 @@ def test_red_alert_on_map_and_desk_within_a_second_then_resolved_from_the_page_a
         page.wait_for_selector(f"{row} .status.resolved", timeout=30000)
         assert f"resolved by {console.operator[0]}" in page.inner_text(row)
 
+        p.mqtt.login("gate", "beilun-gate")  # the gate's own identity, admitted by the broker
         settings = load_settings(
+            credentials={"dir": p.credentials_dir},
             mqtt={"host": p.mqtt_host, "port": p.mqtt_port, "client_id_prefix": p.prefix},
             redis={"url": p.redis_url, "prefix": p.prefix},
         )
