@@ -490,7 +490,7 @@ def test_the_worker_persists_the_audit_entries_and_write_offs_evaluate_records_g
     pipeline.start("worker")
     pipeline.start("bridge")
     pipeline.wait_worker_ready()
-    publish(mqtt_server.host, mqtt_server.port, messages)
+    publish(mqtt_server, messages)
     wait_verdicts(pipeline, 4)
     keys, r = RedisKeys(pipeline.prefix), pipeline.redis()
 
