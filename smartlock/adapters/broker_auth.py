@@ -44,13 +44,10 @@ def role_acls(identity: Identity) -> list[tuple[str, str]]:
     monitoring = topics.MONITORING_ALL
     templates: dict[str, list[tuple[str, str]]] = {
         "lock": [(SEND, topics.LOCK_TELEMETRY.topic(n)), (SEND, topics.LOCK_EVENTS.topic(n))],
-        # The officer at the gate records a hand inspection's outcome through the gate client
+        "gate": [(SEND, topics.GATE_ARRIVALS.topic(n)), (SUB, topics.GATE_VERDICTS.topic(n))],
+        # A customs officer records a hand inspection's outcome in its own name only
         # (customs/outcomes/{officer}, an addition to the contract).
-        "gate": [
-            (SEND, topics.GATE_ARRIVALS.topic(n)),
-            (SUB, topics.GATE_VERDICTS.topic(n)),
-            (SEND, topics.OUTCOMES.subscription),
-        ],
+        "officer": [(SEND, topics.OUTCOMES.topic(n))],
         "operator": [(SEND, topics.RESOLUTIONS.topic(n)), (SUB, monitoring)],
         "observer": [(SUB, monitoring)],
         "intake": [

@@ -42,7 +42,7 @@ FILE_NAME = "credentials.json"
 LOCK_NAME = ".lock"
 
 #: Device and person roles: one MQTT connection each, client id = the identity's name.
-DEVICE_ROLES = ("lock", "gate", "operator", "observer")
+DEVICE_ROLES = ("lock", "gate", "operator", "observer", "officer")
 #: Intake (HTTP) roles: an API token, no MQTT.
 HTTP_ROLES = ("declarant", "customs")
 #: Service accounts of the pipeline and its tools; the name is the role.

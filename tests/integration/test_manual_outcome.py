@@ -71,6 +71,9 @@ def test_an_officer_clears_one_container_and_seizes_another(
     finally:
         client.close()
 
+    assert p.mqtt is not None
+    p.mqtt.login("officer", "chen.wei")  # the officer's own identity, admitted by the broker
+
     def outcome(t: Trip, plate: str, result: str, note: str) -> tuple[int, str]:
         done = smartlock(
             p,

@@ -220,6 +220,21 @@ def test_only_the_intake_publishes_declarations(
     assert settle(watcher, "customs/declarations").count(declaration) == 1
 
 
+def test_only_an_officer_records_an_outcome_and_only_in_its_own_name(
+    mqtt_server: Endpoint, credentials: CredentialStore, watcher: Probe, unique: str
+) -> None:
+    officer, other = f"officer-{unique}", f"officer2-{unique}"
+    outcome = json.dumps({"officer": officer, "outcome": "cleared"}).encode()
+    own = f"customs/outcomes/{officer}"
+    gate = logged(credentials, mqtt_server, "gate", f"gate-{unique}")
+    assert attempt(mqtt_server, gate, own, outcome) == "Not authorized"  # a gate cannot
+    impostor = logged(credentials, mqtt_server, "officer", other)
+    assert attempt(mqtt_server, impostor, own, outcome) == "Not authorized"  # nor another officer
+    login = logged(credentials, mqtt_server, "officer", officer)
+    assert attempt(mqtt_server, login, own, outcome) == "Success"
+    assert settle(watcher, own) == [outcome]
+
+
 def test_nobody_but_the_worker_writes_or_erases_alerts_statuses_and_verdicts(
     mqtt_server: Endpoint, credentials: CredentialStore, watcher: Probe, unique: str
 ) -> None:

@@ -194,6 +194,25 @@ class GateClient:
         except (InfrastructureError, RuntimeError, ValueError):
             return False
 
+    def _publish_as_officer(self, outcome: dict[str, Any]) -> bool:
+        """Publishes a ManualOutcome logged in as its officer (QoS 1): only that identity may
+        write ``customs/outcomes/{officer}``. The verdict still comes on the gate's topic."""
+        if self._mqtt is None and not self.connect():
+            return False
+        officer = outcome["officer"]
+        client = client_for(self.settings, officer, officer)
+        try:
+            client.connect()
+            info = client.publish(
+                OUTCOMES.topic(officer), json.dumps(outcome, ensure_ascii=False).encode(), qos=1
+            )
+            info.wait_for_publish(self.timeout)
+            return info.is_published() and client.refusal(info) is None
+        except (InfrastructureError, RuntimeError, ValueError):
+            return False
+        finally:
+            client.disconnect()
+
     def _wait(
         self, keys: list[tuple[str, float]], deadline: float
     ) -> dict[tuple[str, float], dict[str, Any]]:
@@ -238,7 +257,7 @@ class GateClient:
         """Publishes an officer's ManualOutcome and waits (up to ``wait_s``) for the verdict
         the pipeline records it with: release for cleared, inspect for seized."""
         start = time.monotonic()
-        published = self._publish([outcome], OUTCOMES.topic(outcome["officer"]))
+        published = self._publish_as_officer(outcome)
         key = _match_key(outcome)
         found = self._wait([key], start + wait_s) if published and key is not None else {}
         verdict = found.get(key) if key is not None else None
