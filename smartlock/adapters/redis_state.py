@@ -38,6 +38,7 @@ from smartlock.contract.codec import DeadLetter
 from smartlock.contract.models import format_epoch
 from smartlock.core.detector import Output, colour
 from smartlock.core.state import AlertRecord, LockState
+from smartlock.core.writeoff import alert_summary
 
 
 def trip_fields(state: LockState) -> dict[str, str]:
@@ -75,13 +76,7 @@ def trip_fields(state: LockState) -> dict[str, str]:
 
 def _alert_record(record: AlertRecord) -> dict[str, Any]:
     """An alert of the trip as the console shows it: open or not, and who resolved it."""
-    out: dict[str, Any] = {
-        "alert_id": record.alert_id,
-        "type": record.type.value,
-        "severity": record.severity.value,
-        "ts": format_epoch(record.ts),
-        "open": record.open,
-    }
+    out = alert_summary(record)
     if record.resolved_by is not None:
         out["resolved_by"] = record.resolved_by
         out["resolved_note"] = record.resolved_note

@@ -20,21 +20,26 @@ from typing import Any
 
 from smartlock.contract.models import format_epoch
 from smartlock.core.penalties import undeclared_consignment
-from smartlock.core.state import Trip
+from smartlock.core.state import AlertRecord, Trip
 
 AUTOMATIC = "smartlock automatic gate verification"
+
+
+def alert_summary(record: AlertRecord) -> dict[str, Any]:
+    """An alert of a trip in a record: id, type, severity, event time and whether it is open."""
+    return {
+        "alert_id": record.alert_id,
+        "type": record.type.value,
+        "severity": record.severity.value,
+        "ts": format_epoch(record.ts),
+        "open": record.open,
+    }
 
 
 def _alert_evidence(trip: Trip) -> list[dict[str, Any]]:
     alerts = []
     for record in trip.alerts:
-        entry: dict[str, Any] = {
-            "alert_id": record.alert_id,
-            "type": record.type.value,
-            "severity": record.severity.value,
-            "ts": format_epoch(record.ts),
-            "open": record.open,
-        }
+        entry = alert_summary(record)
         if record.resolved_by is not None:
             entry["resolution"] = {
                 "operator": record.resolved_by,
