@@ -199,13 +199,16 @@ def test_replay_scales_the_event_time_spacing_by_speed(
 
     assert result.returncode == 0, result.stderr
     assert [json.loads(p)["n"] for _, p in clock.arrivals] == [0, 1, 2, "untimed", 3, 4]
-    times = [t for t, _ in clock.arrivals]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    # 2 s of event time at speed 4 is 0.5 s; wide margins for a loaded machine.
-    for gap in gaps[:2] + gaps[3:]:
-        assert 0.3 < gap < 1.0, gaps
-    assert gaps[2] < 0.3, gaps  # the untimed message follows the previous one at once
-    assert 1.7 < times[-1] - times[0] < 2.8, gaps
+    times = [t - clock.arrivals[0][0] for t, _ in clock.arrivals]
+    # Due 2 s of event time / speed 4 = 0.5 s apart; the untimed one right after the third.
+    # The publisher schedules against its own start, so a stall only makes messages late:
+    # lateness is the machine's load, earliness would be a pacing bug. Hence lower bounds per
+    # message (the pacer's exact spacing is unit-tested in test_publisher.py) and an upper
+    # bound on the whole that still tells speed 4 (2 s) from speed 1 (8 s).
+    due = [0.0, 0.5, 1.0, 1.0, 1.5, 2.0]
+    for arrived, due_at in zip(times, due, strict=True):
+        assert arrived > due_at - 0.15, (times, due)
+    assert times[-1] < 6.0, times
 
 
 def evaluated_alert_ids(trace: Path) -> set[str]:
