@@ -192,7 +192,7 @@ def test_a_page_without_a_session_redirects_to_sign_in_and_the_api_refuses(
         s.context.close()
 
 
-def test_red_alert_on_map_and_desk_within_a_second_then_resolved_from_the_page_and_released(
+def test_red_alert_on_map_and_desk_then_resolved_from_the_page_and_released(
     live: tuple[Pipeline, ConsoleProcess], browser: Browser, tmp_path: Path
 ) -> None:
     p, console = live
