@@ -17,6 +17,8 @@
 * ``<p>:workers``: hash worker name -> the partitions it owns;
 * ``<p>:alive:<role>:<name>``: a running bridge's or worker's name, expiring without
   heartbeats; ``<p>:members``: hash ``<role>:<name>`` -> its last heartbeat (JSON);
+* ``<p>:lease:<name>``: who holds an exclusive role (``bridge``: the inbound MQTT session),
+  expiring unless renewed;
 * ``<p>:intake:<reference>`` and ``<p>:intake:declaration:<declaration_id>``: the intake's
   declarations and the index from declaration id to reference; ``<p>:intake:by:<declarant>``:
   the references a declarant filed;
@@ -104,6 +106,9 @@ class RedisKeys:
     @property
     def members(self) -> str:
         return f"{self.prefix}:members"
+
+    def lease(self, name: str) -> str:
+        return f"{self.prefix}:lease:{name}"
 
     # --- the intake
 
