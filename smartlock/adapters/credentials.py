@@ -54,6 +54,7 @@ SERVICE_ROLES = (
     "simulator",
     "replay",
     "recorder",
+    "reader",
     "admin",
 )
 ROLES = DEVICE_ROLES + HTTP_ROLES + SERVICE_ROLES

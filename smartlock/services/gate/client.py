@@ -24,6 +24,7 @@ import redis
 from smartlock.adapters.credentials import CredentialStore
 from smartlock.adapters.keys import RedisKeys
 from smartlock.adapters.mqtt import MqttClient, Received, client_for
+from smartlock.adapters.redis_auth import redis_client
 from smartlock.contract.codec import signature_valid
 from smartlock.contract.models import GateArrival, ManualOutcome, format_ts
 from smartlock.contract.timestamps import epoch
@@ -268,9 +269,7 @@ class GateClient:
     def _verdicts_in_redis(
         self, wanted: set[tuple[str, float]]
     ) -> dict[tuple[str, float], dict[str, Any]]:
-        client = redis.Redis.from_url(
-            self.settings.redis.url, decode_responses=True, socket_timeout=2
-        )
+        client = redis_client(self.settings, "reader", socket_timeout=2)
         found: dict[tuple[str, float], dict[str, Any]] = {}
         try:
             for _, fields in client.xrevrange(
