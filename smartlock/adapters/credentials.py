@@ -55,6 +55,7 @@ SERVICE_ROLES = (
     "replay",
     "recorder",
     "reader",
+    "gates",
     "admin",
 )
 ROLES = DEVICE_ROLES + HTTP_ROLES + SERVICE_ROLES

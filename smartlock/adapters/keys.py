@@ -183,6 +183,9 @@ class RedisKeys:
             "intake": ((f"{p}:intake:*",), (self.trip("*"), self.writeoff("*"))),
             "console": ((f"{p}:console:*",), everything),
             "reader": ((), everything),
+            # The gate clients (one account for all): their event log, and the verdict
+            # stream they reconcile from.
+            "gates": ((self.gate_events,), (self.verdicts,)),
             "admin": (("*",), ()),
         }
         return table.get(account, ((), ()))

@@ -11,7 +11,8 @@ worker     read and write the live state (trips, streams, write-offs, audit, its
 bridge     write its own heartbeat and name (``alive:bridge:*``, ``members``)
 intake     read and write the intake's declarations; read trips and write-offs
 console    read everything; write only its own keys (``console:*``)
-reader     read only (gate reconciliation, ``smartlock resolve``, ``stack status``, the demo)
+reader     read only (``smartlock resolve``, ``stack status``, the demo's displays)
+gates      append the gate clients' events (``gate:events``); read the verdict stream
 admin      anything (the tests, ``ACL LOAD`` after a rotation)
 =========  ==================================================================================
 
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from smartlock.settings import Settings
 
 #: Service accounts that have a Redis user (their name is the user name).
-REDIS_ACCOUNTS = ("worker", "bridge", "intake", "console", "reader", "admin")
+REDIS_ACCOUNTS = ("worker", "bridge", "intake", "console", "reader", "gates", "admin")
 
 _READ_WRITE = "+@read +@write +@connection +@transaction +@scripting -@dangerous"
 _READ_ONLY = "+@read +@connection -@dangerous"

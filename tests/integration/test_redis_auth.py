@@ -47,7 +47,7 @@ def test_a_wrong_password_is_refused(redis_server: Endpoint, credentials: Creden
     assert worker.secret.get_secret_value() != "guess"
 
 
-@pytest.mark.parametrize("account", ["console", "reader", "bridge", "intake"])
+@pytest.mark.parametrize("account", ["console", "reader", "bridge", "intake", "gates"])
 def test_only_the_worker_writes_the_verdict_stream(
     redis_server: Endpoint, unique: str, account: str
 ) -> None:
