@@ -42,7 +42,6 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -52,6 +51,7 @@ from smartlock.adapters.keys import RedisKeys
 from smartlock.adapters.lease import Lease
 from smartlock.adapters.membership import Heartbeat
 from smartlock.adapters.mqtt import MqttClient, Received, client_for
+from smartlock.adapters.redis_auth import async_redis_client
 from smartlock.contract.topics import INBOUND_SUBSCRIPTIONS
 from smartlock.settings import Settings
 from smartlock.stream.inbound import Forwarder
@@ -141,7 +141,7 @@ class Bridge:
             request_timeout_ms=30_000,
         )
         await self._producer.start()
-        redis = aioredis.Redis.from_url(self.settings.redis.url)
+        redis = async_redis_client(self.settings, "bridge")
         try:
             await ensure_topics(kafka.bootstrap, {kafka.inbound_topic: kafka.partitions})
             self._partitions = sorted(await self._producer.partitions_for(kafka.inbound_topic))

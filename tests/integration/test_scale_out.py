@@ -62,9 +62,7 @@ def test_two_bridges_and_three_workers_without_names_equal_evaluate(
             assert time.monotonic() < deadline, [p.log(f"worker-{i}") for i in range(3)]
             time.sleep(0.5)
         host = socket.gethostname()
-        found = {
-            (m.member.role, m.member.name) for m in membership.members(redis_server.url, p.prefix)
-        }
+        found = {(m.member.role, m.member.name) for m in membership.members(p.settings())}
         workers = {n for role, n in found if role == "worker"}
         bridges = {n for role, n in found if role == "bridge"}
         assert workers == {host, f"{host}-2", f"{host}-3"}
@@ -83,7 +81,7 @@ def test_two_bridges_and_three_workers_without_names_equal_evaluate(
         [killed] = [k for k in ("bridge-0", "bridge-1") if f"bridge {active} active: " in p.log(k)]
         [standby] = {"bridge-0", "bridge-1"} - {killed}
         assert " active: " not in p.log(standby), p.log(standby)
-        statuses = membership.members(redis_server.url, p.prefix)
+        statuses = membership.members(p.settings())
         assert len(statuses) == 5 and all(s.alive for s in statuses)
         half = len(rest) // 2
         publish(mqtt_server, rest[:half])
