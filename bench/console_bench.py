@@ -41,15 +41,16 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import redis
 from playwright.sync_api import sync_playwright
 from rich.console import Console
 
 import smartlock.local.demo as demo
+from smartlock.adapters.credentials import CredentialStore
 from smartlock.adapters.keys import RedisKeys
+from smartlock.adapters.redis_auth import connect
 from smartlock.core.geofence import Geofences, default_geofence_dir
 from smartlock.settings import RedisSettings
-from smartlock.simulators.demo_fleet import DEMO_START, demo_fleet
+from smartlock.simulators.fleet import DEMO_START, Fleet, demo_preset
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's, installed by make setup; never downloaded
 CHROMIUM_ARGS = [
@@ -154,7 +155,7 @@ def worker_figures(view: Any, first: int) -> dict[str, Any]:
 
 
 def page_figures(
-    page: Any, r: redis.Redis, publish_times: dict[tuple[str, str], float], wall_minus_mono: float
+    page: Any, r: Any, publish_times: dict[tuple[str, str], float], wall_minus_mono: float
 ) -> dict[str, Any]:
     """What the page measured since its probes were last cleared."""
     shown = page.evaluate(
@@ -248,7 +249,7 @@ def measure(phase_s: float, results: dict[str, Any]) -> None:
         for line in (Captured.run_dir / "console-sign-in.txt").read_text().splitlines()
         if len(line.split()) >= 3
     )
-    r = redis.Redis.from_url(Captured.redis_url, decode_responses=True)
+    r = connect(Captured.redis_url, CredentialStore(Captured.run_dir / "credentials").get("admin"))
     wall_minus_mono = (
         time.time() - time.monotonic()
     )  # the fleet stamps publish times with monotonic
@@ -381,9 +382,12 @@ def main() -> None:
     started = datetime.now(UTC)
     with tempfile.TemporaryDirectory() as run_dir:
         demo.run_demo(
-            lambda: demo_fleet(
-                geo, args.trucks, seed=11, detour_pct=15, breach_pct=15, stop_pct=3, silence_pct=3
-            ),
+            lambda: Fleet(
+                demo_preset(
+                    args.trucks, 11, detour_pct=15, tamper_pct=15, stop_pct=3, signal_loss_pct=3
+                ),
+                geo,
+            ).message_list(),
             run_dir=Path(run_dir),
             duration=None,  # until the measurement is done (or Ctrl-C)
             speed=args.speed,
