@@ -26,11 +26,13 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from smartlock.adapters.kafka_auth import kafka_login
 from smartlock.adapters.membership import Heartbeat
 from smartlock.adapters.mqtt import Received, client_for
 from smartlock.adapters.redis_auth import async_redis_client
@@ -47,9 +49,12 @@ BATCH = 1000
 TICK_EVERY_S = 1.0
 
 
-async def ensure_topics(bootstrap: str, topics: dict[str, int]) -> None:
-    """Creates missing topics with the given partition counts (replication 1 locally)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def ensure_topics(bootstrap: str, topics: dict[str, int], **login: Any) -> None:
+    """Creates missing topics with the given partition counts (replication 1 locally).
+
+    ``login``: the SASL keyword arguments of :func:`smartlock.adapters.kafka_auth.kafka_login`.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **login)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -112,10 +117,15 @@ class Bridge:
             linger_ms=2,
             max_batch_size=256 * 1024,
             request_timeout_ms=30_000,
+            **kafka_login(self.settings, "bridge"),
         )
         await self._producer.start()
         try:
-            await ensure_topics(kafka.bootstrap, {kafka.inbound_topic: kafka.partitions})
+            await ensure_topics(
+                kafka.bootstrap,
+                {kafka.inbound_topic: kafka.partitions},
+                **kafka_login(self.settings, "bridge"),
+            )
             self._partitions = sorted(await self._producer.partitions_for(kafka.inbound_topic))
             group = self.settings.mqtt.shared_group
             topics = [f"$share/{group}/{t}" for t in INBOUND_SUBSCRIPTIONS]
