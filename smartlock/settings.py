@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
@@ -75,6 +75,11 @@ class KafkaSettings(_Section):
         3.0,
         gt=0,
         description="short in local runs; the Tansu broker waits this long on every group join",
+    )
+    sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None,
+        description="log in to Kafka with SASL/SCRAM as the process's service account (password "
+        "from the credentials store); unset: no authentication (the local Tansu cannot)",
     )
 
 

@@ -57,8 +57,10 @@ def role_acls(identity: Identity) -> list[tuple[str, str]]:
             (SEND, topics.CANCELLATIONS.topic()),
             (SEND, topics.TRANSFERS.subscription),
         ],
-        # Only the bridges may join a shared subscription of the inbound topics (any group name).
-        "bridge": [(SUB, f"$share/+/{topic}") for topic in topics.INBOUND_SUBSCRIPTIONS],
+        # Only the bridges may subscribe to the inbound topics: the one inbound session that
+        # the active bridge holds (plain subscriptions) or a shared subscription (any group).
+        "bridge": [(SUB, topic) for topic in topics.INBOUND_SUBSCRIPTIONS]
+        + [(SUB, f"$share/+/{topic}") for topic in topics.INBOUND_SUBSCRIPTIONS],
         "worker": [
             (SEND, topics.ALERTS.subscription),
             (SEND, topics.STATUS.subscription),
