@@ -123,13 +123,13 @@ class Engine:
             outcome.rejections.extend((lock_id, rejection) for lock_id in targets)
             return outcome
         if clock is not None:
-            outcome.outputs.extend(self.observe(clock, source, bridge).outputs)
+            self._observe(clock, source, bridge, None, False, outcome.outputs)
         self._step_all(env, targets, source, outcome)
         # The bridge counted an admitted message's event time before any worker could know
         # whether a rule would fail on it; the clock counts it here too, so live equals offline.
         ts = self.detector.event_time(env)
         if ts is not None:
-            outcome.outputs.extend(self.observe(ts, source, bridge).outputs)
+            self._observe(ts, source, bridge, None, False, outcome.outputs)
         return outcome
 
     def _step_all(
@@ -217,6 +217,20 @@ class Engine:
 
         The source's clock moves to the least over its live bridges; due timers fire.
         """
+        outcome = Outcome()
+        self._observe(event_time, source, bridge, at, closing, outcome.outputs)
+        return outcome
+
+    def _observe(
+        self,
+        event_time: float | None,
+        source: object,
+        bridge: object,
+        at: float | None,
+        closing: bool,
+        outputs: list[Output],
+    ) -> None:
+        """:meth:`observe`, adding what fires to ``outputs``."""
         clocks = self._clocks.setdefault(source, {})
         gone = self._gone.setdefault(source, set())
         if closing:
@@ -229,15 +243,14 @@ class Engine:
             seen = self._seen.setdefault(source, {})
             seen[bridge] = max(at, seen.get(bridge, at))
             gone.update(b for b, t in seen.items() if t < at - BRIDGE_EXPIRY_S)
-        self._now[source] = self._clock(source)
-        return self._fire(source)
-
-    def _fire(self, source: object) -> Outcome:
-        outcome = Outcome()
-        now = self.clock(source)
+        self._now[source] = now = self._clock(source)
         timers = self._timers.get(source)
-        if now is None or not timers:
-            return outcome
+        if now is not None and timers and timers[0][0] < now:
+            self._fire(source, now, timers, outputs)
+
+    def _fire(
+        self, source: object, now: float, timers: list[tuple[float, str]], outputs: list[Output]
+    ) -> None:
         while timers and timers[0][0] < now:
             deadline, lock_id = heapq.heappop(timers)
             if self._scheduled.get(lock_id) != (source, deadline):
@@ -255,7 +268,7 @@ class Engine:
             while current is not None and current < now:
                 result = self.detector.tick(state, math.nextafter(current, math.inf))
                 state = result.state
-                outcome.outputs.extend(result.outputs)
+                outputs.extend(result.outputs)
                 following = self.detector.next_deadline(state)
                 if following is not None and following <= current:
                     following = None  # no progress: never loop on a timer that is already due
@@ -263,7 +276,6 @@ class Engine:
             self.store[lock_id] = state
             if current is not None:
                 self._schedule(lock_id, state, source)
-        return outcome
 
     def _schedule(self, lock_id: str, state: LockState, source: object) -> None:
         # Deadlines mostly move later (the lock is heard again), so an existing earlier entry
