@@ -258,7 +258,10 @@ def create_app(
     async def judge(stream: faust.StreamT) -> None:
         await outputs.start()
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-            records = [Record(e.message.key, e.message.value, e.message.partition) for e in events]
+            records = [
+                Record(m.key, m.value, m.partition, m.headers or ())
+                for m in (e.message for e in events)
+            ]
             result = processor.process(records)
             changes = store.take_changes()
             try:  # every output written, then the table: only then may the offsets be committed
