@@ -20,6 +20,9 @@
 * ``<p>:intake:<reference>`` and ``<p>:intake:declaration:<declaration_id>``: the intake's
   declarations and the index from declaration id to reference; ``<p>:intake:by:<declarant>``:
   the references a declarant filed;
+* ``<p>:gate:events``: stream of what gate clients saw (field ``json``): each arrival's signed
+  verdict with its round trip (arrival published -> verdict received), each fall back to manual
+  inspection and each later reconciliation, for the console's gate view;
 * ``<p>:console:*``: the console's acknowledgements, pending resolutions, desk stream, sessions.
 """
 
@@ -104,6 +107,12 @@ class RedisKeys:
     @property
     def members(self) -> str:
         return f"{self.prefix}:members"
+
+    # --- the gate clients
+
+    @property
+    def gate_events(self) -> str:
+        return f"{self.prefix}:gate:events"
 
     # --- the intake
 

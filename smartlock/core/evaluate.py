@@ -109,7 +109,11 @@ def evaluate(
             err.write(f"line {number}: internal error: {type(exc).__name__}: {exc}\n")
             continue
         else:
-            summary.messages += 1
+            if outcome.error is None:
+                summary.messages += 1
+            else:  # a rule raised: no trip changed (the worker dead-letters it)
+                summary.malformed += 1
+                err.write(f"line {number}: internal error: {outcome.error}\n")
         for lock_id, rejection in outcome.rejections:
             summary.rejected += 1
             err.write(

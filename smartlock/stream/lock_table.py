@@ -54,8 +54,12 @@ class LockTable(MutableMapping[str, LockState]):
         self._cache[key] = value
         self._changed.add(key)
 
-    def __delitem__(self, key: str) -> None:  # pragma: no cover - the core never deletes
-        raise NotImplementedError
+    def __delitem__(self, key: str) -> None:
+        """Forgets a lock the batch created (the engine's rollback of a failed message)."""
+        if key in self.backing:  # the core never deletes a committed state
+            raise NotImplementedError(f"lock {key} has a committed state")
+        del self._cache[key]
+        self._changed.discard(key)
 
     def __iter__(self) -> Iterator[str]:
         return iter(set(self._cache) | set(self.backing.keys()))

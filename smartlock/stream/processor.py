@@ -78,7 +78,8 @@ class BatchProcessor:
         try:
             self._record(record, result, now)
         except Exception as exc:  # noqa: BLE001 - one record must never drop its batch
-            # The record is dead-lettered; what it changed before the failure stays.
+            # The record is dead-lettered. (A rule that raises is caught by the engine,
+            # which rolls the trip back; this is for anything else.)
             detail = f"{type(exc).__name__}: {exc}"
             result.dead_letters.append(
                 DeadLetter("?", record.value, "internal_error", detail, now, "worker")
@@ -144,6 +145,11 @@ class BatchProcessor:
             self.store.note_partition(lock, partition)
         outcome = self.engine.feed(env, locks, partition, bridge=bridge)
         result.outputs.extend(outcome.outputs)
+        if outcome.error is not None:  # a rule raised: no trip changed, the message dead-lettered
+            result.dead_letters.append(
+                DeadLetter(topic, record.value, "internal_error", outcome.error, now, "worker")
+            )
+            return
         result.records.extend(outcome.records)
         self._note_for_console(env, locks, outcome.rejections, result)
         if not outcome.rejections:

@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -418,3 +418,93 @@ def test_revoking_an_identity_ends_its_sessions(
         assert urlsplit(s.page.url).path == "/login"
     finally:
         s.context.close()
+
+
+def test_gate_view_shows_round_trips_a_stopped_worker_the_lag_and_the_manual_fallback(
+    live: tuple[Pipeline, ConsoleProcess], browser: Browser, tmp_path: Path
+) -> None:
+    """Gate round trips appear after arrivals; with the worker stopped the health view says it is
+    down, the bridge's messages pile up as Kafka lag, and the gate's fall back to manual
+    inspection appears as it happens; once the worker is back the fallback is reconciled."""
+    p, console = live
+    p.mqtt.login("gate", "beilun-gate")
+    settings = load_settings(
+        credentials={"dir": p.credentials_dir},
+        mqtt={"host": p.mqtt_host, "port": p.mqtt_port, "client_id_prefix": p.prefix},
+        redis={"url": p.redis_url, "prefix": p.prefix},
+    )
+    gate = GateClient("beilun-gate", settings, FallbackQueue(tmp_path / "queue"), 1.0)
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def arrive(k: int, timeout: float) -> Any:
+        gate.timeout = timeout
+        arrival = make_arrival(
+            "beilun-gate",
+            f"浙G4{k:04d}",
+            f"LK-CON-GATE{k}",
+            "CSQU3054383",
+            format_ts(now + timedelta(seconds=k)),
+        )
+        assert gate.connect()
+        try:
+            return gate.arrive(arrival)
+        finally:
+            gate.close()
+
+    s = open_session(browser, console.base)
+    try:
+        page = sign_in(s, console.base, console.operator)
+        page.click("#tabs button[data-tab=gates]")
+        # Worker and bridge beat in Redis: the health view shows them up.
+        page.wait_for_selector("[data-member='worker:1'][data-up='true']", timeout=15000)
+        page.wait_for_selector("[data-member='bridge:1'][data-up='true']", timeout=15000)
+        page.wait_for_selector("#kafka-lag", timeout=15000)  # measured from the broker
+        # Arrivals of unknown locks are judged (inspect, with reasons); a loaded machine may
+        # take more than the gate's usual second, so these three wait longer.
+        outcomes = [off_loop(arrive, k, 10.0) for k in (1, 2, 3)]
+        assert all(o.verdict is not None and o.round_trip_s is not None for o in outcomes)
+        page.wait_for_function(
+            "Number(document.querySelector('#round-trip')?.dataset.count) >= 3", timeout=10000
+        )
+        assert "median" in page.inner_text("#round-trip") and "p95" in page.inner_text(
+            "#round-trip"
+        )
+        page.wait_for_selector("#verdicts li:has-text('LK-CON-GATE3') .rtt", state="attached")
+        assert p.log("worker-1").count(" ready: ") == 1  # the lag probe never joined the group
+
+        p.stop("worker-1")
+        page.wait_for_selector("[data-member='worker:1'][data-up='false']", timeout=40000)
+        assert "DOWN" in page.inner_text("#health") or "STOPPED" in page.inner_text("#health")
+        manual = off_loop(arrive, 4, 1.0)
+        assert manual.manual and manual.published
+        row = "#verdicts li.gate-manual[data-lock='LK-CON-GATE4']"
+        page.wait_for_selector(row, timeout=10000)
+        assert "no signed verdict within 1 s" in page.inner_text(row)
+        page.wait_for_function(  # the health figures follow within a refresh (2 s)
+            "Number(document.querySelector('#manual-count')?.dataset.count) >= 1", timeout=10000
+        )
+        # The bridge put the arrival in Kafka; no worker has taken it: the lag shows it.
+        page.wait_for_function(
+            "Number(document.querySelector('#kafka-lag')?.dataset.total) >= 1", timeout=15000
+        )
+
+        p.start("worker")
+        p.wait_worker_ready()
+        gate.timeout = 1.0
+        assert gate.connect()
+        try:
+            settled = off_loop(gate.reconcile, 60.0)
+        finally:
+            gate.close()
+        assert [e["arrival"]["lock_id"] for e in settled] == ["LK-CON-GATE4"]
+        page.wait_for_selector("#verdicts li.gate-reconciled[data-lock='LK-CON-GATE4']")
+        page.wait_for_selector("[data-member='worker:1'][data-up='true']", timeout=15000)
+        page.wait_for_function(
+            "document.querySelector('#kafka-lag')?.dataset.total === '0'", timeout=30000
+        )
+        assert s.blocked == [] and s.errors == []
+    finally:
+        s.context.close()
+        if "worker-1" not in p.procs:
+            p.start("worker")
+            p.wait_worker_ready()

@@ -101,13 +101,23 @@ def test_snapshot_then_updates_and_resume_with_last_event_id(
             resumed = await events(client, first_id, 1)
             assert resumed[0][0] == "update"  # not a new snapshot: only what was missed
             got = [a["alert_id"] for _, _, u in resumed for a in u["alerts"]]
+            last_id = resumed[0][1]
             assert got[0] == "al-2"
             if len(got) == 1:  # the feed may have read the two entries in one or two batches
                 more = await events(client, resumed[0][1], 1)
                 got += [a["alert_id"] for _, _, u in more for a in u["alerts"]]
+                last_id = more[0][1]
             assert got == ["al-2", "al-3"]
+            # What a gate client records (a manual fallback) comes live, with Redis's time.
+            manual = {"kind": "manual", "lock_id": "LK-1", "reason": "no signed verdict within 1 s"}
+            entry_id = r.xadd(RedisKeys(prefix).gate_events, {"json": json.dumps(manual)})
+            [(kind, _, update)] = await events(client, last_id, 1)
+            assert kind == "update" and update["gate"] == [
+                manual | {"recorded_ms": int(entry_id.split("-")[0])}
+            ]
             [(kind, _, snap)] = await events(client, "from-an-earlier-console-7", 1)
             assert kind == "snapshot" and len(snap["alerts"]) == 3
+            assert [e["reason"] for e in snap["gate_events"]] == [manual["reason"]]
         finally:
             await client.close()
 

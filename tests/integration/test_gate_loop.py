@@ -361,7 +361,9 @@ def test_pipeline_stopped_the_gate_falls_back_to_manual_inspection_then_reconcil
     p.stop("worker-1")
     arrival = make_arrival("daxie-gate", "浙G77778", f"LK-{unique}-b", "MSCU1234566")
     outcome = client.arrive(arrival)
-    assert outcome.manual and outcome.published and outcome.elapsed_s < 3.0  # 1 s timeout, not the 10 s one
+    assert (
+        outcome.manual and outcome.published and outcome.elapsed_s < 3.0
+    )  # 1 s timeout, not the 10 s one
     [queued] = client.queue.pending()
     assert queued["arrival"] == arrival and queued["manual_decision"] == "manual inspection"
     assert (

@@ -17,7 +17,8 @@ from smartlock.services.console.auth import Principal, still_active, verify_iden
 from smartlock.services.console.basemap import land_within
 from smartlock.services.console.desk import DeskError, check_action
 from smartlock.services.console.feed import LiveFeed
-from smartlock.services.console.health import trip_counts
+from smartlock.services.console.health import member_rows, round_trips, trip_counts
+from smartlock.services.console.lag import lag_figures
 from smartlock.services.console.model import Changes, LiveModel, alert_status, parse_trip
 from smartlock.services.console.trip import parse_track
 
@@ -307,3 +308,57 @@ def test_basemap_keeps_the_land_inside_the_box_from_a_quantized_topology() -> No
     land = land_within(topology, (1.0, 1.0, 3.0, 3.0))
     assert shape(land["geometry"]).area == pytest.approx(1.0)  # the quarter inside the box
     assert shape(land_within(topology, (5.0, 5.0, 6.0, 6.0))["geometry"]).is_empty
+
+
+def test_gate_round_trips_median_and_p95_over_the_window_and_manual_fallbacks() -> None:
+    now_ms = 1_000_000_000.0
+    events = [
+        {"kind": "verdict", "round_trip_ms": float(ms), "recorded_ms": now_ms - 1000}
+        for ms in range(10, 210, 10)  # 20 arrivals: 10 .. 200 ms
+    ]
+    events += [
+        {"kind": "verdict", "round_trip_ms": 9000.0, "recorded_ms": now_ms - 901_000},  # too old
+        {"kind": "manual", "reason": "no signed verdict within 1 s", "recorded_ms": now_ms - 5},
+        {"kind": "manual", "reason": "old", "recorded_ms": now_ms - 2_000_000},
+        {"kind": "reconciled", "verdict": "release", "recorded_ms": now_ms},
+    ]
+    figures = round_trips(events, now_ms, window_s=900)
+    assert figures["count"] == 20
+    assert figures["median_ms"] == 100.0  # nearest rank: the 10th of 20
+    assert figures["p95_ms"] == 190.0  # the 19th of 20
+    assert figures["max_ms"] == 200.0
+    assert (figures["manual"], figures["reconciled"]) == (1, 1)
+    empty = round_trips([], now_ms)
+    assert empty["count"] == 0 and empty["median_ms"] is None and empty["p95_ms"] is None
+
+
+def test_members_up_down_and_left_from_their_heartbeats() -> None:
+    def record(role: str, name: str, beat: float) -> dict[str, Any]:
+        return {"role": role, "name": name, "host": "h", "pid": 1, "beat": beat, "owns": ""}
+
+    now = 1000.0
+    recorded = {
+        "bridge:b1": record("bridge", "b1", 998.0),
+        "worker:1": record("worker", "1", 970.0),  # its alive key expired: no heartbeat
+    }
+    seen = {"bridge:b0": record("bridge", "b0", 900.0)}  # seen earlier, record gone: left
+    rows = {r["id"]: r for r in member_rows(recorded, {"bridge:b1"}, seen, now)}
+    assert rows["bridge:b1"]["up"] is True and rows["bridge:b1"]["beat_s"] == 2.0
+    assert rows["worker:1"]["up"] is False and rows["worker:1"]["left"] is False
+    assert rows["worker:1"]["beat_s"] == 30.0
+    assert rows["bridge:b0"]["up"] is False and rows["bridge:b0"]["left"] is True
+
+
+def test_kafka_lag_is_end_minus_committed_and_a_partition_never_committed_counts_whole() -> None:
+    figures = lag_figures({0: 10, 1: 5, 2: 0}, {0: 7, 1: None, 2: None})
+    assert figures["partitions"]["0"] == {"end": 10, "committed": 7, "lag": 3}
+    assert figures["partitions"]["1"]["lag"] == 5 and figures["partitions"]["2"]["lag"] == 0
+    assert figures["total"] == 8
+
+
+def test_gate_events_reach_the_model_the_update_and_the_snapshot() -> None:
+    model, changes = LiveModel(), Changes()
+    event = {"kind": "manual", "lock_id": "LK-1", "reason": "no signed verdict within 1 s"}
+    model.apply_gate(event, changes)
+    assert changes and changes.to_json()["gate"] == [event]
+    assert model.snapshot()["gate_events"] == [event]

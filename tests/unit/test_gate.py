@@ -10,7 +10,7 @@ import pytest
 from smartlock.contract.models import AlertType, Severity, TripState
 from smartlock.core.state import AlertRecord, Fix, Trip
 from smartlock.core.writeoff import audit_entry, stamped, writeoff_record
-from smartlock.services.gate.client import MANUAL, make_arrival
+from smartlock.services.gate.client import MANUAL, gate_event, make_arrival, manual_reason
 from smartlock.services.gate.queue import FallbackQueue, arrival_key
 from smartlock.services.gate.report import reconciled_sentence, writeoff_sentence
 
@@ -200,3 +200,18 @@ def test_a_write_off_notice_goes_back_to_the_origin_office() -> None:
     notice = writeoff_notice(record, trip().origin_site)
     assert notice["origin_site"] == "o" and notice["gate_id"] == "beilun-gate"
     assert WriteOffNotice.model_validate(notice).to_payload() == notice
+
+
+def test_a_gate_event_says_what_the_gate_saw_and_why_it_fell_back() -> None:
+    arrival = make_arrival("beilun-gate", "浙G12345", "LK-1", "CSQU3054383", "2026-11-22T08:00:00Z")
+    verdict = {"verdict": "release", "declaration_id": "D-1", "reasons": []}
+    seen = gate_event(
+        "verdict", arrival, "2026-11-22T08:00:01Z", verdict=verdict, round_trip_s=0.0423
+    )
+    assert seen["round_trip_ms"] == 42.3 and seen["verdict"] == "release"
+    assert seen["lock_id"] == "LK-1" and seen["arrival_ts"] == "2026-11-22T08:00:00Z"
+    manual = gate_event(
+        "manual", arrival, "2026-11-22T08:00:01Z", reason=manual_reason(True, 1.0), published=True
+    )
+    assert manual["reason"] == "no signed verdict within 1 s" and "round_trip_ms" not in manual
+    assert manual_reason(False, 1.0) == "the broker did not take the arrival"

@@ -27,6 +27,7 @@ from smartlock.services.console.auth import COOKIE, Principal, Sessions
 from smartlock.services.console.desk import Desk, DeskError, ResolutionPublisher
 from smartlock.services.console.feed import LiveFeed
 from smartlock.services.console.health import Health, HealthProbe
+from smartlock.services.console.lag import KafkaLag
 from smartlock.services.console.trip import trip_detail
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ class ConsoleConfig:
     active: Callable[[Principal], bool] = lambda who: True  # noqa: E731
     session_ttl_s: int = 12 * 3600
     secure_cookie: bool = False
+    #: (bootstrap, workers' consumer group, inbound topic) to measure the workers' Kafka lag.
+    kafka_lag: tuple[str, str, str] | None = None
 
 
 @dataclass
@@ -87,6 +90,7 @@ class Parts:
     sessions: Sessions
     desk: Desk
     health: Health
+    lag: KafkaLag | None
     health_task: asyncio.Task[None]
     basemap_task: asyncio.Task[dict[str, Any]]
     throttle: SignInThrottle = field(default_factory=lambda: SignInThrottle())
@@ -158,7 +162,8 @@ async def _startup(app: web.Application) -> None:
     keys = RedisKeys(config.prefix)
     feed = LiveFeed(client, keys)
     await feed.start()
-    health = Health(client, keys, feed, config.probe)
+    lag = KafkaLag(*config.kafka_lag) if config.kafka_lag else None
+    health = Health(client, keys, feed, config.probe, lag.measure if lag else None)
     app[PARTS] = Parts(
         config=config,
         redis=client,
@@ -167,6 +172,7 @@ async def _startup(app: web.Application) -> None:
         sessions=Sessions(client, keys.session, config.session_ttl_s),
         desk=Desk(client, keys, feed.model, config.publish_resolution),
         health=health,
+        lag=lag,
         health_task=asyncio.create_task(health.run(HEALTH_EVERY_S)),
         basemap_task=asyncio.create_task(asyncio.to_thread(config.basemap)),  # a few seconds
     )
@@ -176,6 +182,8 @@ async def _cleanup(app: web.Application) -> None:
     parts = app[PARTS]
     parts.health_task.cancel()
     parts.basemap_task.cancel()
+    if parts.lag is not None:
+        await parts.lag.close()
     await parts.feed.stop()
     await parts.redis.aclose()
 

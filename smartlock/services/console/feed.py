@@ -35,6 +35,11 @@ RING = 5000
 MIN_INTERVAL_S = 0.1
 
 
+def with_recorded_ms(event: dict[str, Any], entry_id: str) -> dict[str, Any]:
+    """A gate event with ``recorded_ms``: when Redis stored it (from the stream entry id)."""
+    return event | {"recorded_ms": int(entry_id.split("-")[0])}
+
+
 def with_written_ms(verdict: dict[str, Any], entry_id: str) -> dict[str, Any]:
     """The verdict with ``written_ms``: when the worker stored it (Redis's clock, from the
     stream entry id), for the gate view's arrival-to-verdict times."""
@@ -81,7 +86,7 @@ class LiveFeed:
     async def load(self) -> None:
         """Reads the current state; remembers where each stream stood, to tail from there."""
         k = self.keys
-        for key in (k.alerts, k.verdicts, k.trip_changes, k.desk, k.deadletters):
+        for key in (k.alerts, k.verdicts, k.trip_changes, k.desk, k.deadletters, k.gate_events):
             last = await self.client.xrevrange(key, count=1)
             self.cursor[key] = last[0][0] if last else "0-0"
         async for key in self.client.scan_iter(match=k.trip_pattern, count=1000):
@@ -97,6 +102,11 @@ class LiveFeed:
         for entry_id, fields in reversed(recent):
             self.model.apply_verdict(with_written_ms(json.loads(fields["json"]), entry_id), changes)
         self.model.verdict_total = await self.client.xlen(k.verdicts)
+        recent = await self.client.xrevrange(
+            k.gate_events, max=self.cursor[k.gate_events], count=self.model.gate_events.maxlen
+        )
+        for entry_id, fields in reversed(recent):
+            self.model.apply_gate(with_recorded_ms(json.loads(fields["json"]), entry_id), changes)
         for alert_id, raw in (await self.client.hgetall(k.acks)).items():
             self.model.acks[alert_id] = json.loads(raw)
         for alert_id, raw in (await self.client.hgetall(k.pending)).items():
@@ -155,6 +165,8 @@ class LiveFeed:
             self.model.apply_desk(json.loads(fields["json"]), changes)
         elif key == k.deadletters:
             self.model.apply_dead_letter(json.loads(fields["json"]), changes)
+        elif key == k.gate_events:
+            self.model.apply_gate(with_recorded_ms(json.loads(fields["json"]), entry_id), changes)
 
     # ---------------------------------------------------------------- fan-out
 

@@ -42,6 +42,8 @@ MAP_FIELDS = (
 )
 #: Verdicts kept in memory for the gate view; older ones stay in Redis and are counted.
 RECENT_VERDICTS = 1000
+#: Gate events (verdicts with round trips, manual fallbacks, reconciliations) kept likewise.
+RECENT_GATE_EVENTS = 1000
 
 
 def parse_trip(fields: dict[str, str]) -> dict[str, Any]:
@@ -97,15 +99,17 @@ class Changes:
     trips: dict[str, dict[str, Any]] = field(default_factory=dict)
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
     verdicts: list[dict[str, Any]] = field(default_factory=list)
+    gate: list[dict[str, Any]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.trips or self.alerts or self.verdicts)
+        return bool(self.trips or self.alerts or self.verdicts or self.gate)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "trips": list(self.trips.values()),
             "alerts": list(self.alerts.values()),
             "verdicts": self.verdicts,
+            "gate": self.gate,
         }
 
 
@@ -122,6 +126,10 @@ class LiveModel:
     )  # resolutions the pipeline refused
     verdicts: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT_VERDICTS))
     verdict_total: int = 0
+    #: What the gate clients recorded (``RedisKeys.gate_events``), newest last.
+    gate_events: deque[dict[str, Any]] = field(
+        default_factory=lambda: deque(maxlen=RECENT_GATE_EVENTS)
+    )
     #: alert id -> lock id of the trip that holds its record
     alert_lock: dict[str, str] = field(default_factory=dict)
     _rows: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -175,6 +183,7 @@ class LiveModel:
             "alerts": [self.alert_row(a) for a in self.alerts],
             "verdicts": list(self.verdicts),
             "verdict_total": self.verdict_total,
+            "gate_events": list(self.gate_events),
         }
 
     # ---------------------------------------------------------------- applying
@@ -208,6 +217,12 @@ class LiveModel:
         self.verdicts.append(verdict)
         self.verdict_total += 1
         changes.verdicts.append(verdict)
+
+    def apply_gate(self, event: dict[str, Any], changes: Changes) -> None:
+        """What a gate client recorded: a verdict and its round trip, a manual fallback, a
+        reconciliation."""
+        self.gate_events.append(event)
+        changes.gate.append(event)
 
     def apply_desk(self, entry: dict[str, Any], changes: Changes) -> None:
         """An acknowledgement or a pending resolution made at a desk."""

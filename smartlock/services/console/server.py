@@ -65,6 +65,8 @@ def console_config(settings: Settings) -> ConsoleConfig:
         probe=lambda: probe_targets,
         session_ttl_s=settings.console.session_ttl_s,
         secure_cookie=settings.console.secure_cookie,
+        # The workers form one Faust consumer group named after the app id.
+        kafka_lag=(settings.kafka.bootstrap, settings.kafka.app_id, settings.kafka.inbound_topic),
     )
 
 

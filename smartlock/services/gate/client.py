@@ -7,11 +7,18 @@ or the broker does not take the arrival), it switches to manual inspection: it s
 and queues the arrival on disk. :meth:`GateClient.reconcile` later publishes what was not
 delivered and collects the verdicts the pipeline made, from MQTT or from the Redis
 verdict stream, so nothing the gate saw is lost.
+
+Only the gate knows both ends of its round trip (arrival published, signed verdict
+received), so it records, for the console's gate view, each verdict with that round trip,
+each fall back to manual inspection with its reason, and each later reconciliation, in the
+Redis stream ``RedisKeys.gate_events`` (:class:`GateLog`). That record is a report, not the
+gate's memory: when Redis does not take it the gate goes on (the disk queue is what counts).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterable
@@ -32,7 +39,11 @@ from smartlock.errors import InfrastructureError
 from smartlock.services.gate.queue import FallbackQueue, arrival_key
 from smartlock.settings import Settings
 
+log = logging.getLogger(__name__)
+
 MANUAL = "manual inspection"
+#: Entries kept in the gate event stream (all gates of one pipeline).
+GATE_EVENTS_MAX = 20_000
 
 
 @dataclass
@@ -45,6 +56,8 @@ class Outcome:
     published: bool
     #: Verdicts that claimed to answer this arrival without a valid signature of this gate.
     forged: list[dict[str, Any]] = field(default_factory=list)
+    #: Arrival published -> this arrival's signed verdict received (None without a verdict).
+    round_trip_s: float | None = None
 
     @property
     def manual(self) -> bool:
@@ -93,6 +106,89 @@ def make_outcome(
     ).to_payload()
 
 
+def manual_reason(published: bool, timeout: float) -> str:
+    """Why an arrival went to manual inspection, in the officer's words."""
+    if not published:
+        return "the broker did not take the arrival"
+    return f"no signed verdict within {timeout:g} s"
+
+
+def gate_event(
+    kind: str,
+    arrival: dict[str, Any],
+    at: str,
+    *,
+    verdict: dict[str, Any] | None = None,
+    round_trip_s: float | None = None,
+    reason: str | None = None,
+    published: bool | None = None,
+) -> dict[str, Any]:
+    """One entry of the gate event stream (pure).
+
+    ``kind`` is ``verdict`` (a signed verdict came in time: ``round_trip_ms``), ``manual``
+    (none came: ``reason``) or ``reconciled`` (a queued arrival's verdict found later).
+    """
+    event: dict[str, Any] = {
+        "kind": kind,
+        "gate_id": arrival.get("gate_id"),
+        "lock_id": arrival.get("lock_id"),
+        "vehicle_plate": arrival.get("vehicle_plate"),
+        "container_no": arrival.get("container_no"),
+        "arrival_ts": arrival.get("ts"),
+        "at": at,
+    }
+    if verdict is not None:
+        event["verdict"] = verdict.get("verdict")
+        event["declaration_id"] = verdict.get("declaration_id")
+        event["reasons"] = verdict.get("reasons") or []
+    if round_trip_s is not None:
+        event["round_trip_ms"] = round(round_trip_s * 1000, 1)
+    if reason is not None:
+        event["reason"] = reason
+    if published is not None:
+        event["published"] = published
+    return event
+
+
+class GateLog:
+    """Appends gate events to the Redis stream ``RedisKeys.gate_events``; never raises.
+
+    A Redis that does not answer within ``timeout`` seconds costs the gate that much once
+    per batch of arrivals, and the entries are dropped with a warning (the gate's own record
+    is its disk queue).
+    """
+
+    def __init__(self, settings: Settings, timeout: float = 0.5) -> None:
+        self.key = RedisKeys(settings.redis.prefix).gate_events
+        self._client = redis.Redis.from_url(
+            settings.redis.url,
+            decode_responses=True,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+        )
+
+    def write(self, events: list[dict[str, Any]]) -> bool:
+        if not events:
+            return True
+        try:
+            with self._client.pipeline(transaction=False) as pipe:
+                for event in events:
+                    pipe.xadd(
+                        self.key,
+                        {"json": json.dumps(event, ensure_ascii=False)},
+                        maxlen=GATE_EVENTS_MAX,
+                        approximate=True,
+                    )
+                pipe.execute()
+            return True
+        except redis.RedisError as exc:
+            log.warning("gate: %d event(s) not recorded in Redis (%s)", len(events), exc)
+            return False
+
+    def close(self) -> None:
+        self._client.close()
+
+
 def _match_key(payload: dict[str, Any]) -> tuple[str, float] | None:
     try:
         ts = epoch(str(payload["ts"]))
@@ -118,9 +214,11 @@ class GateClient:
         self._credentials = CredentialStore(settings.credentials_dir)
         self._credentials.get(gate_id)  # fail early, saying how to issue them
         self._verdicts: dict[tuple[str, float], dict[str, Any]] = {}
+        self._received_at: dict[tuple[str, float], float] = {}  # monotonic, first genuine verdict
         self._forged: dict[tuple[str, float], list[dict[str, Any]]] = {}
         self._cond = threading.Condition()
         self._mqtt: MqttClient | None = None
+        self.events = GateLog(settings)
 
     # ----------------------------------------------------------------- connection
 
@@ -143,6 +241,7 @@ class GateClient:
         if self._mqtt is not None:
             self._mqtt.disconnect()
             self._mqtt = None
+        self.events.close()
 
     def genuine(self, payload: dict[str, Any]) -> bool:
         """True if ``payload`` is a verdict for this gate signed with this gate's key.
@@ -166,6 +265,7 @@ class GateClient:
         with self._cond:
             if genuine:
                 self._verdicts[key] = payload
+                self._received_at.setdefault(key, time.monotonic())
             else:  # no verdict: shown to the officer as forged, never acted on
                 self._forged.setdefault(key, []).append(payload)
             self._cond.notify_all()
@@ -228,10 +328,16 @@ class GateClient:
         """Publishes arrivals together and waits for their verdicts (one timeout for the lot).
 
         An arrival without a verdict in time goes to manual inspection and into the queue.
+        Each outcome (verdict and round trip, or manual fallback and why) is recorded in the
+        gate event stream for the console.
         """
+        keys = [_match_key(a) for a in arrivals]
+        with self._cond:  # a verdict of an earlier visit must not count as this one's
+            for key in keys:
+                if key is not None:
+                    self._received_at.pop(key, None)
         start = time.monotonic()
         published = self._publish(arrivals)
-        keys = [_match_key(a) for a in arrivals]
         found = (
             self._wait([k for k in keys if k is not None], start + self.timeout)
             if published
@@ -239,14 +345,26 @@ class GateClient:
         )
         elapsed = time.monotonic() - start
         outcomes = []
+        events = []
         now = format_ts(datetime.now(UTC))
         for arrival, key in zip(arrivals, keys, strict=True):
             verdict = found.get(key) if key is not None else None
-            if verdict is None:
-                self.queue.add(arrival, published, now, MANUAL)
             with self._cond:
                 forged = list(self._forged.get(key, [])) if key is not None else []
-            outcomes.append(Outcome(arrival, verdict, elapsed, published, forged))
+                received = self._received_at.get(key) if key is not None else None
+            round_trip = received - start if verdict is not None and received is not None else None
+            if verdict is None:
+                self.queue.add(arrival, published, now, MANUAL)
+                reason = manual_reason(published, self.timeout)
+                events.append(
+                    gate_event("manual", arrival, now, reason=reason, published=published)
+                )
+            else:
+                events.append(
+                    gate_event("verdict", arrival, now, verdict=verdict, round_trip_s=round_trip)
+                )
+            outcomes.append(Outcome(arrival, verdict, elapsed, published, forged, round_trip))
+        self.events.write(events)
         return outcomes
 
     def arrive(self, arrival: dict[str, Any]) -> Outcome:
@@ -317,4 +435,7 @@ class GateClient:
             if verdict is not None:
                 self.queue.reconcile(arrival_key(entry["arrival"]), verdict, now)
                 settled.append(entry | {"verdict": verdict})
+        self.events.write(
+            [gate_event("reconciled", e["arrival"], now, verdict=e["verdict"]) for e in settled]
+        )
         return settled

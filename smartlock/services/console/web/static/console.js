@@ -8,7 +8,7 @@ const ACTIVE = new Set(["open", "acknowledged"]);
 
 // Everything the page knows; `window.smartlockConsole` lets tests and the benchmark look in.
 const S = {
-  me: null, trips: new Map(), alerts: new Map(), verdicts: [], verdictTotal: 0, health: {},
+  me: null, trips: new Map(), alerts: new Map(), verdicts: [], verdictTotal: 0, health: {}, gateEvents: [],
   connected: false, updates: 0, snapshots: 0, lastUpdateAt: 0, beeps: 0, flashes: 0,
   alertSeenAt: new Map(), alertShownAt: new Map(), unshown: [], soundOn: WALL, trip: null, eventNow: 0,
 };
@@ -146,6 +146,7 @@ function applySnapshot(snap) {
   S.alerts = new Map(snap.alerts.map((a) => [a.alert_id, a]));
   S.verdicts = snap.verdicts;
   S.verdictTotal = snap.verdict_total;
+  S.gateEvents = snap.gate_events || [];
   for (const a of snap.alerts) { S.eventNow = Math.max(S.eventNow, tsSec(a.ts)); if (!S.alertSeenAt.has(a.alert_id)) S.alertSeenAt.set(a.alert_id, 0); }
   for (const t of snap.trips) S.eventNow = Math.max(S.eventNow, tsSec(t.last_ts));
   refreshAll();
@@ -167,6 +168,7 @@ function applyUpdate(u) {
     }
   }
   if (u.verdicts.length) { S.verdicts = S.verdicts.concat(u.verdicts).slice(-1000); S.verdictTotal += u.verdicts.length; }
+  if (u.gate && u.gate.length) S.gateEvents = S.gateEvents.concat(u.gate).slice(-1000);
   if (newRed) alarm(newRed);
   refreshAll();
   if (S.trip && (u.trips.some((t) => t.lock_id === S.trip.lock) || u.alerts.some((a) => a.lock_id === S.trip.lock))) scheduleTripReload();
@@ -331,32 +333,68 @@ function writeoffsToday() {
   const older = S.verdictTotal > S.verdicts.length && S.verdicts.length && new Date(S.verdicts[0].written_ms).toDateString() === today;
   return older ? `at least ${n} (only the newest ${S.verdicts.length} verdicts are loaded)` : String(n);
 }
-function verdictMs(v) {
-  const ms = v.written_ms - Date.parse(v.ts);
-  return v.written_ms && ms >= 0 && ms < 60000 ? ms : null;
+// Round trips are measured by the gate clients (arrival published -> signed verdict received)
+// and recorded in Redis with each verdict; a verdict no live gate client waited for has none.
+function gateKey(lock, ts) { return `${lock}|${Date.parse(ts)}`; }
+function fmtMs(ms) { return ms == null ? "–" : ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${Math.round(ms)} ms`; }
+function ago(s) { return s == null ? "never" : s < 90 ? `${Math.round(s)} s ago` : `${Math.round(s / 60)} min ago`; }
+function memberRows(h) {
+  const members = h.members;
+  if (members == null) return `<tr><th>bridges, workers</th><td class="down">cannot read heartbeats from Redis</td></tr>`;
+  const rows = [];
+  for (const role of ["bridge", "worker"]) {
+    const mine = members.filter((m) => m.role === role);
+    const lines = mine.map((m) => {
+      const parts = role === "worker" && h.workers && h.workers[m.name] ? ` · partitions ${esc(JSON.stringify(h.workers[m.name]))}` : "";
+      const state = m.up ? `<span class="up">up</span>, beat ${ago(m.beat_s)}`
+        : m.left ? `<span class="down">STOPPED</span> (left, last beat ${ago(m.beat_s)})`
+        : `<span class="down">DOWN</span>: no heartbeat for ${Math.round(m.beat_s ?? 0)} s`;
+      return `<span class="member" data-member="${esc(m.id)}" data-up="${m.up}">${role} ${esc(m.name)}: ${state}${parts}</span>`;
+    });
+    const anyUp = mine.some((m) => m.up);
+    rows.push(`<tr><th>${role}s</th><td class="${anyUp ? "" : "down"}">${lines.join("<br>") || `no ${role} registered`}</td></tr>`);
+  }
+  return rows.join("");
+}
+function lagRow(lag) {
+  if (lag == null) return "";
+  if (lag.error) return `<tr><th>Kafka lag</th><td class="down">not measured: ${esc(lag.error)}</td></tr>`;
+  const parts = Object.entries(lag.partitions || {}).map(([p, x]) => `p${esc(p)} ${x.lag}`).join(", ");
+  return `<tr><th>Kafka lag</th><td id="kafka-lag" data-total="${lag.total}" class="${lag.total > 1000 ? "down" : ""}">${lag.total} message${lag.total === 1 ? "" : "s"} behind the bridge
+    <div class="muted">${parts ? `${parts} · ` : ""}group ${esc(lag.group)} on ${esc(lag.topic)}</div></td></tr>`;
 }
 function renderGates() {
   if (WALL) return;
   const h = S.health || {};
   const servers = Object.entries(h.servers || {}).map(([k, up]) => `<tr><th>${esc(k)}</th><td class="${up ? "up" : "down"}">${up ? "up" : "DOWN"}</td></tr>`).join("");
-  const workers = Object.entries(h.workers || {}).map(([k, parts]) => `worker ${esc(k)}: partitions ${esc(JSON.stringify(parts))}`).join("<br>") || "<span class='down'>no worker registered</span>";
-  const lag = h.worker_last_write_s == null ? "no write seen yet" : `${h.worker_last_write_s} s ago`;
-  $("health").innerHTML = `<table class="kv">${servers}<tr><th>workers</th><td>${workers}</td></tr>
-    <tr><th>last pipeline write</th><td>${lag}</td></tr><tr><th>live feed</th><td class="${S.connected ? "up" : "down"}">${S.connected ? "connected" : "reconnecting"} · ${S.updates} updates</td></tr></table>`;
+  const lastWrite = h.worker_last_write_s == null ? "no write seen yet" : `${h.worker_last_write_s} s ago`;
+  $("health").innerHTML = `<table class="kv">${servers}${memberRows(h)}${lagRow(h.kafka_lag)}
+    <tr><th>last pipeline write</th><td>${lastWrite}</td></tr><tr><th>live feed</th><td class="${S.connected ? "up" : "down"}">${S.connected ? "connected" : "reconnecting"} · ${S.updates} updates</td></tr></table>`;
   const c = h.counts || {};
   const v = h.verdicts || {};
+  const rt = h.round_trips || {};
+  const window = rt.window_s ? `last ${Math.round(rt.window_s / 60)} min` : "recent";
   $("loop").innerHTML = `<table class="kv"><tr><th>in transit</th><td>${c.in_transit ?? "–"}</td></tr><tr><th>overdue trips</th><td>${c.overdue ?? "–"}</td></tr>
     <tr><th>written off today</th><td>${writeoffsToday()}</td></tr>
-    <tr><th>released / inspect (recent ${S.verdicts.length})</th><td>${v.release ?? "–"} / ${v.inspect ?? "–"}</td></tr></table>`;
-  // Arrival (stamped by the gate) to verdict stored by the worker. Only meaningful when the gate
-  // stamps arrivals with the current time: replayed or simulated event times are left out.
-  const rtts = S.verdicts.map(verdictMs).filter((x) => x != null).slice(-200).sort((a, b) => a - b);
-  const med = rtts.length ? rtts[Math.floor(rtts.length / 2)] : null;
-  $("loop").innerHTML += `<table class="kv"><tr><th>arrival → verdict</th><td>${med == null ? "no live arrivals yet" : `median ${med} ms, max ${rtts[rtts.length - 1]} ms (${rtts.length} live arrivals; arrival times are to the second)`}</td></tr></table>`;
-  $("verdict-count").textContent = `(newest ${Math.min(200, S.verdicts.length)} of ${S.verdictTotal})`;
-  $("verdicts").innerHTML = S.verdicts.slice(-200).reverse().map((x) => `<li class="verdict"><span class="${esc(x.verdict)}">${esc(x.verdict.toUpperCase())}</span>
-    ${esc(x.gate_id)} · <a data-trip="${esc(x.lock_id)}">${esc(x.declaration_id || "no declaration")}</a> · <span class="mono muted">${short(x.ts)}</span>${verdictMs(x) != null ? ` · <span class="muted">${verdictMs(x)} ms</span>` : ""}
-    ${(x.reasons || []).length ? `<div class="muted">${x.reasons.map(esc).join("; ")}</div>` : ""}</li>`).join("");
+    <tr><th>released / inspect (recent ${S.verdicts.length})</th><td>${v.release ?? "–"} / ${v.inspect ?? "–"}</td></tr>
+    <tr><th>gate round trip (${window})</th><td id="round-trip" data-count="${rt.count ?? 0}">${rt.count ? `median ${fmtMs(rt.median_ms)} · p95 ${fmtMs(rt.p95_ms)} · max ${fmtMs(rt.max_ms)} <span class="muted">(${rt.count} arrivals, published → signed verdict received, measured by the gates)</span>` : "no gate arrivals yet"}</td></tr>
+    <tr><th>manual fallbacks (${window})</th><td id="manual-count" data-count="${rt.manual ?? 0}" class="${rt.manual ? "down" : ""}">${rt.manual ?? 0}${rt.reconciled ? ` <span class="muted">· ${rt.reconciled} reconciled since</span>` : ""}</td></tr></table>`;
+  // The verdicts as they happen, with the gates' manual fallbacks and reconciliations between them.
+  const rtt = new Map(S.gateEvents.filter((e) => e.kind === "verdict").map((e) => [gateKey(e.lock_id, e.arrival_ts), e.round_trip_ms]));
+  const rows = S.verdicts.slice(-200).map((x) => ({ at: x.written_ms || 0, html: `<li class="verdict"><span class="${esc(x.verdict)}">${esc(x.verdict.toUpperCase())}</span>
+    ${esc(x.gate_id)} · <a data-trip="${esc(x.lock_id)}">${esc(x.declaration_id || "no declaration")}</a> · <span class="mono muted">${short(x.ts)}</span>${rtt.get(gateKey(x.lock_id, x.ts)) != null ? ` · <span class="muted rtt">round trip ${fmtMs(rtt.get(gateKey(x.lock_id, x.ts)))}</span>` : ""}
+    ${(x.reasons || []).length ? `<div class="muted">${x.reasons.map(esc).join("; ")}</div>` : ""}</li>` }));
+  for (const e of S.gateEvents.slice(-200)) {
+    if (e.kind === "manual") rows.push({ at: e.recorded_ms || 0, html: `<li class="verdict gate-manual" data-lock="${esc(e.lock_id)}"><span class="manual">MANUAL</span>
+      ${esc(e.gate_id)} · <a data-trip="${esc(e.lock_id)}">${esc(e.vehicle_plate || e.lock_id)}</a> · <span class="mono muted">${short(e.arrival_ts)}</span>
+      <div class="muted">manual inspection: ${esc(e.reason || "no verdict")}</div></li>` });
+    else if (e.kind === "reconciled") rows.push({ at: e.recorded_ms || 0, html: `<li class="verdict gate-reconciled" data-lock="${esc(e.lock_id)}"><span class="muted">RECONCILED</span>
+      ${esc(e.gate_id)} · <a data-trip="${esc(e.lock_id)}">${esc(e.declaration_id || e.lock_id)}</a> · <span class="mono muted">${short(e.arrival_ts)}</span>
+      <div class="muted">the pipeline's verdict for a manual inspection: <span class="${esc(e.verdict)}">${esc((e.verdict || "").toUpperCase())}</span></div></li>` });
+  }
+  rows.sort((a, b) => b.at - a.at);
+  $("verdict-count").textContent = `(newest ${Math.min(200, S.verdicts.length)} of ${S.verdictTotal}, with the gates' manual fallbacks)`;
+  $("verdicts").innerHTML = rows.slice(0, 300).map((r) => r.html).join("");
 }
 $("verdicts").addEventListener("click", (e) => { const l = e.target.closest("[data-trip]"); if (l) openTrip(l.dataset.trip); });
 
