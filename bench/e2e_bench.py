@@ -1,0 +1,204 @@
+"""End to end on this machine: lock messages per second against publish-to-alert latency.
+
+Starts the local stack (Mosquitto, Redis, Tansu in memory), one ``smartlock bridge`` and
+one ``smartlock worker``, then publishes a fleet's messages (2,000 trucks, 20 % detours,
+10 % seal tampering, so alerts come often) over MQTT QoS 1 at rising fixed rates, each for
+``--seconds``, from this process. A subscriber here receives the alerts; the latency of an
+alert is the wall time from publishing the message that raised it to receiving it. Between
+steps the pipeline drains. Stops at the first rate whose p99 is over 500 ms (or at the end
+of ``--rates``).
+
+Prints one JSON line per rate: the target and achieved publish rate, alerts with a latency
+sample, median and p99, each with date, machine and load. Everything (fleet, publisher,
+subscriber, Mosquitto, bridge, Tansu, worker, Redis) shares this machine's cores.
+
+Run: ``python bench/e2e_bench.py [--rates 1000,2500,5000,7500] [--seconds 12]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import itertools
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+from rich.console import Console
+
+from smartlock.adapters.credentials import CredentialStore
+from smartlock.adapters.keys import RedisKeys
+from smartlock.adapters.mqtt import Login, MqttClient, Received
+from smartlock.contract.topics import ALERTS
+from smartlock.core.geofence import Geofences, default_geofence_dir
+from smartlock.local.demo import local_stack, stack_settings
+from smartlock.settings import settings_env
+from smartlock.simulators.fleet import Fleet, FleetConfig
+from smartlock.simulators.scenarios import parse_scenario
+
+#: Latency bound of the issue: a rate whose p99 is above it ends the run.
+P99_BOUND_MS = 500.0
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": f"{platform.node()} {os.cpu_count()} cores {platform.machine()}",
+        "load": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+class AlertTimes:
+    """Receives alerts; matches each to the publish time of the message that raised it."""
+
+    def __init__(self, host: str, port: int, login: Login) -> None:
+        self.sent: dict[tuple[str, str], float] = {}
+        self.latencies: list[float] = []
+        self.last_alert = time.monotonic()
+        self.seen: set[str] = set()
+        self.lock = threading.Lock()
+        self.client = MqttClient(host, port, f"bench-alerts-{os.getpid()}", login=login)
+
+    def start(self) -> None:
+        self.client.subscribe([ALERTS.subscription], self._on_message)
+        self.client.connect()
+
+    def _on_message(self, msg: Received) -> None:
+        now = time.monotonic()
+        payload = json.loads(msg.payload)
+        with self.lock:
+            self.last_alert = now
+            if payload["alert_id"] in self.seen:
+                return
+            self.seen.add(payload["alert_id"])
+            sent = self.sent.get((payload["lock_id"], payload["ts"]))
+            if sent is not None:
+                self.latencies.append((now - sent) * 1000)
+
+    def take(self) -> list[float]:
+        with self.lock:
+            values, self.latencies = self.latencies, []
+        return values
+
+
+def publish_at(client: MqttClient, messages: list[tuple[str, dict[str, Any]]], rate: float,
+               times: AlertTimes) -> float:  # fmt: skip
+    """Publishes at ``rate`` msg/s in 20 ms slices; returns the achieved rate (all acked)."""
+    slice_n = max(1, round(rate / 50))
+    start = time.monotonic()
+    pending = []
+    for i in range(0, len(messages), slice_n):
+        due = start + i / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        now = time.monotonic()
+        for topic, payload in messages[i : i + slice_n]:
+            if "lock_id" in payload and "ts" in payload:
+                times.sent[(payload["lock_id"], payload["ts"])] = now
+            body = json.dumps(payload, ensure_ascii=False).encode()
+            pending.append(client.publish(topic, body, qos=1))
+        if len(pending) >= 2000:
+            for info in pending:
+                info.wait_for_publish(30)
+            pending.clear()
+    for info in pending:
+        info.wait_for_publish(30)
+    return len(messages) / (time.monotonic() - start)
+
+
+def start(role: str, run_dir: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    log = open(run_dir / f"{role}.log", "ab")  # noqa: SIM115 - the child process holds it
+    return subprocess.Popen(
+        [sys.executable, "-m", "smartlock.cli.main", role, "--name", "bench"],
+        env=env, cwd=run_dir, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rates", default="1000,2500,5000,7500")
+    parser.add_argument("--seconds", type=float, default=12.0)
+    parser.add_argument("--trucks", type=int, default=2000)
+    args = parser.parse_args()
+    rates = [float(r) for r in args.rates.split(",")]
+    geo = Geofences.load(default_geofence_dir())
+    config = FleetConfig(
+        trucks=args.trucks,
+        seed=3,
+        scenarios=(parse_scenario("detour:20%"), parse_scenario("tamper:10%")),
+    )
+    total = int(sum(rates) * args.seconds)
+    stream = [(t, p) for _, t, p in itertools.islice(Fleet(config, geo).messages(), total)]
+    with tempfile.TemporaryDirectory(prefix="e2e-bench-") as tmp:
+        run_dir = Path(tmp)
+        credentials = CredentialStore(run_dir / "credentials")
+        with local_stack(run_dir, Console(file=io.StringIO())) as ports:
+            settings = stack_settings(ports, credentials={"dir": credentials.directory.resolve()})
+            env = settings_env(settings, os.environ) | {"PYTHONUNBUFFERED": "1"}
+            procs = [start("worker", run_dir, env), start("bridge", run_dir, env)]
+            client = redis.Redis.from_url(settings.redis.url, decode_responses=True)
+            try:
+                deadline = time.monotonic() + 120
+                while not client.hgetall(RedisKeys(settings.redis.prefix).workers):
+                    if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                        raise RuntimeError(f"worker not ready; see {run_dir}/worker.log")
+                    time.sleep(0.2)
+                times = AlertTimes("127.0.0.1", ports.mqtt, Login.of(credentials.get("console")))
+                times.start()
+                publisher = MqttClient(
+                    "127.0.0.1", ports.mqtt, f"bench-fleet-{os.getpid()}", max_inflight=2000,
+                    login=Login.of(credentials.get("simulator")),
+                )  # fmt: skip
+                publisher.connect()
+                offset = 0
+                for rate in rates:
+                    n = int(rate * args.seconds)
+                    achieved = publish_at(publisher, stream[offset : offset + n], rate, times)
+                    offset += n
+                    # Drained: no alert for 3 s (at most 60 s).
+                    drain_until = time.monotonic() + 60
+                    while (
+                        time.monotonic() < drain_until and time.monotonic() - times.last_alert < 3
+                    ):
+                        time.sleep(0.5)
+                    values = sorted(times.take())
+                    p99 = values[min(len(values) - 1, int(len(values) * 0.99))] if values else None
+                    figure = {
+                        "bench": "end_to_end",
+                        "target_msg_per_s": rate,
+                        "published_msg_per_s": round(achieved),
+                        "alert_samples": len(values),
+                        "latency_median_ms": round(statistics.median(values), 1)
+                        if values
+                        else None,
+                        "latency_p99_ms": round(p99, 1) if p99 is not None else None,
+                    }
+                    print(json.dumps(figure | machine()), flush=True)
+                    if p99 is None or p99 > P99_BOUND_MS:
+                        break
+                publisher.disconnect()
+                times.client.disconnect()
+            finally:
+                for proc in procs:
+                    proc.terminate()
+                for proc in procs:
+                    try:
+                        proc.wait(20)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+
+
+if __name__ == "__main__":
+    main()
