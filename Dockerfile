@@ -13,8 +13,13 @@ WORKDIR /opt/smartlock
 COPY pyproject.toml README.md ./
 COPY smartlock ./smartlock
 COPY geofences ./geofences
+# The credentials service writes the store and the brokers' files into named volumes mounted
+# at these paths: created here, owned by smartlock, so the new volumes start owned by it.
 RUN pip install . \
-    && useradd --system --create-home --home-dir /var/lib/smartlock smartlock
+    && useradd --system --create-home --home-dir /var/lib/smartlock smartlock \
+    && mkdir -p /run/smartlock/credentials /mosquitto/auth /redis/auth \
+    && chown smartlock: /run/smartlock/credentials /mosquitto/auth /redis/auth \
+    && chmod 0700 /run/smartlock/credentials
 
 # Faust writes its data directory into the working directory.
 USER smartlock

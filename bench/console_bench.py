@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import redis
 from playwright.sync_api import sync_playwright
 from rich.console import Console
 
 import smartlock.local.demo as demo
+from smartlock.adapters.credentials import CredentialStore
 from smartlock.adapters.keys import RedisKeys
+from smartlock.adapters.redis_auth import connect
 from smartlock.core.geofence import Geofences, default_geofence_dir
 from smartlock.simulators.demo_fleet import DEMO_START, demo_fleet
 
@@ -119,7 +120,7 @@ def measure(phase_s: float, results: dict[str, Any]) -> None:
         line.split()[1:3]
         for line in (Captured.run_dir / "console-sign-in.txt").read_text().splitlines()
     )
-    r = redis.Redis.from_url(Captured.redis_url, decode_responses=True)
+    r = connect(Captured.redis_url, CredentialStore(Captured.run_dir / "credentials").get("admin"))
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1920, "height": 1080}, bypass_csp=True)

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from smartlock.adapters.broker_auth import push_identity
 from smartlock.adapters.credentials import SERVICE_ROLES, CredentialStore, Identity
 from smartlock.adapters.mqtt import Login
+from smartlock.adapters.redis_auth import connect
 from smartlock.errors import InfrastructureError
 from smartlock.local import stack
 
@@ -45,7 +46,7 @@ class Endpoint:
         log: log file of a local server (None for a container).
         tls_port: Mosquitto's TLS listener (None for other servers).
         ca_file: the CA certificate of that listener.
-        credentials_dir: the credentials store whose identities Mosquitto admits.
+        credentials_dir: the credentials store whose identities Mosquitto and Redis admit.
     """
 
     kind: str
@@ -59,8 +60,14 @@ class Endpoint:
 
     def login(self, role: str, name: str | None = None) -> Login:
         """The login of an identity this broker admits (issued and pushed to it if new)."""
-        assert self.credentials_dir is not None, "only the MQTT endpoint has identities"
+        assert self.kind == "mqtt" and self.credentials_dir is not None, "MQTT only"
         return login(CredentialStore(self.credentials_dir), self, role, name)
+
+    def client(self, account: str = "admin", **kwargs: Any) -> Any:
+        """A Redis client of this server logged in as service ``account`` (default ``admin``);
+        ``asynchronous=True`` for a ``redis.asyncio`` one."""
+        assert self.kind == "redis" and self.credentials_dir is not None, "Redis only"
+        return connect(self.url, CredentialStore(self.credentials_dir).get(account), **kwargs)
 
     @property
     def address(self) -> str:
@@ -120,6 +127,9 @@ class LocalBackend:
         if kind == "kafka-durable":
             weed, s3 = stack.seaweedfs_server(run_dir, 0)
             servers = [weed, stack.tansu_server(run_dir, port, s3=s3)]
+        elif kind == "redis":
+            # Every test has a key prefix of its own: the users' key patterns admit any prefix.
+            servers = [stack.redis_server(run_dir, port, credentials=self.credentials, prefix="*")]
         elif kind == "mqtt":
             # As `smartlock stack up` runs it: no anonymous access, ACLs, a TLS listener.
             servers = [
@@ -128,12 +138,16 @@ class LocalBackend:
                 )
             ]
         else:
-            factory = {"redis": stack.redis_server, "kafka": stack.tansu_server}[kind]
-            servers = [factory(run_dir, port)]
+            servers = [stack.tansu_server(run_dir, port)]
         self._run_dirs.append(run_dir)
         self._servers[kind] = (run_dir, servers)
         for server in servers:  # in order: Tansu's storage answers before Tansu starts
             info = stack.start_servers(run_dir, [server]).servers[server.name]
+        if kind == "redis":
+            return Endpoint(
+                kind, info.host, info.port, info.pid, info.log,
+                credentials_dir=self.credentials.directory,
+            )  # fmt: skip
         if kind != "mqtt":
             return Endpoint(kind, info.host, info.port, info.pid, info.log)
         ca = run_dir / "tls" / "ca.crt"
@@ -176,7 +190,7 @@ class DockerBackend:
             kind
         ]
         wait_until_answers(check, host, port, timeout=120, what=f"{kind} container")
-        if kind == "mqtt":
+        if kind in ("mqtt", "redis"):
             return Endpoint(kind, host, port, credentials_dir=self.credentials.directory)
         return Endpoint(kind, host, port)
 
@@ -212,9 +226,21 @@ class DockerBackend:
         ), 1883
 
     def _redis(self) -> tuple[Any, int]:
+        # Untested here (no Docker engine): the same ACL users as the local backend.
         from testcontainers.core.container import DockerContainer
 
-        return DockerContainer(REDIS_IMAGE).with_exposed_ports(6379), 6379
+        from smartlock.adapters.redis_auth import acl_file, ensure_accounts
+
+        ensure_accounts(self.credentials)
+        acl = self.base_dir / "users.acl"
+        acl.write_text(acl_file(self.credentials.identities().values(), "*"))
+        acl.chmod(0o644)  # read by the image's redis user; hashes only
+        return (
+            DockerContainer(REDIS_IMAGE)
+            .with_exposed_ports(6379)
+            .with_volume_mapping(str(acl), "/etc/redis/users.acl")
+            .with_command("redis-server --aclfile /etc/redis/users.acl")
+        ), 6379
 
     def _kafka(self) -> tuple[Any, int]:
         from testcontainers.core.container import DockerContainer

@@ -54,6 +54,8 @@ SERVICE_ROLES = (
     "simulator",
     "replay",
     "recorder",
+    "reader",
+    "gates",
     "admin",
 )
 ROLES = DEVICE_ROLES + HTTP_ROLES + SERVICE_ROLES

@@ -24,6 +24,9 @@
   verdict with its round trip (arrival published -> verdict received), each fall back to manual
   inspection and each later reconciliation, for the console's gate view;
 * ``<p>:console:*``: the console's acknowledgements, pending resolutions, desk stream, sessions.
+
+:meth:`RedisKeys.access` says which of these each service account's Redis user may read and
+write (its ACL key patterns, :mod:`smartlock.adapters.redis_auth`).
 """
 
 from __future__ import annotations
@@ -141,3 +144,48 @@ class RedisKeys:
 
     def session(self, digest: str) -> str:
         return f"{self.prefix}:console:session:{digest}"
+
+    # --- who may touch which keys (Redis ACL key patterns of each service account)
+
+    def access(self, account: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(read-write, read-only) key patterns of ``account``'s Redis user; ((), ()) if none.
+
+        The worker writes the live state; a bridge only its own heartbeat; the intake its
+        declarations and reads the trips and write-offs it reports; the console reads
+        everything and writes only its own keys; ``reader`` (gate reconciliation, ``resolve``,
+        ``stack status``, the demo's displays) reads only; ``admin`` may do anything.
+        """
+        p = self.prefix
+        pipeline = (
+            self.trip("*"),
+            self.trip_changes,
+            self.declaration_locks("*"),
+            self.positions,
+            f"{p}:track:*",
+            self.declaration("*"),
+            self.alerts,
+            self.alert_ids,
+            self.verdicts,
+            self.verdict_ids,
+            self.deadletters,
+            self.deadletter_ids,
+            self.writeoff("*"),
+            self.audit("*"),
+            self.audit_ids,
+            self.workers,
+            f"{p}:alive:worker:*",
+            self.members,
+        )
+        everything = (f"{p}:*",)
+        table: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+            "worker": (pipeline, ()),
+            "bridge": ((f"{p}:alive:bridge:*", self.members), ()),
+            "intake": ((f"{p}:intake:*",), (self.trip("*"), self.writeoff("*"))),
+            "console": ((f"{p}:console:*",), everything),
+            "reader": ((), everything),
+            # The gate clients (one account for all): their event log, and the verdict
+            # stream they reconcile from.
+            "gates": ((self.gate_events,), (self.verdicts,)),
+            "admin": (("*",), ()),
+        }
+        return table.get(account, ((), ()))

@@ -20,9 +20,13 @@ import os
 import socket
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smartlock.adapters.keys import RedisKeys
+from smartlock.adapters.redis_auth import redis_client
+
+if TYPE_CHECKING:
+    from smartlock.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +55,16 @@ def _alive_key(prefix: str, role: str, name: str) -> str:
     return RedisKeys(prefix).alive(role, name)
 
 
-def claim_name(redis_url: str, prefix: str, role: str, requested: str | None = None) -> str:
+def claim_name(settings: Settings, role: str, requested: str | None = None) -> str:
     """The name this process runs under: ``requested``, or the first free ``<host>[-n]``.
 
-    Without Redis the name is ``<host>-<pid>`` (unique, but not kept across restarts).
+    ``role`` (``bridge`` or ``worker``) is also the Redis user it logs in as. Without Redis
+    the name is ``<host>-<pid>`` (unique, but not kept across restarts).
     """
     import redis
 
-    client = redis.Redis.from_url(redis_url, socket_connect_timeout=3, socket_timeout=3)
+    prefix = settings.redis.prefix
+    client = redis_client(settings, role, socket_connect_timeout=3, socket_timeout=3)
     base = socket.gethostname()
     try:
         if requested:
@@ -126,11 +132,10 @@ class MemberStatus:
     silent_s: float
 
 
-def members(redis_url: str, prefix: str, now: float | None = None) -> list[MemberStatus]:
-    """Every recorded bridge and worker, alive (fresh heartbeat) or not."""
-    import redis
-
-    client = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=3)
+def members(settings: Settings, now: float | None = None) -> list[MemberStatus]:
+    """Every recorded bridge and worker, alive (fresh heartbeat) or not (read as ``reader``)."""
+    prefix = settings.redis.prefix
+    client = redis_client(settings, "reader", socket_timeout=3)
     try:
         recorded = client.hgetall(RedisKeys(prefix).members)
         now = time.time() if now is None else now

@@ -153,11 +153,17 @@ def digest(record: dict[str, Any], drop: tuple[str, ...] = ()) -> str:
 
 
 class RedisState:
-    """Writes the live view; every write of a batch goes in one pipeline round trip."""
+    """Writes the live view; every write of a batch goes in one pipeline round trip.
 
-    def __init__(self, url: str, prefix: str, stream_maxlen: int = 100_000) -> None:
-        self.client = aioredis.Redis.from_url(url, decode_responses=True)
-        self.keys = RedisKeys(prefix)
+    Args:
+        client: an asyncio client logged in as ``worker``
+            (:func:`smartlock.adapters.redis_auth.async_redis_client`), ``decode_responses``.
+        prefix: the key prefix.
+        stream_maxlen: entries kept in the alert, verdict and dead-letter streams.
+    """
+
+    def __init__(self, client: aioredis.Redis, prefix: str, stream_maxlen: int = 100_000) -> None:
+        self.client = client
         self.keys = RedisKeys(prefix)
         self.maxlen = stream_maxlen
         self._write_batch = self.client.register_script(WRITE_BATCH)

@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
 from rich.console import Console
 from rich.live import Live
 
 from smartlock.adapters.credentials import CredentialStore
 from smartlock.adapters.keys import RedisKeys
 from smartlock.adapters.mqtt import Login, MqttClient
+from smartlock.adapters.redis_auth import redis_client
 from smartlock.errors import InfrastructureError
 from smartlock.local.live_view import LiveView
 from smartlock.local.stack import Ports, free_ports, port_in_use, start_stack, stop_stack
@@ -346,7 +346,7 @@ def stack_settings(ports: Ports, **overrides: Any) -> Settings:
 def _wait_worker(
     settings: Settings, procs: DemoProcesses, console: Console, stop: threading.Event
 ) -> None:
-    client = redis.Redis.from_url(settings.redis.url, decode_responses=True)
+    client = redis_client(settings, "reader")
     deadline = time.monotonic() + 90
     with console.status("waiting for the worker to join its consumer group..."):
         while not client.hgetall(RedisKeys(settings.redis.prefix).workers):

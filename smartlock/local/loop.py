@@ -23,12 +23,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import redis
 from rich.console import Console
 
 from smartlock.adapters.credentials import CredentialStore
 from smartlock.adapters.keys import RedisKeys
 from smartlock.adapters.mqtt import login_for
+from smartlock.adapters.redis_auth import redis_client
 from smartlock.contract.models import format_epoch
 from smartlock.contract.timestamps import parse_rfc3339
 from smartlock.core.geofence import Geofences, default_geofence_dir
@@ -164,7 +164,7 @@ def _narrate(
     # message is stamped in the past, as a live lock's are; a stamp ahead of the clock would
     # be refused as future_ts (CONTRACT section 7).
     depart = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=3)
-    r = redis.Redis.from_url(settings.redis.url, decode_responses=True)
+    r = redis_client(settings, "reader")
     keys = RedisKeys(settings.redis.prefix)
     store = CredentialStore(settings.credentials_dir)
     declarant = store.ensure("declarant", "loop-forwarder")

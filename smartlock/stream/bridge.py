@@ -28,13 +28,13 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from smartlock.adapters.membership import Heartbeat
 from smartlock.adapters.mqtt import Received, client_for
+from smartlock.adapters.redis_auth import async_redis_client
 from smartlock.contract.topics import INBOUND_SUBSCRIPTIONS
 from smartlock.settings import Settings
 from smartlock.stream.inbound import Forwarder, InboundRecord
@@ -131,7 +131,7 @@ class Bridge:
             # One line for operators: this bridge is ready and what it moves.
             print(f"bridge {self.name} ready: {owns}", flush=True)
             heartbeat = Heartbeat(
-                aioredis.Redis.from_url(self.settings.redis.url), self.settings.redis.prefix,
+                async_redis_client(self.settings, "bridge"), self.settings.redis.prefix,
                 "bridge", self.name,
             )  # fmt: skip
             await heartbeat.beat(owns, force=True)

@@ -22,6 +22,7 @@ from smartlock.adapters.credentials import CredentialStore
 from smartlock.adapters.keys import RedisKeys
 from smartlock.adapters.membership import HEARTBEAT_S, Heartbeat
 from smartlock.adapters.mqtt import client_for
+from smartlock.adapters.redis_auth import async_redis_client
 from smartlock.adapters.redis_state import RedisState
 from smartlock.contract.codec import sign
 from smartlock.contract.models import format_epoch
@@ -56,7 +57,9 @@ class Outputs:
             settings, "worker", f"{settings.mqtt.client_id_prefix}-worker-{name}"
         )
         self.redis = RedisState(
-            settings.redis.url, settings.redis.prefix, settings.redis.alert_stream_maxlen
+            async_redis_client(settings, "worker"),
+            settings.redis.prefix,
+            settings.redis.alert_stream_maxlen,
         )
         self.role = f"worker {name}"
         # Gate keys are read from the store at each verdict (re-read when the file changes):

@@ -21,6 +21,7 @@ from typing import Any
 import redis
 
 from smartlock.adapters.keys import RedisKeys
+from smartlock.adapters.redis_auth import redis_client
 from smartlock.settings import Settings, load_settings, settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,7 +102,8 @@ class Pipeline:
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
     def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.redis_url, decode_responses=True)
+        """A Redis client logged in as ``admin`` (the tests read and reset anything)."""
+        return redis_client(self.settings(), "admin")
 
     def wait_worker_ready(self, name: str = "1", timeout: float = 60.0) -> list[int]:
         """Waits until the worker announced its partitions in Redis."""

@@ -7,12 +7,12 @@ import json
 from typing import Any
 
 import pytest
-import redis
 from aiohttp.test_utils import TestClient, TestServer
 
 from smartlock.adapters.keys import RedisKeys
 from smartlock.services.console.app import ConsoleConfig, create_app
 from smartlock.services.console.auth import COOKIE, Principal
+from tests.servers import Endpoint
 
 pytestmark = pytest.mark.integration
 
@@ -21,12 +21,12 @@ def verify(name: str, password: str) -> Principal | None:
     return Principal("op", "operator") if (name, password) == ("op", "op-password") else None
 
 
-def config(url: str, prefix: str) -> ConsoleConfig:
+def config(server: Endpoint, prefix: str) -> ConsoleConfig:
     def no_broker(*args: str) -> dict[str, Any]:
         raise AssertionError("this test resolves nothing")
 
     return ConsoleConfig(
-        redis_url=url,
+        redis=lambda: server.client("console", asynchronous=True),
         prefix=prefix,
         geofences={"type": "FeatureCollection", "features": []},
         verify=verify,
@@ -81,11 +81,11 @@ def test_snapshot_then_updates_and_resume_with_last_event_id(
     redis_server: Any, unique: str
 ) -> None:
     prefix = f"c{unique}"
-    r = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    r = redis_server.client()
     r.xadd(RedisKeys(prefix).alerts, alert(1))
 
     async def scenario() -> None:
-        client = TestClient(TestServer(create_app(config(redis_server.url, prefix))))
+        client = TestClient(TestServer(create_app(config(redis_server, prefix))))
         await client.start_server()
         try:
             assert (await client.get("/api/events")).status == 401

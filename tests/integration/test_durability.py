@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from smartlock.adapters.credentials import CredentialStore
+from smartlock.adapters.redis_auth import connect
 from smartlock.local import stack
 from tests.integration.test_stack import MqttProbe
 from tests.servers import Endpoint
@@ -75,7 +76,7 @@ def test_kill_minus_nine_of_the_whole_stack_loses_nothing_acknowledged(tmp_path:
     try:
         mqtt = Endpoint("mqtt", info.host, info.mqtt_port, credentials_dir=run_dir / "credentials")
         asyncio.run(_produce(info.kafka_bootstrap, "durable"))
-        r = redis.Redis.from_url(info.redis_url, decode_responses=True)
+        r = connect(info.redis_url, CredentialStore(run_dir / "credentials").get("admin"))
         for i in range(100):
             r.incr("reference-counter")
             r.xadd("audit", {"i": str(i)})
@@ -100,7 +101,7 @@ def test_kill_minus_nine_of_the_whole_stack_loses_nothing_acknowledged(tmp_path:
         values, committed = asyncio.run(_consume(info.kafka_bootstrap, "durable"))
         assert sorted(values) == sorted(f"r{i}".encode() for i in range(RECORDS))
         assert committed == RECORDS // 2
-        r = redis.Redis.from_url(info.redis_url, decode_responses=True)
+        r = connect(info.redis_url, CredentialStore(run_dir / "credentials").get("admin"))
         assert r.get("reference-counter") == "100"  # a new reference number continues from 101
         assert r.xlen("audit") == 100
         with MqttProbe(mqtt, "durable-sub", "recorder", persistent=True) as sub:

@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import redis
 from aiohttp.test_utils import TestClient, TestServer
 
 from smartlock.adapters.credentials import CredentialStore
@@ -142,7 +141,7 @@ def test_declare_bind_and_the_declaration_arrives_on_mqtt(
             arrived[0]["lock_id"] == f"LK-{unique}"
             and arrived[0]["eta_ts"] == "2026-11-23T11:35:00Z"
         )
-        r = redis.Redis.from_url(redis_server.url, decode_responses=True)
+        r = redis_server.client()
         assert r.hget(RedisKeys(prefix).intake(reference), "status") == "bound"
         assert r.get(RedisKeys(prefix).intake_by_declaration(f"DCL-{unique}")) == reference
         assert (
@@ -206,9 +205,9 @@ def test_a_redis_outage_is_a_503_with_a_reason_and_healthz_says_so(
 
     run_dir = tmp_path / "redis"
     (port,) = stack.free_ports(1)
-    server = stack.redis_server(run_dir, port)
+    server = stack.redis_server(run_dir, port, credentials=credentials, prefix="*")
     stack.start_servers(run_dir, [server])
-    own_redis = Endpoint("redis", "127.0.0.1", port)
+    own_redis = Endpoint("redis", "127.0.0.1", port, credentials_dir=credentials.directory)
     token = credentials.issue("declarant", f"decl-{unique}").secret.get_secret_value()
     settings = _settings(mqtt_server, own_redis, f"test-{unique}", credentials)
     form = road_form(declaration_id=f"DCL-{unique}", lock_id=f"LK-{unique}")

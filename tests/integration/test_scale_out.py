@@ -54,9 +54,7 @@ def test_two_bridges_and_three_workers_without_names_lose_and_double_nothing(
             assert time.monotonic() < deadline, [p.log(f"worker-{i}") for i in range(3)]
             time.sleep(0.5)
         host = socket.gethostname()
-        found = {
-            (m.member.role, m.member.name) for m in membership.members(redis_server.url, p.prefix)
-        }
+        found = {(m.member.role, m.member.name) for m in membership.members(p.settings())}
         workers = {n for role, n in found if role == "worker"}
         bridges = {n for role, n in found if role == "bridge"}
         assert workers == {host, f"{host}-2", f"{host}-3"}
@@ -109,7 +107,7 @@ def test_two_bridges_and_three_workers_without_names_lose_and_double_nothing(
         assert deciders and all(any(f"(worker {w})" in d for w in workers) for d in deciders), (
             deciders
         )
-        statuses = membership.members(redis_server.url, p.prefix)
+        statuses = membership.members(p.settings())
         assert len(statuses) == 5 and all(s.alive for s in statuses)
     finally:
         p.stop_all()

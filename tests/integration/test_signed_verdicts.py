@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from smartlock.adapters.credentials import CredentialStore
 from smartlock.adapters.mqtt import MqttClient
@@ -125,7 +124,7 @@ def test_reconciliation_trusts_only_signed_verdicts_from_redis(
         gate_id, settings_for(mqtt_server, redis_server, unique), FallbackQueue(tmp_path / "q"), 0.5
     )
     assert client.connect()
-    r = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    r = redis_server.client()
     try:
         arrival = make_arrival(gate_id, "浙G01345", f"LK-{unique}", "CSQU3054383")
         assert client.arrive(arrival).manual  # no pipeline: queued for reconciliation

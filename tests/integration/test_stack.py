@@ -86,12 +86,17 @@ def test_mqtt_qos1_round_trip(mqtt_server: Endpoint, unique: str) -> None:
 
 
 @pytest.mark.integration
-def test_redis_answers(redis_server: Endpoint, unique: str) -> None:
-    client = redis.Redis(host=redis_server.host, port=redis_server.port)
+def test_redis_answers_a_service_account_and_refuses_anonymous_clients(
+    redis_server: Endpoint, unique: str
+) -> None:
+    anonymous = redis.Redis(host=redis_server.host, port=redis_server.port)
+    with pytest.raises(redis.AuthenticationError):
+        anonymous.ping()
+    client = redis_server.client("admin")
     try:
         assert client.ping()
         client.set(f"test:{unique}", "1")
-        assert client.get(f"test:{unique}") == b"1"
+        assert client.get(f"test:{unique}") == "1"
     finally:
         client.close()
 

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        name = claim_name(settings.redis.url, settings.redis.prefix, "bridge", args.name)
+        name = claim_name(settings, "bridge", args.name)
         bridge = Bridge(settings, name)
         await bridge.run(stop)
         logging.info("bridge stopped: %s", bridge.stats)

@@ -65,6 +65,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     files.add_argument("out", type=Path, help="directory: dynamic-security.json, ca.crt, server.*")
     files.add_argument("--host", default="localhost", help="the broker's host name (certificate)")
+    files.add_argument(
+        "--redis-acl",
+        type=Path,
+        default=None,
+        help="also write Redis's ACL file here (one user per service account, hashes only)",
+    )
 
 
 def store_for(settings: Settings, directory: Path | None = None) -> CredentialStore:
@@ -104,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.action == "broker-files":
         print(broker_files(store, args.out, args.host))
+        if args.redis_acl is not None:
+            print(redis_acl_file(store, args.redis_acl, settings.redis.prefix))
         return 0
     roles = (args.role,) if args.role else ROLES
     for identity in store.by_role(*roles):
@@ -126,6 +134,7 @@ def _apply(
     if admin is None:
         print("no broker admin in this store: the broker learns the change when it starts")
         return
+    _apply_redis(settings, admin, identity, revoked=revoked)
     try:
         push_identity(host, port, admin, identity, revoked=revoked)
     except InfrastructureError as exc:
@@ -135,6 +144,25 @@ def _apply(
         return
     done = "removed and disconnected" if revoked else "admitted"
     print(f"Mosquitto on {host}:{port}: {identity.name} {done}")
+
+
+def _apply_redis(settings: Settings, admin: Identity, identity: Identity, *, revoked: bool) -> None:
+    """A Redis service account's new password (or its removal) applied to the running Redis."""
+    import redis
+
+    from smartlock.adapters.redis_auth import REDIS_ACCOUNTS, apply_identity
+
+    if identity.role not in REDIS_ACCOUNTS:
+        return
+    if identity.role == "admin":
+        print("Redis learns the new admin password when it restarts (smartlock stack down/up)")
+        return
+    try:
+        print(apply_identity(settings.redis.url, admin, identity, revoked=revoked))
+    except redis.RedisError as exc:
+        print(
+            f"not applied to Redis at {settings.redis.url} ({exc}); it reads the store when it starts"
+        )
 
 
 def broker_files(store: CredentialStore, out: Path, host: str) -> str:
@@ -155,3 +183,18 @@ def broker_files(store: CredentialStore, out: Path, host: str) -> str:
         json_.dump(dynsec_config(store.identities().values()), handle, indent=1)
     make_tls(out, host)
     return f"wrote {target} and the TLS files for {host} (give {out / 'ca.crt'} to the devices)"
+
+
+def redis_acl_file(store: CredentialStore, target: Path, prefix: str) -> str:
+    """Writes Redis's ACL file for the service accounts of ``store`` (issued if missing).
+
+    Mode 0644: the Redis image reads it as its own user, and it holds only SHA-256 hashes of
+    random 32-character secrets, never a password.
+    """
+    from smartlock.adapters.redis_auth import acl_file, ensure_accounts
+
+    ensure_accounts(store)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(acl_file(store.identities().values(), prefix))
+    target.chmod(0o644)
+    return f"wrote {target} (Redis users of the service accounts, key prefix {prefix!r})"

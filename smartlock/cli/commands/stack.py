@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             storage=args.storage,
             credentials=CredentialStore(settings.credentials_dir),
+            redis_prefix=settings.redis.prefix,
         )
         for server in info.servers.values():
             print(
@@ -94,14 +95,14 @@ def run(args: argparse.Namespace) -> int:
                 ok = ok or all(s.healthy for s in others)
     redis_up = any(s.name == "redis" and s.healthy for s in statuses)
     if redis_up:
-        ok = _print_members(load_settings(args.config)) and ok
+        ok = _print_members(load_settings(args.config, run_dir=run_dir)) and ok
     return 0 if ok else 1
 
 
 def _print_members(settings: Settings) -> bool:
     """Bridges and workers that registered in Redis; False if one has stopped beating."""
     try:
-        found = membership.members(settings.redis.url, settings.redis.prefix)
+        found = membership.members(settings)
     except Exception as exc:  # noqa: BLE001 - status reports, it does not crash
         print(f"bridges and workers: cannot read them from Redis ({exc})")
         return False

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
     settings = settings_with_servers(args)
-    name = claim_name(settings.redis.url, settings.redis.prefix, "worker", args.name)
+    name = claim_name(settings, "worker", args.name)
     app = create_app(settings, build_detector(settings), name)
     app.conf.web_enabled = args.web_port is not None
     if args.web_port is not None:

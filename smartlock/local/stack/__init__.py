@@ -112,6 +112,7 @@ def start_stack(
     timeout: float = 60.0,
     storage: str = "s3",
     credentials: CredentialStore | None = None,
+    redis_prefix: str = "smartlock",
 ) -> StackInfo:
     """Starts Mosquitto, Redis, SeaweedFS and Tansu and waits until all answer.
 
@@ -123,13 +124,14 @@ def start_stack(
         storage: ``s3`` (durable, the default: Tansu on SeaweedFS) or ``memory``.
         credentials: the credentials store (default ``<run_dir>/credentials``); the service
             accounts are issued into it if missing.
+        redis_prefix: the key prefix (``redis.prefix``) the Redis users may use.
 
     Raises:
         InfrastructureError: a binary is missing (the message names the install command),
             a port is taken, or a server did not come up; nothing is left running then.
     """
     run_dir = Path(run_dir)
-    servers = stack_servers(run_dir, ports or Ports(), host, storage, credentials)
+    servers = stack_servers(run_dir, ports or Ports(), host, storage, credentials, redis_prefix)
     # Tansu reads its bucket at start-up: it starts once the storage answers.
     first = start_servers(run_dir, servers[:-1], timeout)
     try:

@@ -59,7 +59,7 @@ def check_mqtt(host: str, port: int, timeout: float) -> None:
 
 
 def check_redis(host: str, port: int, timeout: float) -> None:
-    """Sends PING and expects PONG."""
+    """Sends PING, anonymously: PONG, or the refusal of an anonymous client, is an answer."""
     import redis
 
     client = redis.Redis(
@@ -68,6 +68,8 @@ def check_redis(host: str, port: int, timeout: float) -> None:
     try:
         if not client.ping():
             raise InfrastructureError(f"Redis on {host}:{port} did not answer PING")
+    except redis.AuthenticationError:
+        return  # NOAUTH: Redis is up and admits no anonymous client
     finally:
         client.close()
 

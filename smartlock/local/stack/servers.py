@@ -15,6 +15,7 @@ from pathlib import Path
 
 from smartlock.adapters.broker_auth import dynsec_config
 from smartlock.adapters.credentials import SERVICE_ROLES, CredentialStore
+from smartlock.adapters.redis_auth import acl_file, ensure_accounts
 from smartlock.errors import InfrastructureError
 from smartlock.local.stack.health import (
     check_kafka,
@@ -73,6 +74,8 @@ def tansu_binary() -> str:
 #: Largest MQTT payload the broker accepts (a memory guard). The pipeline's own limit is
 #: 64 KiB (CONTRACT section 7): payloads between the two are dead-lettered with their hash.
 MQTT_MESSAGE_LIMIT = 256 * 1024
+#: Redis's ACL file under the run directory (made from the credentials store at start).
+REDIS_ACL_FILE = "redis/users.acl"
 DYNSEC_PLUGINS = (
     "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
     "/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so",
@@ -306,8 +309,30 @@ def mosquitto_server(
     )
 
 
-def redis_server(run_dir: Path, port: int, host: str = DEFAULT_HOST) -> Server:
+def redis_server(
+    run_dir: Path,
+    port: int,
+    host: str = DEFAULT_HOST,
+    *,
+    credentials: CredentialStore | None = None,
+    prefix: str = "smartlock",
+) -> Server:
+    """Redis on ``host:port`` with no anonymous access: one ACL user per service account.
+
+    The Redis service accounts are issued into the credentials store if missing; the ACL
+    file (``redis/users.acl``, owner-only, SHA-256 hashes only) is made from the store.
+
+    Args:
+        run_dir: the run directory.
+        port: the port (on ``host``, loopback by default).
+        host: listen address.
+        credentials: the credentials store (default ``<run_dir>/credentials``).
+        prefix: the key prefix the users' key patterns are made for (``redis.prefix``; a
+            glob such as ``*`` for servers shared by runs with different prefixes).
+    """
     binary = find_binary("redis-server", APT_HINT)
+    store = credentials or CredentialStore(run_dir / "credentials")
+    ensure_accounts(store)
     data = str((run_dir / "redis").resolve())
     argv = (
         binary,
@@ -315,6 +340,8 @@ def redis_server(run_dir: Path, port: int, host: str = DEFAULT_HOST) -> Server:
         str(port),
         "--bind",
         host,
+        "--aclfile",
+        str((run_dir / REDIS_ACL_FILE).resolve()),
         "--save",
         "",
         # Declarations, write-offs and audit live here: every write goes to the append-only
@@ -330,7 +357,10 @@ def redis_server(run_dir: Path, port: int, host: str = DEFAULT_HOST) -> Server:
         "--logfile",
         "",
     )
-    return Server("redis", argv, host, port, check_redis, dirs=("redis",))
+    acl = acl_file(store.identities().values(), prefix)
+    return Server(
+        "redis", argv, host, port, check_redis, files={REDIS_ACL_FILE: acl}, dirs=("redis",)
+    )
 
 
 def weed_binary() -> str:
@@ -472,11 +502,12 @@ def stack_servers(
     host: str = DEFAULT_HOST,
     storage: str = "s3",
     credentials: CredentialStore | None = None,
+    redis_prefix: str = "smartlock",
 ) -> list[Server]:
     """The servers of the stack, in start order (SeaweedFS before Tansu with ``storage="s3"``).
 
-    ``credentials`` is the store whose identities Mosquitto admits (default
-    ``<run_dir>/credentials``).
+    ``credentials`` is the store whose identities Mosquitto and Redis admit (default
+    ``<run_dir>/credentials``); ``redis_prefix`` the key prefix of the Redis users' ACLs.
 
     Raises:
         InfrastructureError: a binary is missing.
@@ -485,7 +516,7 @@ def stack_servers(
         mosquitto_server(
             run_dir, ports.mqtt, host, credentials=credentials, tls_port=ports.mqtt_tls or None
         ),
-        redis_server(run_dir, ports.redis, host),
+        redis_server(run_dir, ports.redis, host, credentials=credentials, prefix=redis_prefix),
     ]
     s3 = None
     if storage == "s3":

@@ -64,7 +64,8 @@ def check_vendor() -> None:
 class ConsoleConfig:
     """What the console app needs from the settings."""
 
-    redis_url: str
+    #: Opens the console's Redis client (user ``console``: reads all, writes only its keys).
+    redis: Callable[[], aioredis.Redis]
     prefix: str
     geofences: dict[str, Any]
     verify: Callable[[str, str], Principal | None]  # name, password -> who, or None
@@ -158,7 +159,7 @@ def create_app(config: ConsoleConfig) -> web.Application:
 
 async def _startup(app: web.Application) -> None:
     config = app[CONFIG]
-    client = aioredis.Redis.from_url(config.redis_url, decode_responses=True)
+    client = config.redis()
     keys = RedisKeys(config.prefix)
     feed = LiveFeed(client, keys)
     await feed.start()

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from smartlock.adapters.credentials import CredentialStore
+from smartlock.adapters.redis_auth import async_redis_client
 from smartlock.core.geofence import Geofences, default_geofence_dir
 from smartlock.services.console.app import NODE_MODULES, ConsoleConfig, create_app
 from smartlock.services.console.auth import still_active, verify_identity
@@ -55,7 +56,7 @@ def console_config(settings: Settings) -> ConsoleConfig:
     store = CredentialStore(settings.credentials_dir)
     geofences = geofence_collection(directory)
     return ConsoleConfig(
-        redis_url=settings.redis.url,
+        redis=partial(async_redis_client, settings, "console"),
         prefix=settings.redis.prefix,
         geofences=geofences,
         basemap=partial(basemap, NODE_MODULES / "world-atlas" / "land-10m.json", geofences),

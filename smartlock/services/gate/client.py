@@ -28,9 +28,10 @@ from typing import Any
 
 import redis
 
-from smartlock.adapters.credentials import CredentialStore
+from smartlock.adapters.credentials import CredentialError, CredentialStore
 from smartlock.adapters.keys import RedisKeys
 from smartlock.adapters.mqtt import MqttClient, Received, client_for
+from smartlock.adapters.redis_auth import redis_client
 from smartlock.contract.codec import signature_valid
 from smartlock.contract.models import GateArrival, ManualOutcome, format_ts
 from smartlock.contract.timestamps import epoch
@@ -160,16 +161,19 @@ class GateLog:
 
     def __init__(self, settings: Settings, timeout: float = 0.5) -> None:
         self.key = RedisKeys(settings.redis.prefix).gate_events
-        self._client = redis.Redis.from_url(
-            settings.redis.url,
-            decode_responses=True,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-        )
+        self._client: redis.Redis | None = None
+        try:  # the gate clients' Redis account (writes only this stream)
+            self._client = redis_client(
+                settings, "gates", socket_timeout=timeout, socket_connect_timeout=timeout
+            )
+        except CredentialError as exc:
+            log.warning("gate: events will not be recorded in Redis (%s)", exc)
 
     def write(self, events: list[dict[str, Any]]) -> bool:
         if not events:
             return True
+        if self._client is None:
+            return False
         try:
             with self._client.pipeline(transaction=False) as pipe:
                 for event in events:
@@ -186,7 +190,8 @@ class GateLog:
             return False
 
     def close(self) -> None:
-        self._client.close()
+        if self._client is not None:
+            self._client.close()
 
 
 def _match_key(payload: dict[str, Any]) -> tuple[str, float] | None:
@@ -386,9 +391,7 @@ class GateClient:
     def _verdicts_in_redis(
         self, wanted: set[tuple[str, float]]
     ) -> dict[tuple[str, float], dict[str, Any]]:
-        client = redis.Redis.from_url(
-            self.settings.redis.url, decode_responses=True, socket_timeout=2
-        )
+        client = redis_client(self.settings, "gates", socket_timeout=2)
         found: dict[tuple[str, float], dict[str, Any]] = {}
         try:
             for _, fields in client.xrevrange(

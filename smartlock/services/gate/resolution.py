@@ -12,6 +12,7 @@ from typing import Any
 
 from smartlock.adapters.keys import RedisKeys
 from smartlock.adapters.mqtt import client_for
+from smartlock.adapters.redis_auth import redis_client
 from smartlock.contract.models import AlertResolution, format_ts
 from smartlock.contract.topics import resolution_topic
 from smartlock.settings import Settings
@@ -82,7 +83,7 @@ def confirm_resolution(
 
     topic = resolution_topic(operator)
     keys = RedisKeys(settings.redis.prefix)
-    client = redis.Redis.from_url(settings.redis.url, decode_responses=True, socket_timeout=2)
+    client = redis_client(settings, "reader", socket_timeout=2)
     deadline = time.monotonic() + timeout
     last_id = "-"
     try:

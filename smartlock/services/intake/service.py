@@ -592,9 +592,8 @@ def create_app(
         clock: the time source (tests pass a fixed clock).
         places: known corridors and zones (default: from ``settings.geofence_dir`` or shipped).
     """
-    import redis.asyncio as aioredis
-
     from smartlock.adapters.mqtt import client_for
+    from smartlock.adapters.redis_auth import async_redis_client
     from smartlock.services.intake.store import RedisStore
 
     if places is None:
@@ -604,7 +603,7 @@ def create_app(
     mqtt = client_for(
         settings, "intake", f"{settings.mqtt.client_id_prefix}-intake-{uuid.uuid4().hex[:8]}"
     )
-    redis = aioredis.from_url(settings.redis.url, decode_responses=True)
+    redis = async_redis_client(settings, "intake")
 
     async def publish(topic: str, payload: bytes) -> None:
         await mqtt.publish_all([(topic, payload, False)], qos=1)
