@@ -35,7 +35,7 @@ from smartlock.adapters.credentials import CredentialStore
 from smartlock.adapters.keys import RedisKeys
 from smartlock.adapters.redis_auth import connect
 from smartlock.core.geofence import Geofences, default_geofence_dir
-from smartlock.simulators.demo_fleet import DEMO_START, demo_fleet
+from smartlock.simulators.fleet import DEMO_START, Fleet, demo_preset
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's, installed by make setup; never downloaded
 CHROMIUM_ARGS = [
@@ -204,9 +204,12 @@ def main() -> None:
     measurer.start()
     with tempfile.TemporaryDirectory() as run_dir:
         demo.run_demo(
-            lambda: demo_fleet(
-                geo, args.trucks, seed=11, detour_pct=5, breach_pct=5, stop_pct=3, silence_pct=3
-            ),
+            lambda: Fleet(
+                demo_preset(
+                    args.trucks, 11, detour_pct=5, tamper_pct=5, stop_pct=3, signal_loss_pct=3
+                ),
+                geo,
+            ).message_list(),
             run_dir=Path(run_dir),
             duration=warmup + 2 * args.phase + 60,
             speed=args.speed,

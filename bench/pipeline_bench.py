@@ -18,7 +18,7 @@ from rich.console import Console
 
 from smartlock.core.geofence import Geofences, default_geofence_dir
 from smartlock.local.demo import run_demo
-from smartlock.simulators.demo_fleet import DEMO_START, demo_fleet
+from smartlock.simulators.fleet import DEMO_START, Fleet, demo_preset
 
 
 def main() -> None:
@@ -31,7 +31,9 @@ def main() -> None:
     for speed in [float(s) for s in args.speeds.split(",")]:
         with tempfile.TemporaryDirectory() as run_dir:
             figures = run_demo(
-                lambda: demo_fleet(geo, args.trucks, seed=11, detour_pct=5, breach_pct=5),
+                lambda: Fleet(
+                    demo_preset(args.trucks, 11, detour_pct=5, tamper_pct=5), geo
+                ).message_list(),
                 run_dir=Path(run_dir),
                 duration=args.duration,
                 speed=speed,

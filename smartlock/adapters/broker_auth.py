@@ -5,8 +5,10 @@ Mosquitto's plain ``acl_file`` never checks a SUBSCRIBE (any client could join t
 broker runs its dynamic-security plugin: every identity of the credentials store becomes a
 dynsec client with one role of its own, whose ACLs come from the template of its role below
 (the plugin in Mosquitto 2.0 has no ``%u`` patterns, so the pattern is filled in here). Devices
-and people are bound to the client id that equals their name; the pipeline's service accounts
-are not (they run several instances) and name their client ids ``<account>:<instance>``.
+and people are bound to the client id that equals their name, and may hold a few connections
+at once (:attr:`Identity.sessions`): the 2nd is the dynsec client ``<name>~2``, bound to the client
+id ``<name>~2``, with the same password and role, and so on; the pipeline's service accounts
+are not bound (they run several instances) and name their client ids ``<account>:<instance>``.
 
 Everything not granted is denied (``defaultACLAccess``). The broker reads the JSON at start;
 while it runs, :class:`BrokerAdmin` applies issues and revocations through
@@ -55,8 +57,10 @@ def role_acls(identity: Identity) -> list[tuple[str, str]]:
             (SEND, topics.CANCELLATIONS.topic()),
             (SEND, topics.TRANSFERS.subscription),
         ],
-        # Only the bridges may join a shared subscription of the inbound topics (any group name).
-        "bridge": [(SUB, f"$share/+/{topic}") for topic in topics.INBOUND_SUBSCRIPTIONS],
+        # Only the bridges may subscribe to the inbound topics: the one inbound session that
+        # the active bridge holds (plain subscriptions) or a shared subscription (any group).
+        "bridge": [(SUB, topic) for topic in topics.INBOUND_SUBSCRIPTIONS]
+        + [(SUB, f"$share/+/{topic}") for topic in topics.INBOUND_SUBSCRIPTIONS],
         "worker": [
             (SEND, topics.ALERTS.subscription),
             (SEND, topics.STATUS.subscription),
@@ -112,15 +116,16 @@ def dynsec_config(identities: Iterable[Identity]) -> dict[str, Any]:
     """The dynamic-security JSON for every MQTT identity of the store (deny by default)."""
     clients, roles = [], []
     for identity in sorted(mqtt_identities(identities), key=lambda i: i.name):
-        client: dict[str, Any] = {
-            "username": identity.name,
-            "textName": identity.role,
-            **hash_password(identity.secret.get_secret_value()),
-            "roles": [{"rolename": _role_name(identity)}],
-        }
-        if identity.bound:
-            client["clientid"] = identity.name
-        clients.append(client)
+        for username in identity.sessions:
+            client: dict[str, Any] = {
+                "username": username,
+                "textName": identity.role,
+                **hash_password(identity.secret.get_secret_value()),
+                "roles": [{"rolename": _role_name(identity)}],
+            }
+            if identity.bound:
+                client["clientid"] = username
+            clients.append(client)
         roles.append(_role(identity))
     return {
         "defaultACLAccess": {
@@ -142,23 +147,24 @@ def issue_commands(identity: Identity) -> list[dict[str, Any]]:
     commands.append({"command": "createRole", "rolename": role["rolename"]})
     for acl in role["acls"]:
         commands.append({"command": "addRoleACL", "rolename": role["rolename"], **acl})
-    client: dict[str, Any] = {
-        "command": "createClient",
-        "username": identity.name,
-        "password": identity.secret.get_secret_value(),
-        "textname": identity.role,
-        "roles": [{"rolename": role["rolename"]}],
-    }
-    if identity.bound:
-        client["clientid"] = identity.name
-    commands.append(client)
+    for username in identity.sessions:
+        client: dict[str, Any] = {
+            "command": "createClient",
+            "username": username,
+            "password": identity.secret.get_secret_value(),
+            "textname": identity.role,
+            "roles": [{"rolename": role["rolename"]}],
+        }
+        if identity.bound:
+            client["clientid"] = username
+        commands.append(client)
     return commands
 
 
 def revoke_commands(identity: Identity) -> list[dict[str, Any]]:
     """Control commands that remove ``identity`` (and disconnect it) on a running broker."""
     return [
-        {"command": "deleteClient", "username": identity.name},
+        *({"command": "deleteClient", "username": name} for name in identity.sessions),
         {"command": "deleteRole", "rolename": _role_name(identity)},
     ]
 

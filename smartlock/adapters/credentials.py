@@ -62,6 +62,16 @@ ROLES = DEVICE_ROLES + HTTP_ROLES + SERVICE_ROLES
 #: Roles whose identities carry an HMAC key (CONTRACT section 6 and signed verdicts).
 KEYED_ROLES = ("lock", "gate")
 
+#: MQTT connections a device or person may hold at once (its "sessions"): a lock is one
+#: device; a gate, an operator, an observer or an officer may run several processes (the
+#: gate client and its reconciliation, the console and ``smartlock resolve``...).
+SESSIONS = {"lock": 1}
+DEFAULT_SESSIONS = 4
+#: Separates an identity's name from its session number in the MQTT user name and client id
+#: of its 2nd, 3rd... session (``wang-li~2``); never part of a name, so no identity can be
+#: bound to another's session.
+SESSION_MARK = "~"
+
 #: Identity names: safe as one MQTT topic level and as a client id; no ``:``, which service
 #: client ids use (``bridge:...``), so a device can never be bound to a service's client id.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -93,6 +103,15 @@ class Identity:
     def bound(self) -> bool:
         """True if its MQTT client id must be its name (devices and people, not services)."""
         return self.role in DEVICE_ROLES
+
+    @property
+    def sessions(self) -> list[str]:
+        """The MQTT user names (each also the only client id it may use) of a bound identity:
+        its name, then ``<name>~2``, ``<name>~3``... one per connection it may hold at once."""
+        if not self.bound:
+            return [self.name]
+        count = SESSIONS.get(self.role, DEFAULT_SESSIONS)
+        return [self.name] + [f"{self.name}{SESSION_MARK}{k}" for k in range(2, count + 1)]
 
     def to_record(self) -> dict[str, Any]:
         record = {

@@ -17,6 +17,8 @@
 * ``<p>:workers``: hash worker name -> the partitions it owns;
 * ``<p>:alive:<role>:<name>``: a running bridge's or worker's name, expiring without
   heartbeats; ``<p>:members``: hash ``<role>:<name>`` -> its last heartbeat (JSON);
+* ``<p>:lease:<name>``: who holds an exclusive role (``bridge``: the inbound MQTT session),
+  expiring unless renewed;
 * ``<p>:intake:<reference>`` and ``<p>:intake:declaration:<declaration_id>``: the intake's
   declarations and the index from declaration id to reference; ``<p>:intake:by:<declarant>``:
   the references a declarant filed;
@@ -111,6 +113,9 @@ class RedisKeys:
     def members(self) -> str:
         return f"{self.prefix}:members"
 
+    def lease(self, name: str) -> str:
+        return f"{self.prefix}:lease:{name}"
+
     # --- the gate clients
 
     @property
@@ -150,7 +155,8 @@ class RedisKeys:
     def access(self, account: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(read-write, read-only) key patterns of ``account``'s Redis user; ((), ()) if none.
 
-        The worker writes the live state; a bridge only its own heartbeat; the intake its
+        The worker writes the live state; a bridge only its own heartbeat and the
+        inbound session's lease; the intake its
         declarations and reads the trips and write-offs it reports; the console reads
         everything and writes only its own keys; ``reader`` (gate reconciliation, ``resolve``,
         ``stack status``, the demo's displays) reads only; ``admin`` may do anything.
@@ -179,7 +185,7 @@ class RedisKeys:
         everything = (f"{p}:*",)
         table: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "worker": (pipeline, ()),
-            "bridge": ((f"{p}:alive:bridge:*", self.members), ()),
+            "bridge": ((f"{p}:alive:bridge:*", self.members, self.lease("bridge")), ()),
             "intake": ((f"{p}:intake:*",), (self.trip("*"), self.writeoff("*"))),
             "console": ((f"{p}:console:*",), everything),
             "reader": ((), everything),

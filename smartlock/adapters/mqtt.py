@@ -9,6 +9,7 @@ asyncio loop; a failure on paho's thread is stored and re-raised in the caller's
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import threading
 import time
@@ -16,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -25,7 +26,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import SecretStr
 
-from smartlock.adapters.credentials import CredentialStore, Identity
+from smartlock.adapters.credentials import CredentialError, CredentialStore, Identity
 from smartlock.errors import InfrastructureError
 from smartlock.settings import Settings
 
@@ -138,6 +139,8 @@ class MqttClient:
         #: monotonic time the connection was lost, None while connected (or never connected).
         self.lost_since: float | None = None
         self._closing = False
+        #: The lock that holds this client's session of its identity (see :func:`client_for`).
+        self.session_lock: IO[str] | None = None
 
     # ----------------------------------------------------------------- paho thread
 
@@ -298,6 +301,9 @@ class MqttClient:
             self._client.disconnect()
         finally:
             self._client.loop_stop()
+            if self.session_lock is not None:  # the session is free for another process
+                self.session_lock.close()
+                self.session_lock = None
 
 
 def _wait_all(infos: list[paho.MQTTMessageInfo], timeout: float) -> None:
@@ -330,8 +336,46 @@ def client_for(settings: Settings, identity: str, client_id: str, **kwargs: Any)
     Raises:
         CredentialError: the identity has no credentials; the message says how to issue them.
     """
-    login = login_for(settings, identity)
+    store = CredentialStore(settings.credentials_dir)
+    found = store.get(identity)
+    login, held = Login.of(found), None
+    if found.bound and len(found.sessions) > 1:
+        session, held = claim_session(store.directory, found)
+        login = Login(session, found.secret, bound=True)
     ca = settings.mqtt.ca_file if settings.mqtt.tls else None
-    return MqttClient(
+    client = MqttClient(
         settings.mqtt.host, settings.mqtt.port, client_id, login=login, ca_file=ca, **kwargs
+    )
+    client.session_lock = held
+    return client
+
+
+def claim_session(directory: Path, identity: Identity) -> tuple[str, IO[str]]:
+    """The first session of a bound identity that no other client on this host holds.
+
+    A gate, an operator, an observer or an officer may hold a few MQTT connections at once
+    (:attr:`Identity.sessions`: ``wang-li``, ``wang-li~2``, ...), each its own user name and
+    client id on the broker, so two processes of one identity no longer take each other's
+    session over. Clients of the same credentials store agree through an exclusive ``flock``
+    per session under ``<credentials dir>/.sessions/``, held until the client disconnects
+    (or its process ends). Returns the session's user name and the open lock file.
+
+    Raises:
+        CredentialError: every session of the identity is held.
+    """
+    held = directory / ".sessions"
+    held.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for username in identity.sessions:
+        handle = open(held / f"{username}.lock", "a")  # noqa: SIM115 - kept open while held
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        return username, handle
+    raise CredentialError(
+        f"{identity.name} already holds all its {len(identity.sessions)} MQTT connections on "
+        "this host (one per running gate client, console resolution or resolve command); "
+        "stop one of them",
+        identity.name,
     )

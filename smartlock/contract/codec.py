@@ -19,11 +19,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import ValidationError
+import orjson
+from pydantic import BaseModel, ValidationError
 
-from smartlock.contract.models import Inbound
-from smartlock.contract.timestamps import format_ts, parse_utc
-from smartlock.contract.topics import GATE_ARRIVALS, inbound_channel
+from smartlock.contract.models import (
+    MAX_SEQ,
+    Inbound,
+    LockEvent,
+    LockEventType,
+    LockTelemetry,
+    SealState,
+)
+from smartlock.contract.timestamps import format_ts, parse_utc, parse_utc_cached
+from smartlock.contract.topics import GATE_ARRIVALS, LOCK_EVENTS, LOCK_TELEMETRY, inbound_channel
 from smartlock.errors import MessageError
 
 #: Largest payload accepted, in bytes (CONTRACT section 7). Real lock messages are a few hundred bytes.
@@ -141,9 +149,11 @@ def load_json(
         raise MessageError(topic, "invalid_json", f"not JSON: {exc}") from None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Envelope:
     """A validated inbound message: its topic, the model, and the payload as received.
+
+    Read-only by convention (not frozen: a frozen dataclass costs a microsecond to build).
 
     ``raw`` keeps the parsed JSON object exactly as sent, because the signature covers the
     sender's fields, not our normalised model.
@@ -217,6 +227,10 @@ def decode(
         raise MessageError(
             topic, "unknown_topic", f"{topic[:200]!r} is not an inbound topic"
         ) from None
+    if isinstance(data, bytes | str):
+        fast = _fast_payload(topic, data, received_at)
+        if fast is not None:
+            return fast
     if isinstance(data, dict):
         raw = data
         if value_depth(raw) > MAX_DEPTH:
@@ -249,6 +263,198 @@ def decode(
             f"time it was received ({format_ts(received_at)}); check the device clock",
         )
     return Envelope(topic=topic, message=message, raw=raw)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- fast path
+#
+# Nearly every inbound message is a well-formed lock message. For those, orjson parses the
+# JSON and a few exact checks stand in for pydantic's validation; anything they do not
+# vouch for goes the ordinary way (load_json, then the model), which gives the answer and
+# the error. So the fast path changes no decision: it only ever accepts what the ordinary
+# path accepts, and builds the same model. What orjson does differently is fenced off:
+# it keeps the last of repeated keys (caught by counting colons, below), turns integers
+# beyond 64 bits into floats (no field takes such a number: seq must be an int, every
+# float is range-bound) and would read escapes (text with a backslash is not taken).
+
+_IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_SEALS = {s.value: s for s in SealState}
+_EVENT_TYPES = {e.value: e for e in LockEventType}
+_TELEMETRY_FIELDS = frozenset(LockTelemetry.model_fields)
+_TELEMETRY_REQUIRED = frozenset({"lock_id", "seq", "ts", "lat", "lon", "seal"})
+_EVENT_FIELDS = frozenset(LockEvent.model_fields)
+_EVENT_REQUIRED = frozenset({"lock_id", "seq", "ts", "type"})
+# the lock topics, from their templates: the prefix, "{}" for the lock id, the suffixes
+_LOCK_PREFIX = LOCK_TELEMETRY.address.split("{")[0]
+_TELEMETRY_TOPIC = LOCK_TELEMETRY.address.replace("{lock_id}", "{}")
+_EVENTS_TOPIC = LOCK_EVENTS.address.replace("{lock_id}", "{}")
+_TELEMETRY_SUFFIX = _TELEMETRY_TOPIC.split("{}")[1]
+_EVENTS_SUFFIX = _EVENTS_TOPIC.split("{}")[1]
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _model(cls: type[BaseModel], values: dict[str, Any], given: set[str]) -> Any:
+    """A model instance from values already checked against it (what model_validate builds)."""
+    model = _new(cls)
+    _set(model, "__dict__", values)
+    _set(model, "__pydantic_fields_set__", given)
+    _set(model, "__pydantic_extra__", None)
+    _set(model, "__pydantic_private__", None)
+    return model
+
+
+def _bounded(value: Any, low: float, high: float) -> bool:
+    return type(value) is float and low <= value <= high
+
+
+def _optional(value: Any, low: float, high: float) -> bool:
+    return value is None or (type(value) is float and low <= value <= high)
+
+
+def fast_lock_message(
+    topic: str, raw: dict[str, Any], colons: int, received_at: datetime | None = None
+) -> Envelope | None:
+    """The envelope of a well-formed lock message, or None: then :func:`decode` decides.
+
+    Args:
+        topic: the MQTT topic.
+        raw: the payload as orjson parsed it.
+        colons: the number of ``:`` in the payload's JSON text (which had no backslash):
+            with no key repeated, exactly one per key plus those inside strings.
+        received_at: as for :func:`decode`.
+    """
+    lock_id = raw.get("lock_id")
+    ts_text = raw.get("ts")
+    if (
+        type(lock_id) is not str
+        or type(ts_text) is not str
+        or colons != len(raw) + lock_id.count(":") + ts_text.count(":")
+        or not _IDENT.fullmatch(lock_id)
+    ):
+        return None
+    seq = raw.get("seq")
+    if type(seq) is not int or not 0 <= seq <= MAX_SEQ:
+        return None
+    sig = raw.get("sig")
+    if sig is not None and (type(sig) is not str or not _HEX64.fullmatch(sig)):
+        return None
+    try:
+        ts = parse_utc_cached(ts_text)
+    except ValueError:
+        return None
+    if received_at is not None and ts > received_at + FUTURE_TS:
+        return None
+    keys = raw.keys()
+    message: Any
+    if topic.endswith(_TELEMETRY_SUFFIX):
+        seal_text = raw.get("seal")
+        seal = _SEALS.get(seal_text) if type(seal_text) is str else None
+        lat, lon = raw.get("lat"), raw.get("lon")
+        if (
+            seal is None
+            or topic != _TELEMETRY_TOPIC.format(lock_id)
+            or not keys <= _TELEMETRY_FIELDS
+            or not keys >= _TELEMETRY_REQUIRED
+            or not _bounded(lat, -90.0, 90.0)
+            or not _bounded(lon, -180.0, 180.0)
+        ):
+            return None
+        speed, hdop, battery = raw.get("speed_kmh"), raw.get("hdop"), raw.get("battery_pct")
+        if not (
+            _optional(speed, 0.0, 1000.0)
+            and _optional(hdop, 0.0, 100.0)
+            and _optional(battery, 0.0, 100.0)
+        ):
+            return None
+        values = {
+            "lock_id": lock_id,
+            "seq": seq,
+            "ts": ts,
+            "lat": lat,
+            "lon": lon,
+            "speed_kmh": speed,
+            "hdop": hdop,
+            "seal": seal,
+            "battery_pct": battery,
+            "sig": sig,
+        }
+        message = _model(LockTelemetry, values, set(keys))
+    elif topic.endswith(_EVENTS_SUFFIX):
+        kind_text = raw.get("type")
+        kind = _EVENT_TYPES.get(kind_text) if type(kind_text) is str else None
+        lat, lon = raw.get("lat"), raw.get("lon")
+        if (
+            kind is None
+            or topic != _EVENTS_TOPIC.format(lock_id)
+            or not keys <= _EVENT_FIELDS
+            or not keys >= _EVENT_REQUIRED
+        ):
+            return None
+        if lat is None and lon is None:
+            pass
+        elif not (_bounded(lat, -90.0, 90.0) and _bounded(lon, -180.0, 180.0)):
+            return None
+        values = {
+            "lock_id": lock_id,
+            "seq": seq,
+            "ts": ts,
+            "type": kind,
+            "lat": lat,
+            "lon": lon,
+            "sig": sig,
+        }
+        message = _model(LockEvent, values, set(keys))
+    else:
+        return None
+    return Envelope(topic=topic, message=message, raw=raw)
+
+
+def _fast_json(text: str | bytes, limit: int) -> Any:
+    """orjson's parse of JSON text the strict parser would read the same way, else None.
+
+    Taken: an object (first character ``{``), within ``limit`` bytes, not deep enough to
+    need the depth check, with no backslash (no escapes). Repeated keys are left to the
+    caller's colon count.
+    """
+    if isinstance(text, str):
+        if len(text) * 4 > limit or "\\" in text or text[:1] != "{":
+            return None
+        if text.count("[") + text.count("{") > MAX_DEPTH:
+            return None
+    else:
+        if len(text) > limit or b"\\" in text or text[:1] != b"{":
+            return None
+        if text.count(b"[") + text.count(b"{") > MAX_DEPTH:
+            return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _fast_payload(topic: str, data: bytes | str, received_at: datetime | None) -> Envelope | None:
+    if not topic.startswith(_LOCK_PREFIX):
+        return None
+    raw = _fast_json(data, MAX_PAYLOAD_BYTES)
+    if type(raw) is not dict:
+        return None
+    colons = data.count(":") if isinstance(data, str) else data.count(b":")
+    return fast_lock_message(topic, raw, colons, received_at)
+
+
+def fast_trace_line(line: str, max_bytes: int) -> Envelope | None:
+    """The envelope of a trace line ``{"topic": ..., "payload": {lock message}}``, when the
+    fast path vouches for all of it (see :func:`fast_lock_message`); else None."""
+    record = _fast_json(line, max_bytes)
+    if type(record) is not dict or len(record) != 2:
+        return None
+    topic, raw = record.get("topic"), record.get("payload")
+    if type(topic) is not str or type(raw) is not dict or not topic.startswith(_LOCK_PREFIX):
+        return None
+    # the line's colons: one per key of the record (2), those in the topic, the payload's
+    colons = line.count(":") - 2 - topic.count(":")
+    return fast_lock_message(topic, raw, colons)
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,22 @@ def parse_utc(value: Any) -> datetime:
     return parse_rfc3339(value)
 
 
+#: parse_utc's answers for strings seen recently (locks report on the same seconds).
+_PARSED: dict[str, datetime] = {}
+_PARSED_MAX = 65_536
+
+
+def parse_utc_cached(text: str) -> datetime:
+    """:func:`parse_utc` of a string, remembered: the same answer, and the same errors."""
+    parsed = _PARSED.get(text)
+    if parsed is None:
+        parsed = parse_utc(text)
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[text] = parsed
+    return parsed
+
+
 def epoch(text: str) -> float:
     """POSIX seconds of an RFC 3339 time (see :func:`parse_rfc3339`)."""
     return parse_rfc3339(text).timestamp()

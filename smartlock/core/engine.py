@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from smartlock.contract.codec import Envelope, RefusedArrival
 from smartlock.contract.topics import verdict_topic
 from smartlock.core.detector import Detector, Output, Rejection
-from smartlock.core.state import LockState
+from smartlock.core.state import LockState, restore, snapshot
 from smartlock.core.verdict import refused_arrival_verdict
 from smartlock.core.writeoff import VerdictRecord, verdict_records
 
@@ -71,6 +71,7 @@ class Engine:
         self._gone: dict[object, set[object]] = {}  # source -> bridges stopped or silent
         self._timers: dict[object, list[tuple[float, str]]] = {}  # source -> heap
         self._scheduled: dict[str, tuple[object, float]] = {}  # lock -> (source, deadline)
+        self._now: dict[object, float | None] = {}  # source -> clock(), kept by observe()
 
     def clock(self, source: object = None) -> float | None:
         """The clock of a source: the least over its live bridges' clocks; None before any.
@@ -79,6 +80,9 @@ class Engine:
         :data:`BRIDGE_EXPIRY_S` while another bridge was no longer holds the clock back;
         its last clock stays a floor if it comes back under the same name.
         """
+        return self._now.get(source)
+
+    def _clock(self, source: object) -> float | None:
         clocks = self._clocks.get(source)
         if not clocks:
             return None
@@ -133,13 +137,13 @@ class Engine:
     ) -> None:
         """Applies one message to every lock it concerns, all or nothing.
 
-        The detector changes a state in place, so each state is saved first (a plain dump,
-        a few microseconds; a deep copy costs half a step). If a rule raises, every lock
+        The detector changes a state in place, so each state is saved first (a snapshot of
+        its fields, about a microsecond; a deep copy costs half a step). If a rule raises, every lock
         gets its saved state back, the message's outputs and records are dropped and
         ``outcome.error`` says why: the caller dead-letters the message (``internal_error``).
         """
         saved = {lock_id: self.store.get(lock_id) for lock_id in targets}
-        dumps = {lock_id: s.model_dump() if s is not None else None for lock_id, s in saved.items()}
+        snapshots = {lock_id: snapshot(s) for lock_id, s in saved.items() if s is not None}
         outputs: list[Output] = []
         records: list[VerdictRecord] = []
         rejections: list[tuple[str, Rejection]] = []
@@ -155,9 +159,10 @@ class Engine:
                 if result.rejection is not None:
                     rejections.append((lock_id, result.rejection))
         except Exception as exc:  # noqa: BLE001 - a bug in one rule must not half-apply a message
-            for lock_id, dump in dumps.items():
-                if dump is not None:
-                    self.store[lock_id] = LockState.model_validate(dump)
+            for lock_id, state in saved.items():
+                if state is not None:
+                    restore(state, snapshots[lock_id])
+                    self.store[lock_id] = state
                 elif lock_id in self.store:
                     del self.store[lock_id]
             outcome.error = f"{type(exc).__name__}: {exc}"
@@ -224,6 +229,7 @@ class Engine:
             seen = self._seen.setdefault(source, {})
             seen[bridge] = max(at, seen.get(bridge, at))
             gone.update(b for b, t in seen.items() if t < at - BRIDGE_EXPIRY_S)
+        self._now[source] = self._clock(source)
         return self._fire(source)
 
     def _fire(self, source: object) -> Outcome:

@@ -26,6 +26,7 @@ order, but it never moves the trip's position, stop or jump reference backwards 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,7 +66,7 @@ def alert_id(declaration_id: str, lock_id: str, type_: AlertType, cause: str) ->
     return f"al-{digest[:20]}"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Reading:
     """One accepted lock message (telemetry or event), as the rules see it.
 
@@ -95,10 +96,19 @@ class Reading:
     event: LockEventType | None = None
 
     @classmethod
-    def of(cls, msg: LockTelemetry | LockEvent, clock: float | None) -> Reading:
-        """The reading of a lock message published at ``clock``."""
+    def of(
+        cls,
+        msg: LockTelemetry | LockEvent,
+        clock: float | None,
+        to_metric: Callable[[float, float], tuple[float, float]] | None = None,
+    ) -> Reading:
+        """The reading of a lock message published at ``clock``.
+
+        With ``to_metric`` (the geofences' projection), the fix is projected here, once.
+        """
         ts = msg.ts.timestamp()
         if isinstance(msg, LockTelemetry):
+            x, y = to_metric(msg.lon, msg.lat) if to_metric is not None else (None, None)
             return cls(
                 lock_id=msg.lock_id,
                 seq=msg.seq,
@@ -106,7 +116,7 @@ class Reading:
                 clock=clock,
                 lat=msg.lat,
                 lon=msg.lon,
-                fix=Fix(seq=msg.seq, ts=ts, lat=msg.lat, lon=msg.lon),
+                fix=Fix(seq=msg.seq, ts=ts, lat=msg.lat, lon=msg.lon, x=x, y=y),
                 speed_kmh=msg.speed_kmh,
                 hdop=msg.hdop,
                 battery_pct=msg.battery_pct,
@@ -124,7 +134,7 @@ class Reading:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Tick:
     """The clock passing a lock's deadline: the input of the timer rules."""
 
@@ -146,7 +156,7 @@ class RaisedAlert:
     detail: dict[str, Any]
 
 
-@dataclass
+@dataclass(slots=True)
 class Effects:
     """What one step produced besides the new state, and what its rules learned on the way.
 
@@ -221,9 +231,24 @@ def usable_fix(reading: Reading, effects: Effects) -> Fix | None:
     return reading.fix if effects.refused_fix is None else None
 
 
+def xy(ctx: Context, fix: Fix) -> tuple[float, float]:
+    """The fix in the geofences' metric frame, projected once (and kept on the fix)."""
+    x, y = fix.x, fix.y
+    if x is None or y is None:
+        x, y = fix.x, fix.y = ctx.geofences.to_metric(fix.lon, fix.lat)
+    return x, y
+
+
+def distance_m(ctx: Context, a: Fix, b: Fix) -> float:
+    """Metres between two fixes (as :meth:`Geofences.distance_m`, from their projections)."""
+    ax, ay = xy(ctx, a)
+    bx, by = xy(ctx, b)
+    return math.hypot(bx - ax, by - ay)
+
+
 def _zones(ctx: Context, fix: Fix, effects: Effects) -> list[Any]:
     if effects.zones is None:
-        effects.zones = ctx.geofences.zones_at(fix.lon, fix.lat)
+        effects.zones = ctx.geofences.zones_at_xy(*xy(ctx, fix))
     return effects.zones
 
 
@@ -388,7 +413,7 @@ def jump_rule(ctx: Context, trip: Trip, reading: Reading, effects: Effects) -> N
     dt = fix.ts - anchor.ts
     if dt <= 0:
         return  # older than the reference: judged, but no speed can be derived
-    dist = ctx.geofences.distance_m(anchor.lon, anchor.lat, fix.lon, fix.lat)
+    dist = distance_m(ctx, anchor, fix)
     speed_kmh = dist / dt * 3.6
     if dist <= ctx.limits.jump_min_distance_m or speed_kmh <= ctx.limits.jump_speed_kmh:
         trip.anchor = fix
@@ -428,8 +453,8 @@ def position_rule(ctx: Context, trip: Trip, reading: Reading, effects: Effects) 
         return
     if trip.position is None or fix.ts >= trip.position.ts:
         trip.position = fix
-    if trip.state is TripState.SEALED and not ctx.geofences.in_zone(
-        trip.origin_site, fix.lon, fix.lat
+    if trip.state is TripState.SEALED and not ctx.geofences.in_zone_xy(
+        trip.origin_site, *xy(ctx, fix)
     ):
         trip.state = TripState.IN_TRANSIT
 
@@ -442,7 +467,7 @@ def corridor_rule(ctx: Context, trip: Trip, reading: Reading, effects: Effects) 
         return
     geo = ctx.geofences
     zones = _zones(ctx, fix, effects)
-    on_route = geo.in_corridor(trip.corridor_id, fix.lon, fix.lat) or any(
+    on_route = geo.in_corridor_xy(trip.corridor_id, *xy(ctx, fix)) or any(
         z.role == "rest_area" or z.id in (trip.origin_site, trip.destination_gate) for z in zones
     )
     if on_route:
@@ -486,7 +511,7 @@ def corridor_rule(ctx: Context, trip: Trip, reading: Reading, effects: Effects) 
             lon=fix.lon,
             detail={
                 "corridor_id": trip.corridor_id,
-                "distance_m": round(geo.corridor_distance_m(trip.corridor_id, fix.lon, fix.lat), 1),
+                "distance_m": round(geo.corridor_distance_xy(trip.corridor_id, *xy(ctx, fix)), 1),
                 "buffer_m": geo.corridors[trip.corridor_id].buffer_m,
                 "left_corridor_ts": format_epoch(first.ts),
                 "fixes_outside": trip.outside_streak,
@@ -515,11 +540,7 @@ def stop_rule(ctx: Context, trip: Trip, reading: Reading, effects: Effects) -> N
         return
     anchor = trip.stop_anchor
     limits = ctx.limits
-    if (
-        anchor is not None
-        and ctx.geofences.distance_m(anchor.lon, anchor.lat, fix.lon, fix.lat)
-        <= limits.stop_radius_m
-    ):
+    if anchor is not None and distance_m(ctx, anchor, fix) <= limits.stop_radius_m:
         if (
             trip.stop_alert is None
             and fix.ts - anchor.ts > limits.stop_limit_s

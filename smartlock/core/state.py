@@ -4,29 +4,68 @@ The whole state of one lock (its sequence counter and its current trip) is one
 :class:`LockState`, small and JSON-serialisable, so the stream processor can keep it in a
 Faust table keyed by lock id and recover it from the changelog. Times are POSIX seconds
 (event time, as stamped by the devices).
+
+The state is plain slotted dataclasses: the rules change it on every message, so an
+attribute write must be a plain write (a validated model made every message pay for about
+ten validated assignments) and a million locks must fit in memory. Validation happens
+where state comes in from outside: :meth:`LockState.model_validate` (a pydantic
+TypeAdapter over the same classes) checks a state read back from the changelog, and
+:meth:`LockState.model_dump` writes it.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+import dataclasses
+from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import Any, ClassVar, Literal
+
+from pydantic import ConfigDict, TypeAdapter, with_config
 
 from smartlock.contract.models import AlertType, Severity, TripState
 
-
-class _State(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+_FORBID = ConfigDict(extra="forbid")
 
 
-class Fix(_State):
-    """One accepted position of a lock."""
+class _Dumpable:
+    """``model_dump`` and ``model_validate`` of a state class, as the pydantic models had."""
+
+    __slots__ = ()
+    _adapter: ClassVar[TypeAdapter[Any]]
+
+    def model_dump(self, mode: Literal["json", "python"] = "python") -> dict[str, Any]:
+        return type(self)._adapter.dump_python(self, mode=mode)  # type: ignore[no-any-return]
+
+    @classmethod
+    def model_validate(cls, data: Any) -> Any:
+        return cls._adapter.validate_python(data)
+
+    def model_copy(self, update: dict[str, Any] | None = None) -> Any:
+        """A shallow copy with ``update`` applied (not validated, as pydantic's)."""
+        return dataclasses.replace(self, **(update or {}))  # type: ignore[type-var]
+
+
+@with_config(_FORBID)
+@dataclass(slots=True, kw_only=True)
+class Fix(_Dumpable):
+    """One accepted position of a lock.
+
+    ``x`` and ``y`` are the position in the geofences' local metric frame (metres), set
+    once when the fix is judged so no rule projects it again; None in a state saved before
+    they were kept (the rules then project it).
+    """
 
     seq: int
     ts: float
     lat: float
     lon: float
+    x: float | None = None
+    y: float | None = None
 
 
-class AlertRecord(_State):
+@with_config(_FORBID)
+@dataclass(slots=True, kw_only=True)
+class AlertRecord(_Dumpable):
     """An alert the trip raised, and whether it still counts against the trip."""
 
     alert_id: str
@@ -39,7 +78,13 @@ class AlertRecord(_State):
     resolved_ts: float | None = None
 
 
-class Trip(_State):
+_MONITORED = frozenset({TripState.SEALED, TripState.IN_TRANSIT, TripState.DEVIATING})
+_CLOSED = frozenset({TripState.RELEASED, TripState.CLOSED})
+
+
+@with_config(_FORBID)
+@dataclass(slots=True, kw_only=True)
+class Trip(_Dumpable):
     """One declared transit of one lock, from declaration to write-off."""
 
     declaration_id: str
@@ -78,9 +123,9 @@ class Trip(_State):
     overdue_raised: bool = False
     battery_alerted: bool = False
 
-    alerts: list[AlertRecord] = []
+    alerts: list[AlertRecord] = field(default_factory=list)
     verdict: str | None = None
-    verdict_reasons: list[str] = []
+    verdict_reasons: list[str] = field(default_factory=list)
 
     def alert(self, alert_id: str) -> AlertRecord | None:
         for record in self.alerts:
@@ -94,15 +139,17 @@ class Trip(_State):
     @property
     def is_open(self) -> bool:
         """Open for the gate: declared and neither released nor closed."""
-        return self.state not in (TripState.RELEASED, TripState.CLOSED)
+        return self.state not in _CLOSED
 
     @property
     def monitored(self) -> bool:
         """Sealed and on its way: the phase in which transit rules apply."""
-        return self.state in (TripState.SEALED, TripState.IN_TRANSIT, TripState.DEVIATING)
+        return self.state in _MONITORED
 
 
-class LockState(_State):
+@with_config(_FORBID)
+@dataclass(slots=True, kw_only=True)
+class LockState(_Dumpable):
     """Everything the core remembers about one lock."""
 
     lock_id: str
@@ -112,9 +159,54 @@ class LockState(_State):
     seq_seen: str = ""
     trip: Trip | None = None
     unknown_alert: str | None = None  # open unknown_lock alert while no declaration binds the lock
-    judged_arrivals: list[str] = []  # digests of arrivals already judged (bounded)
-    past_declarations: list[str] = []  # ids of this lock's earlier trips (bounded)
+    judged_arrivals: list[str] = field(default_factory=list)  # digests of arrivals judged (bounded)
+    past_declarations: list[str] = field(default_factory=list)  # earlier trips' ids (bounded)
 
+
+for _cls in (Fix, AlertRecord, Trip, LockState):
+    _cls._adapter = TypeAdapter(_cls)
 
 #: How many judged arrivals and past declaration ids a lock remembers to refuse replays.
 MEMORY = 32
+
+# --------------------------------------------------------------------------- snapshots
+#
+# The engine applies a message all or nothing: it takes a snapshot of the states the
+# message concerns and puts it back if a rule raises. The rules replace lists and fixes
+# rather than change them, except the trip's alert list (appended to) and its alert
+# records (closed, resolved), so a snapshot keeps the fields of the state and the trip,
+# a copy of the alert list and the fields of each alert record: about a microsecond.
+
+_LOCK_FIELDS = LockState.__slots__
+_TRIP_FIELDS = Trip.__slots__
+_ALERT_FIELDS = AlertRecord.__slots__
+_lock_values = attrgetter(*_LOCK_FIELDS)
+_trip_values = attrgetter(*_TRIP_FIELDS)
+_alert_values = attrgetter(*_ALERT_FIELDS)
+
+Snapshot = tuple[Any, ...]
+
+
+def snapshot(state: LockState) -> Snapshot:
+    """What :func:`restore` needs to put ``state`` back as it is now."""
+    trip = state.trip
+    if trip is None:
+        return (_lock_values(state), None, None, None)
+    alerts = list(trip.alerts)
+    return (_lock_values(state), _trip_values(trip), alerts, [_alert_values(a) for a in alerts])
+
+
+def restore(state: LockState, saved: Snapshot) -> None:
+    """Puts ``state`` (and the trip and alerts it had) back as :func:`snapshot` saw them."""
+    lock_values, trip_values, alerts, alert_values = saved
+    for name, value in zip(_LOCK_FIELDS, lock_values, strict=True):
+        setattr(state, name, value)
+    trip = state.trip
+    if trip is None or trip_values is None:
+        return
+    for name, value in zip(_TRIP_FIELDS, trip_values, strict=True):
+        setattr(trip, name, value)
+    trip.alerts = alerts
+    for record, values in zip(alerts, alert_values, strict=True):
+        for name, value in zip(_ALERT_FIELDS, values, strict=True):
+            setattr(record, name, value)

@@ -31,9 +31,9 @@ from smartlock.errors import InfrastructureError
 from smartlock.local.live_view import LiveView
 from smartlock.local.stack import Ports, free_ports, port_in_use, start_stack, stop_stack
 from smartlock.settings import Settings, load_settings, settings_env
-from smartlock.simulators.publisher import event_time
+from smartlock.simulators.publisher import Payload, event_time
 
-Message = tuple[str, dict[str, Any]]
+Message = tuple[str, Payload]
 
 
 @dataclass
@@ -101,11 +101,10 @@ class FleetPublisher(threading.Thread):
                 if delay > 0:
                     self.stop_event.wait(delay)
             now = time.monotonic()
-            if ts is not None and "lock_id" in payload:
+            if ts is not None and isinstance(payload, dict) and "lock_id" in payload:
                 self.publish_times[(payload["lock_id"], payload["ts"])] = now
-            pending.append(
-                self.client.publish(topic, json.dumps(payload, ensure_ascii=False).encode(), qos=1)
-            )
+            data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+            pending.append(self.client.publish(topic, data.encode(), qos=1))
             self.stats.published += 1
             if len(pending) >= 1000:
                 for info in pending:

@@ -7,7 +7,8 @@ congestion, toll booths, rest stops inside service areas, GPS noise, battery dra
 gate arrival inside the port gate zone, and unsealing after release. The fleet merges the
 trucks (and, with ``rail_containers``, one train on the sea-rail corridor) by send time.
 Everything derives from the seed: the same configuration gives the same messages, byte
-for byte; the wall clock is never read.
+for byte; the wall clock is never read. The live demo's fleet is a preset of this one
+(:func:`demo_preset`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import json
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 from smartlock.contract.codec import sign
@@ -29,7 +30,7 @@ from smartlock.core.geofence import Geofences
 from smartlock.simulators.motion import Motion, Plan, plan_trip
 from smartlock.simulators.publisher import Payload
 from smartlock.simulators.routes import CorridorRoute, container_number
-from smartlock.simulators.scenarios import ScenarioSpec, assign
+from smartlock.simulators.scenarios import ScenarioSpec, assign, scenario
 
 DEFAULT_START = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 ROAD_ROUTES = (
@@ -55,6 +56,13 @@ class FleetConfig:
         scenarios: what goes wrong, and for which share of the trucks.
         sign: locks sign their messages with per-lock keys (:meth:`Fleet.keys`).
         rail_containers: also run one train carrying this many sealed containers.
+        report_interval_s: every lock reports at this interval (None: each lock its own,
+            30 to 60 s).
+        incidents_from: None: scenarios strike mid-route, at a quarter to 70 % of the
+            corridor; an event time: each strikes ``incident_window_min`` (drawn) after it,
+            or after the truck's departure if later, away from toll stations and service
+            areas (a truck already near its gate by then has no incident).
+        incident_window_min: see ``incidents_from``.
     """
 
     trucks: int = 100
@@ -64,6 +72,52 @@ class FleetConfig:
     scenarios: tuple[ScenarioSpec, ...] = ()
     sign: bool = False
     rail_containers: int = 0
+    report_interval_s: float | None = None
+    incidents_from: datetime | None = None
+    incident_window_min: tuple[float, float] = (0.5, 10.0)
+
+
+#: The live demo's "now" in event time: its fleet is already on the road then.
+DEMO_START = DEFAULT_START
+
+
+def demo_preset(
+    trucks: int = 300,
+    seed: int = 7,
+    *,
+    detour_pct: float = 3.0,
+    tamper_pct: float = 2.0,
+    stop_pct: float = 2.0,
+    signal_loss_pct: float = 2.0,
+) -> FleetConfig:
+    """The live demo's fleet (``smartlock demo``, ``smartlock simulate --preset demo``).
+
+    Trucks already spread along the corridors at :data:`DEMO_START` (departures from half an
+    hour before it to an hour after; the demo publishes what happened before it as a
+    catch-up burst), every lock reporting every 30 s. Within five minutes of event time
+    after the start (or soon after a later departure) a few trucks leave the expressway for
+    twenty minutes or have their seal forced (red), a few stop twenty minutes on the hard
+    shoulder or lose signal for a quarter of an hour (amber): at the demo's 30x, red trips
+    show up within seconds, amber ones within a minute.
+
+    Raises:
+        ConfigError: a percentage out of range.
+    """
+    return FleetConfig(
+        trucks=trucks,
+        seed=seed,
+        start=DEMO_START - timedelta(minutes=30),
+        spread_min=90.0,
+        scenarios=(
+            scenario("detour", detour_pct),
+            scenario("tamper", tamper_pct),
+            scenario("stop", stop_pct, minutes=20),
+            scenario("signal_loss", signal_loss_pct),
+        ),
+        report_interval_s=30.0,
+        incidents_from=DEMO_START,
+        incident_window_min=(0.5, 5.0),
+    )
 
 
 def truck_ids(n: int) -> dict[str, str]:
@@ -122,6 +176,10 @@ class Fleet:
         for t, _, topic, payload in heapq.merge(*streams, key=lambda m: (m[0], m[1])):
             yield t, topic, payload
 
+    def message_list(self) -> list[tuple[str, Payload]]:
+        """Every message as (topic, payload), in send order (for a publisher that paces by ``ts``)."""
+        return [(topic, payload) for _, topic, payload in self.messages()]
+
     def keys(self) -> dict[str, str]:
         """lock id -> signing key, for ``[signing] keys_file`` (empty unless signing)."""
         if not self.config.sign:
@@ -147,7 +205,17 @@ class Fleet:
         ids = truck_ids(n)
         route = self.routes[n % len(self.routes)]
         depart = round(cfg.start.timestamp() + rng.uniform(0, cfg.spread_min * 60))
-        plan = plan_trip(rng, self.geofences, route, depart, spec)
+        incidents_from = cfg.incidents_from.timestamp() if cfg.incidents_from else None
+        plan = plan_trip(
+            rng,
+            self.geofences,
+            route,
+            depart,
+            spec,
+            interval_s=cfg.report_interval_s,
+            incidents_from=incidents_from,
+            incident_window_s=(cfg.incident_window_min[0] * 60, cfg.incident_window_min[1] * 60),
+        )
         lock = Lock(ids["lock_id"], lock_key(cfg.seed, ids["lock_id"]) if cfg.sign else None)
         stream = _trip_messages(n, ids, route, plan, lock, spec)
         if spec is not None:

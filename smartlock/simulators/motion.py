@@ -20,7 +20,12 @@ TOLL_FROM_START_KM, TOLL_FROM_END_KM = 1.5, 2.0
 #: Declared ETA: the corridor at this average speed, plus an hour of slack.
 PLANNING_SPEED_KMH = 75.0
 LANE_OFFSET_M = -5.0
+#: Where a truck of the ``stop`` scenario halts: on the hard shoulder, left of the centre line.
+STOP_OFFSET_M = 40.0
 REPORT_INTERVALS_S = (30, 30, 45, 60)
+#: A scenario strikes at least this far (km along the route) from a service area's centre,
+#: and one struck at a time at least this far from a toll station.
+REST_AREA_MARGIN_KM, TOLL_MARGIN_KM = 8.0, 10.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,10 @@ class Plan:
     congestion: list[tuple[float, float, float]] = field(default_factory=list)  # (x0, x1, speed)
     scenario: ScenarioSpec | None = None
     incident_x: float = 0.0
+    #: None: the scenario strikes at ``incident_x``; a time (epoch seconds): at the first
+    #: fix from then on that is clear of the toll stations and service areas (:meth:`_strikes`).
+    incident_after: float | None = None
+    rest_km: list[float] = field(default_factory=list)
     arrive: float = 0.0  # set when the fixes are exhausted
     unseal: float = 0.0
 
@@ -107,10 +116,15 @@ class Plan:
                 continue
             limit = next((s for x0, x1, s in self.congestion if x0 <= x <= x1), None)
             speed = self.motion.speed(limit)
-            if incident_t is None and x >= self.incident_x and name is not None:
+            if incident_t is None and name is not None and self._strikes(t, x):
                 incident_t = t
                 if name == "tamper":
                     seal, event = "tampered", "tamper"
+                elif name == "stop" and self.incident_after is not None:  # halts where it is
+                    dwell = Dwell(x, params["minutes"] * 60, self.route.at(x, STOP_OFFSET_M))
+                    yield from self._dwell(t, dwell, seal)
+                    t += dwell.seconds // self.interval_s * self.interval_s
+                    continue
             into = t - incident_t if incident_t is not None else -1.0
             lateral = LANE_OFFSET_M
             if name == "detour" and 0 <= into <= params["minutes"] * 60:
@@ -126,6 +140,28 @@ class Plan:
             if x >= length:
                 break
         yield from self._gate_queue(t, seal)
+
+    def _strikes(self, t: float, x: float) -> bool:
+        """Whether the scenario strikes at this fix (it strikes once).
+
+        At a time (``incident_after``), it waits until the truck is clear of the toll
+        stations (a halt there would interrupt it) and, for a stop or a detour, of the
+        service areas (where halting is allowed).
+        """
+        if self.incident_after is None:
+            return x >= self.incident_x
+        name = self.scenario.name if self.scenario else None
+        length = self.route.length_km
+        return (
+            t >= self.incident_after
+            and TOLL_FROM_START_KM + TOLL_MARGIN_KM
+            <= x
+            <= length - TOLL_FROM_END_KM - TOLL_MARGIN_KM
+            and (
+                name not in ("stop", "detour")
+                or all(abs(x - r) > REST_AREA_MARGIN_KM for r in self.rest_km)
+            )
+        )
 
     def _fix(
         self,
@@ -185,8 +221,20 @@ def plan_trip(
     route: CorridorRoute,
     depart: float,
     scenario: ScenarioSpec | None,
+    *,
+    interval_s: float | None = None,
+    incidents_from: float | None = None,
+    incident_window_s: tuple[float, float] = (30.0, 600.0),
 ) -> Plan:
-    """Draws a truck's trip: its speed, reporting interval, stops, congestion and incident."""
+    """Draws a truck's trip: its speed, reporting interval, stops, congestion and incident.
+
+    Args:
+        interval_s: the lock's reporting interval (None: drawn from ``REPORT_INTERVALS_S``).
+        incidents_from: None: the scenario strikes mid-route (:func:`_incident_x`); an event
+            time (epoch seconds): it strikes ``incident_window_s`` (drawn) after that time,
+            or after departure if the truck leaves later, at the first fix clear of the
+            toll stations and (for a stop or a detour) the service areas.
+    """
     name = scenario.name if scenario else None
     cruise = scenario.params["speed_kmh"] if name == "slow" and scenario else rng.uniform(78, 95)
     length = route.length_km
@@ -197,7 +245,7 @@ def plan_trip(
         route=route,
         depart=depart,
         eta=round(eta / 60) * 60,
-        interval_s=rng.choice(REPORT_INTERVALS_S),
+        interval_s=_interval(rng, interval_s),
         motion=Motion(rng, cruise, rng.uniform(10, 20)),
         battery=rng.uniform(60, 100),
         drain_per_h=rng.uniform(1, 3),
@@ -215,11 +263,24 @@ def plan_trip(
         x0 = rng.uniform(10, length - 20)
         plan.congestion.append((x0, x0 + rng.uniform(3, 8), rng.uniform(20, 35)))
     plan.incident_x = _incident_x(rng, length, rest)
-    if name == "stop" and scenario is not None:
+    if incidents_from is not None:
+        plan.incident_after = max(incidents_from, depart) + rng.uniform(*incident_window_s)
+        plan.rest_km = [x for x, _ in rest]
+    if name == "stop" and scenario is not None and incidents_from is None:
         plan.dwells.append(
-            Dwell(plan.incident_x, scenario.params["minutes"] * 60, route.at(plan.incident_x, 40.0))
+            Dwell(
+                plan.incident_x,
+                scenario.params["minutes"] * 60,
+                route.at(plan.incident_x, STOP_OFFSET_M),
+            )
         )
     return plan
+
+
+def _interval(rng: random.Random, fixed: float | None) -> float:
+    """The lock's reporting interval; drawn even when fixed, so the truck's other draws stay."""
+    drawn = rng.choice(REPORT_INTERVALS_S)
+    return drawn if fixed is None else fixed
 
 
 def _rest_areas(
@@ -244,5 +305,5 @@ def _incident_x(
     """Where a scenario strikes: mid-route, well away from toll booths and service areas."""
     while True:
         x = rng.uniform(0.25 * length, 0.7 * length)
-        if all(abs(x - r) > 8 for r, _ in rest):
+        if all(abs(x - r) > REST_AREA_MARGIN_KM for r, _ in rest):
             return x

@@ -171,6 +171,15 @@ def _spec(name: str, pct: float, params: dict[str, Any], where: str) -> Scenario
     return ScenarioSpec(name, pct, merged)
 
 
+def scenario(name: str, pct: float, **params: float) -> ScenarioSpec:
+    """A scenario chosen in code (a preset), checked like one from the command line.
+
+    Raises:
+        ConfigError: an unknown name or parameter, or a percentage out of range.
+    """
+    return _spec(name, pct, params, f"scenario {name}")
+
+
 def parse_scenario(text: str) -> ScenarioSpec:
     """Parses ``NAME[:PCT%][:key=value,...]``.
 

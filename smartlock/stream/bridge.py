@@ -1,9 +1,24 @@
 """MQTT to Kafka bridge: at-least-once, keyed by lock id, bad input dead-lettered.
 
-Each bridge holds a persistent MQTT 5 session and an MQTT 5 shared subscription
-(``$share/<group>/...``), so several bridges split the load and a bridge that is away
-finds its unacknowledged messages waiting. A message is acknowledged to MQTT only after
-Kafka acknowledged every record made from it: killing the bridge loses nothing.
+One inbound session. All inbound messages go through one persistent MQTT 5 session with
+plain (not shared) subscriptions, client id ``<prefix>-bridge-<mqtt.shared_group>``, held
+by one bridge at a time: the holder of a Redis lease (:class:`~smartlock.adapters.lease.Lease`,
+renewed every second, expiring after :data:`LEASE_TTL_S`). Further bridges wait as hot
+standbys and take the session over when the active one stops (at once) or dies (after the
+lease expired), finding its unacknowledged messages waiting. Why one session and not a
+shared subscription over all bridges:
+
+* Mosquitto 2.0.11 restores a persistent session's plain subscriptions from its database
+  after a restart, not its shared ones: with ``$share`` the messages published between a
+  broker restart and the bridges' reconnect had no subscriber and were dropped; with the
+  one session they are queued.
+* One receiver sees the publish order, so every lock's messages reach Kafka in that order
+  and the clock stamped on each record is the clock of CONTRACT section 3: live output
+  equals ``smartlock evaluate`` with any number of bridges (a shared subscription hands a
+  lock's messages to different bridges, which can reorder them).
+
+A message is acknowledged to MQTT only after Kafka acknowledged every record made from it:
+killing the bridge loses nothing.
 
 Kafka record format (topic ``smartlock.inbound``, :mod:`smartlock.stream.inbound`): key =
 lock id (UTF-8); value = the MQTT payload bytes as received; the MQTT topic, the bridge's
@@ -31,9 +46,12 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from redis.exceptions import RedisError
 
+from smartlock.adapters.keys import RedisKeys
+from smartlock.adapters.lease import Lease
 from smartlock.adapters.membership import Heartbeat
-from smartlock.adapters.mqtt import Received, client_for
+from smartlock.adapters.mqtt import MqttClient, Received, client_for
 from smartlock.adapters.redis_auth import async_redis_client
 from smartlock.contract.topics import INBOUND_SUBSCRIPTIONS
 from smartlock.settings import Settings
@@ -46,6 +64,11 @@ log = logging.getLogger(__name__)
 BATCH = 1000
 #: A tick at least this often while idle: a heartbeat that tells workers this bridge is alive.
 TICK_EVERY_S = 1.0
+#: The inbound session's lease expires this long after the active bridge last renewed it:
+#: how long a standby waits after the active bridge died.
+LEASE_TTL_S = 5.0
+#: The active bridge renews its lease, and a standby asks for it, this often.
+LEASE_EVERY_S = 1.0
 
 
 async def ensure_topics(bootstrap: str, topics: dict[str, int]) -> None:
@@ -78,34 +101,38 @@ class Bridge:
 
     Args:
         settings: the configuration.
-        name: this bridge's name; its MQTT client id is ``<prefix>-bridge-<name>``, so a
-            restarted bridge of the same name resumes its persistent session.
+        name: this bridge's name (heartbeat, lease). Records and ticks are stamped with the
+            inbound session's name instead, so the clock goes on across a takeover.
     """
 
     def __init__(self, settings: Settings, name: str = "1") -> None:
         self.settings = settings
         self.name = name
+        self.session = settings.mqtt.shared_group
         self.stats = BridgeStats()
         self._queue: asyncio.Queue[Received] = asyncio.Queue()
-        self._mqtt = client_for(
-            settings,
-            "bridge",
-            f"{settings.mqtt.client_id_prefix}-bridge-{name}",
-            persistent=True,
-            manual_ack=True,
-        )
+        self._mqtt = self._session_client()
         self._producer: AIOKafkaProducer | None = None
         keys = {lock: key.get_secret_value() for lock, key in settings.signing.keys.items()}
-        self._forwarder = Forwarder(name, keys)
+        self._forwarder = Forwarder(self.session, keys)
         self._ticked: tuple[float | None, float] = (
             None,
             0.0,
         )  # (clock, monotonic time) of the last tick
         self._partitions: list[int] = []
 
+    def _session_client(self) -> MqttClient:
+        prefix = self.settings.mqtt.client_id_prefix
+        return client_for(
+            self.settings,
+            "bridge",
+            f"{prefix}-bridge-{self.session}",
+            persistent=True,
+            manual_ack=True,
+        )
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Runs until ``stop`` is set; raises if MQTT or Kafka fails."""
-        loop = asyncio.get_running_loop()
+        """Runs until ``stop`` is set (standing by while another bridge holds the session)."""
         kafka = self.settings.kafka
         self._producer = AIOKafkaProducer(
             bootstrap_servers=kafka.bootstrap,
@@ -115,27 +142,71 @@ class Bridge:
             request_timeout_ms=30_000,
         )
         await self._producer.start()
+        redis = async_redis_client(self.settings, "bridge")
         try:
             await ensure_topics(kafka.bootstrap, {kafka.inbound_topic: kafka.partitions})
             self._partitions = sorted(await self._producer.partitions_for(kafka.inbound_topic))
-            group = self.settings.mqtt.shared_group
-            topics = [f"$share/{group}/{t}" for t in INBOUND_SUBSCRIPTIONS]
-            self._mqtt.subscribe(
-                topics, lambda r: loop.call_soon_threadsafe(self._queue.put_nowait, r)
-            )
-            await asyncio.to_thread(self._mqtt.connect)
+            prefix = self.settings.redis.prefix
             owns = (
-                f"MQTT {self.settings.mqtt.host}:{self.settings.mqtt.port} $share/{group} "
-                f"-> Kafka {kafka.inbound_topic} ({len(self._partitions)} partitions)"
+                f"MQTT {self.settings.mqtt.host}:{self.settings.mqtt.port} session "
+                f"{self.session} -> Kafka {kafka.inbound_topic} ({len(self._partitions)} partitions)"
             )
             # One line for operators: this bridge is ready and what it moves.
             print(f"bridge {self.name} ready: {owns}", flush=True)
-            heartbeat = Heartbeat(
-                async_redis_client(self.settings, "bridge"), self.settings.redis.prefix,
-                "bridge", self.name,
-            )  # fmt: skip
-            await heartbeat.beat(owns, force=True)
+            heartbeat = Heartbeat(redis, prefix, "bridge", self.name)
+            await heartbeat.beat(f"{owns}, standby", force=True)
+            lease = Lease(redis, RedisKeys(prefix).lease("bridge"), self.name, LEASE_TTL_S)
             while not stop.is_set():
+                holder = await self._holder(lease, active=False)
+                if holder == self.name:
+                    await self._active(stop, lease, heartbeat, owns)
+                    continue
+                await heartbeat.beat(f"{owns}, standby ({holder} holds the session)")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), LEASE_EVERY_S)
+            await heartbeat.leave()
+        finally:
+            await redis.aclose()
+            await self._producer.stop()
+
+    async def _holder(self, lease: Lease, active: bool) -> str:
+        """Who holds the session after asking for it. While Redis is away nobody can take it
+        over, so the active bridge goes on and a standby keeps waiting."""
+        try:
+            return await lease.take()
+        except (RedisError, OSError) as exc:
+            log.warning("bridge %s: session lease unknown, Redis away (%s)", self.name, exc)
+            return self.name if active else "?"
+
+    async def _renew(self, lease: Lease, deposed: asyncio.Event) -> None:
+        while True:
+            await asyncio.sleep(LEASE_EVERY_S)
+            holder = await self._holder(lease, active=True)
+            if holder != self.name:
+                log.warning("bridge %s: %s took the session over; standing by", self.name, holder)
+                deposed.set()
+                return
+
+    async def _active(
+        self, stop: asyncio.Event, lease: Lease, heartbeat: Heartbeat, owns: str
+    ) -> None:
+        """Holds the inbound session until ``stop`` is set or another bridge took the lease."""
+        kafka = self.settings.kafka
+        loop = asyncio.get_running_loop()
+        self._mqtt = mqtt = self._session_client()
+        # Renewed on its own task, so a batch held through a Kafka outage keeps the session.
+        deposed = asyncio.Event()
+        renewer = asyncio.create_task(self._renew(lease, deposed))
+        mqtt.subscribe(
+            INBOUND_SUBSCRIPTIONS, lambda r: loop.call_soon_threadsafe(self._queue.put_nowait, r)
+        )
+        try:
+            await asyncio.to_thread(mqtt.connect)
+            print(f"bridge {self.name} active: holds the session {self.session}", flush=True)
+            await heartbeat.beat(f"{owns}, active", force=True)
+            while not stop.is_set():
+                if deposed.is_set():  # this bridge stalled past its lease: step down
+                    return
                 await heartbeat.beat()
                 batch = await self._next_batch(stop)
                 try:  # a Kafka outage holds the batch (MQTT keeps it unacknowledged) and retries
@@ -148,15 +219,18 @@ class Bridge:
                     )
                 except Outage as exc:
                     exit_on_outage(f"bridge {self.name}", exc)
-                self._mqtt.raise_if_failed()
-            try:  # workers stop waiting for this bridge's clock
+                mqtt.raise_if_failed()
+            try:  # workers stop waiting for this session's clock
                 await self._tick(closing=True)
             except Exception as exc:  # noqa: BLE001 - stopping anyway; the clock expires then
                 log.warning("bridge %s: closing tick not written: %s", self.name, exc)
-            await heartbeat.leave()
         finally:
-            self._mqtt.disconnect()
-            await self._producer.stop()
+            renewer.cancel()
+            mqtt.disconnect()
+            # What was received and not forwarded is unacknowledged: the next holder gets it.
+            self._queue = asyncio.Queue()
+            if stop.is_set():
+                await lease.release()
 
     async def _next_batch(self, stop: asyncio.Event) -> list[Received]:
         try:

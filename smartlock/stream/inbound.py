@@ -101,7 +101,8 @@ class Forwarder:
     """Turns MQTT messages, in the order received, into inbound records; keeps the clock.
 
     Args:
-        name: the bridge's name, stamped on every record and tick.
+        name: the name stamped on every record and tick: the bridge's inbound session (the
+            same for whichever bridge holds it, so the clock goes on across a takeover).
         keys: lock id -> signing key (empty: signing off), checked before time counts.
     """
 

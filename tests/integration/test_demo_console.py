@@ -21,7 +21,7 @@ import smartlock.local.demo as demo
 from smartlock.core.geofence import Geofences, default_geofence_dir
 from smartlock.local.stack import Ports, stack_status
 from smartlock.local.stack.health import free_ports
-from smartlock.simulators.demo_fleet import DEMO_START, demo_fleet
+from smartlock.simulators.fleet import DEMO_START, Fleet, demo_preset
 from tests.integration.procs import ROOT
 
 pytestmark = pytest.mark.integration
@@ -74,7 +74,7 @@ def test_the_demo_starts_the_console_prints_its_url_and_stops_everything(
     watcher.start()
     geo = Geofences.load(default_geofence_dir())
     demo.run_demo(
-        lambda: demo_fleet(geo, 30, seed=3),
+        lambda: Fleet(demo_preset(30, seed=3), geo).message_list(),
         run_dir=run_dir,
         duration=12,
         speed=60,

@@ -1,13 +1,16 @@
 """Scale-out as operators do it: 2 bridges and 3 workers started without names.
 
 Each copy takes a name of its own (the host name, then ``<host>-2``, ...), so they do not
-share an MQTT client id; together they lose and double nothing, and the write-offs name the
-worker that really decided. ``stack status`` reads their heartbeats.
+share an MQTT client id, and the write-offs name the worker that really decided. ``stack
+status`` reads their heartbeats. One bridge holds the inbound session, the other stands by;
+the active one is SIGKILLed mid-stream and the standby takes over. What Redis recorded equals
+``smartlock evaluate`` on the published stream: 0 lost, 0 duplicated, 0 extra.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import time
 from pathlib import Path
@@ -16,23 +19,28 @@ from typing import Any
 import pytest
 
 from smartlock.adapters import membership
+from smartlock.adapters.keys import RedisKeys
 from tests.builders import synthetic_collections
 from tests.integration.procs import Pipeline
-from tests.integration.test_faults import fleet_trace, recorded
-from tests.integration.test_pipeline_live import publish
+from tests.integration.test_faults import (
+    expected_outputs,
+    fleet_trace,
+    wait_for_log,
+    wait_settled,
+)
+from tests.integration.test_pipeline_live import evaluate_lines, publish, write_trace
 
 pytestmark = pytest.mark.integration
 
 
-def test_two_bridges_and_three_workers_without_names_lose_and_double_nothing(
+def test_two_bridges_and_three_workers_without_names_equal_evaluate(
     mqtt_server: Any, redis_server: Any, kafka_server: Any, tmp_path: Path
 ) -> None:
     geofences = tmp_path / "geofences"
     geofences.mkdir()
     for name, fc in synthetic_collections().items():
         (geofences / name).write_text(json.dumps(fc))
-    # Declarations first, as in life (the intake binds them long before the trucks drive):
-    # two bridges share the inbound messages, so no order holds *across* them.
+    # Declarations first, as in life (the intake binds them long before the trucks drive).
     trace = fleet_trace()
     declarations = [m for m in trace if m[0] == "customs/declarations"]
     rest = [m for m in trace if m[0] != "customs/declarations"]
@@ -69,45 +77,33 @@ def test_two_bridges_and_three_workers_without_names_lose_and_double_nothing(
         } != declared:
             assert time.monotonic() < deadline, [p.log(k) for k in list(p.procs)]
             time.sleep(0.3)
-        publish(mqtt_server, rest)
-        # Two bridges share the inbound messages one by one, so a lock's messages can reach
-        # Kafka out of order; judged as late messages, a detour's fixes may then be confirmed
-        # differently than in publish order (measured: once the route_deviation of L1 was not
-        # raised). So here: nothing lost (every gate arrival got its verdict, every lock's last
-        # message reached its trip), nothing doubled; exact equality with evaluate is the
-        # fault suite's (one bridge) and the pipeline tests'.
-        arrivals = {
-            f"{m['gate_id']}/{m['lock_id']}/{m['ts']}" for t, m in rest if t.endswith("/arrivals")
-        }
-        declared_locks = {d["lock_id"] for _, d in declarations}
-        last_ts: dict[str, str] = {}
-        for topic, m in rest:
-            if topic.startswith("locks/") and m["lock_id"] in declared_locks:
-                last_ts[m["lock_id"]] = max(last_ts.get(m["lock_id"], ""), m["ts"])
-        deadline = time.monotonic() + 120
-        while True:
-            got = recorded(p)
-            verdicts = ["/".join(v.split("/")[:3]) for v in got["verdicts"]]
-            heard = {lock: r.hget(f"{p.prefix}:trip:{lock}", "last_ts") for lock in last_ts}
-            if set(verdicts) == arrivals and heard == last_ts:
-                break
-            assert time.monotonic() < deadline, (
-                sorted(arrivals - set(verdicts)),
-                {k: (v, heard.get(k)) for k, v in last_ts.items() if heard.get(k) != v},
-            )
-            time.sleep(0.5)
-        time.sleep(3)  # nothing extra arrives later
-        got = recorded(p)
-        assert len(got["verdicts"]) == len(arrivals)  # one verdict per arrival, none doubled
-        assert len(got["alerts"]) == len(set(got["alerts"]))
-        assert got["write-offs"]
+        active = r.get(RedisKeys(p.prefix).lease("bridge"))
+        [killed] = [k for k in ("bridge-0", "bridge-1") if f"bridge {active} active: " in p.log(k)]
+        [standby] = {"bridge-0", "bridge-1"} - {killed}
+        assert " active: " not in p.log(standby), p.log(standby)
+        statuses = membership.members(p.settings())
+        assert len(statuses) == 5 and all(s.alive for s in statuses)
+        half = len(rest) // 2
+        publish(mqtt_server, rest[:half])
+        p.stop(killed, signal.SIGKILL)  # the standby takes the session over when the lease ends
+        publish(mqtt_server, rest[half:])
+        wait_for_log(p, standby, " active: ")
+        expected = expected_outputs(
+            evaluate_lines(write_trace(declarations + rest, tmp_path / "t.jsonl"), geofences)
+        )
+        got = wait_settled(p, expected, timeout=120)
+        for output, want in expected.items():
+            have = got[output]
+            lost, extra = want - set(have), set(have) - want
+            duplicated = len(have) - len(set(have))
+            assert (sorted(lost), duplicated, sorted(extra)) == ([], 0, []), (
+                output, [p.log(k) for k in p.procs],
+            )  # fmt: skip
         deciders = set()
         for key in r.scan_iter(f"{p.prefix}:writeoff:*"):
             deciders |= {json.loads(v)["decided_by"] for v in r.hvals(key)}
         assert deciders and all(any(f"(worker {w})" in d for w in workers) for d in deciders), (
             deciders
         )
-        statuses = membership.members(p.settings())
-        assert len(statuses) == 5 and all(s.alive for s in statuses)
     finally:
         p.stop_all()

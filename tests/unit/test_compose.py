@@ -81,6 +81,7 @@ def test_every_server_has_a_health_check_and_the_pipeline_waits_for_it(
     assert services["bridge"]["command"] == ["smartlock", "bridge"]
     assert services["worker"]["command"] == ["smartlock", "worker"]
     assert services["demo-fleet"]["profiles"] == ["demo"]
+    assert services["demo-fleet"]["command"][:4] == ["smartlock", "simulate", "--preset", "demo"]
 
 
 def test_mosquitto_in_docker_uses_the_same_config_as_the_local_stack(

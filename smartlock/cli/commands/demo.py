@@ -8,7 +8,8 @@ from pathlib import Path
 
 from smartlock.core.geofence import Geofences, default_geofence_dir
 from smartlock.local.demo import run_demo
-from smartlock.simulators.demo_fleet import DEMO_START, demo_fleet
+from smartlock.simulators.fleet import DEMO_START, Fleet, demo_preset
+from smartlock.simulators.publisher import Payload
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -26,8 +27,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="stop after this many seconds (default: Ctrl-C, or fleet done)",
     )
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--detour-pct", type=float, default=3.0)
-    parser.add_argument("--breach-pct", type=float, default=2.0)
+    parser.add_argument(
+        "--detour-pct", type=float, default=3.0, help="trucks that detour 20 min (red)"
+    )
+    parser.add_argument(
+        "--breach-pct", type=float, default=2.0, help="seals forced open in transit (red)"
+    )
     parser.add_argument(
         "--stop-pct", type=float, default=2.0, help="trucks that stop 20 min (amber)"
     )
@@ -41,16 +46,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    def messages() -> list:
-        return demo_fleet(
-            Geofences.load(default_geofence_dir()),
-            args.trucks,
-            args.seed,
-            args.detour_pct,
-            args.breach_pct,
-            stop_pct=args.stop_pct,
-            silence_pct=args.silence_pct,
-        )
+    config = demo_preset(
+        args.trucks,
+        args.seed,
+        detour_pct=args.detour_pct,
+        tamper_pct=args.breach_pct,
+        stop_pct=args.stop_pct,
+        signal_loss_pct=args.silence_pct,
+    )
+
+    def messages() -> list[tuple[str, Payload]]:
+        return Fleet(config, Geofences.load(default_geofence_dir())).message_list()
 
     figures = run_demo(
         messages,

@@ -10,6 +10,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections import Counter
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,15 +23,33 @@ from smartlock.contract.timestamps import parse_rfc3339
 from smartlock.errors import ConfigError
 from smartlock.runtime import load_geofences
 from smartlock.services.intake.fields import DEFAULT_TZ, parse_local_time
-from smartlock.simulators.fleet import DEFAULT_START, Fleet, FleetConfig, trace_line
+from smartlock.simulators.fleet import DEFAULT_START, Fleet, FleetConfig, demo_preset, trace_line
 from smartlock.simulators.publisher import publish_paced
 from smartlock.simulators.scenarios import KINDS, load_scenarios, parse_scenario
 from smartlock.simulators.trip import DeclaredTrip, declaration_trip
 
+#: Preset fleets by name (`--preset`).
+PRESETS = {"demo": demo_preset}
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--trucks", type=int, default=100, help="road trucks (default 100)")
-    parser.add_argument("--seed", type=int, default=1, help="same seed, same messages (default 1)")
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="start from a preset fleet: demo = the fleet of `smartlock demo` (300 trucks, seed 7, "
+        "already on the road at 08:00, red and amber trips soon after); the other options apply "
+        "on top, except --start and --spread",
+    )
+    parser.add_argument(
+        "--trucks", type=int, default=None, help="road trucks (default 100, or the preset's)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="same seed, same messages (default 1, or the preset's)",
+    )
     parser.add_argument(
         "--scenario",
         action="append",
@@ -45,7 +64,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--rail-containers", type=int, default=0, help="also run one train with N containers"
     )
     parser.add_argument(
-        "--spread", type=float, default=60.0, help="departures spread over MINUTES (default 60)"
+        "--spread", type=float, default=None, help="departures spread over MINUTES (default 60)"
     )
     parser.add_argument(
         "--start",
@@ -93,29 +112,38 @@ def fleet_config(args: argparse.Namespace) -> FleetConfig:
     specs = [parse_scenario(s) for s in args.scenario]
     if args.scenarios is not None:
         specs += load_scenarios(args.scenarios)
-    if args.trucks < 0 or args.rail_containers < 0:
-        raise ConfigError("--trucks and --rail-containers must not be negative")
     if any(s.kind.needs_signing for s in specs) and not args.sign:
         raise ConfigError(
             "the 'unsigned' scenario only means something with --sign (and the keys in the pipeline)"
         )
-    start = DEFAULT_START
-    if args.start:
-        try:
-            start = parse_rfc3339(args.start)
-        except ValueError:
+    if args.preset is not None:
+        if args.start is not None or args.spread is not None:
             raise ConfigError(
-                f"--start {args.start!r} is not an RFC 3339 time like 2026-11-22T08:00:00Z"
-            ) from None
-    return FleetConfig(
-        trucks=args.trucks,
-        seed=args.seed,
-        start=start,
-        spread_min=args.spread,
-        scenarios=tuple(specs),
+                f"--preset {args.preset} sets its own departures: drop --start and --spread"
+            )
+        base = PRESETS[args.preset]()
+    else:
+        start = DEFAULT_START
+        if args.start:
+            try:
+                start = parse_rfc3339(args.start)
+            except ValueError:
+                raise ConfigError(
+                    f"--start {args.start!r} is not an RFC 3339 time like 2026-11-22T08:00:00Z"
+                ) from None
+        spread = args.spread if args.spread is not None else 60.0
+        base = FleetConfig(trucks=100, seed=1, start=start, spread_min=spread)
+    config = replace(
+        base,
+        trucks=args.trucks if args.trucks is not None else base.trucks,
+        seed=args.seed if args.seed is not None else base.seed,
+        scenarios=base.scenarios + tuple(specs),
         sign=args.sign,
         rail_containers=args.rail_containers,
     )
+    if config.trucks < 0 or config.rail_containers < 0:
+        raise ConfigError("--trucks and --rail-containers must not be negative")
+    return config
 
 
 def declared_trip(path: Path) -> DeclaredTrip:
@@ -234,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
             with args.trace.open("w", encoding="utf-8") as out:
                 count = fleet.write_trace(out)
         print(
-            f"simulated {args.trucks} trucks (scenarios: {summary}): {count} messages -> {args.trace}",
+            f"simulated {fleet.config.trucks} trucks (scenarios: {summary}): {count} messages -> {args.trace}",
             file=sys.stderr,
         )
         return 0
@@ -251,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     print(
-        f"simulated {args.trucks} trucks (scenarios: {summary}): {report.sent} sent, {report.acked} acknowledged "
+        f"simulated {fleet.config.trucks} trucks (scenarios: {summary}): {report.sent} sent, {report.acked} acknowledged "
         f"in {report.seconds:.1f} s ({report.rate:.0f} msg/s)"
     )
     return 0 if report.acked == report.sent else 1

@@ -27,6 +27,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
+
 from smartlock.core.geofence.checks import _check_all, _Checked, _read_collection
 from smartlock.core.geofence.features import (
     KINDS,
@@ -76,6 +78,7 @@ class Geofences:
         self._corridor_index = {cid: _CorridorIndex(c) for cid, c in corridors.items()}
         self._zone_index = _ZoneIndex(list(zones.values()))
         self._to_xy = self._metric.forward.transform
+        self._ahead: dict[tuple[float, float], tuple[float, float]] = {}
         canonical = json.dumps(
             sorted((item.source for item in checked), key=lambda s: s["properties"]["id"]),
             sort_keys=True,
@@ -127,9 +130,30 @@ class Geofences:
         return self._metric.proj
 
     def to_metric(self, lon: float, lat: float) -> tuple[float, float]:
-        """Projects a WGS84 position to the set's local metric CRS (x east, y north, metres)."""
+        """Projects a WGS84 position to the set's local metric CRS (x east, y north, metres).
+
+        A position given to :meth:`project_ahead` is looked up instead of projected again.
+        """
+        xy = self._ahead.get((lon, lat))
+        if xy is not None:
+            return xy
         x, y = self._to_xy(lon, lat)
         return x, y
+
+    def project_ahead(self, positions: list[tuple[float, float]]) -> None:
+        """Projects the (lon, lat) positions about to be checked, in one vectorised call.
+
+        A scalar projection costs about 2 µs, mostly per call; an array costs a tenth of
+        that per point, and PROJ computes each point the same way, so the numbers are the
+        same bit for bit. Replaces the previous batch (the memory stays one batch).
+        """
+        if not positions:
+            self._ahead = {}
+            return
+        lons = np.fromiter((p[0] for p in positions), dtype=np.float64, count=len(positions))
+        lats = np.fromiter((p[1] for p in positions), dtype=np.float64, count=len(positions))
+        xs, ys = self._to_xy(lons, lats)
+        self._ahead = dict(zip(positions, zip(xs.tolist(), ys.tolist(), strict=True), strict=True))
 
     def to_lonlat(self, x: float, y: float) -> tuple[float, float]:
         """Inverse of :meth:`to_metric`."""
@@ -164,6 +188,24 @@ class Geofences:
         zone = self.zones[zone_id]
         x, y = self._to_xy(lon, lat)
         return self._zone_index.contains(zone, x, y)
+
+    # -- the same checks for a position already projected with :meth:`to_metric`
+
+    def corridor_distance_xy(self, corridor_id: str, x: float, y: float) -> float:
+        """:meth:`corridor_distance_m` of a projected position."""
+        return self._corridor_index[corridor_id].distance(x, y)
+
+    def in_corridor_xy(self, corridor_id: str, x: float, y: float) -> bool:
+        """:meth:`in_corridor` of a projected position."""
+        return self._corridor_index[corridor_id].contains(x, y)
+
+    def zones_at_xy(self, x: float, y: float) -> list[Zone]:
+        """:meth:`zones_at` of a projected position."""
+        return self._zone_index.at(x, y)
+
+    def in_zone_xy(self, zone_id: str, x: float, y: float) -> bool:
+        """:meth:`in_zone` of a projected position."""
+        return self._zone_index.contains(self.zones[zone_id], x, y)
 
     def fingerprint(self) -> str:
         """SHA-256 of the loaded features (canonical JSON, sorted by id), for provenance.
