@@ -6,7 +6,8 @@ one ``smartlock worker``, then publishes a fleet's messages (1,000 trucks, 30 % 
 process: first ``--warmup`` messages (declarations, first fixes) unmeasured, then at rising
 fixed rates, each for ``--seconds``. A subscriber here receives the alerts; the latency of an
 alert is the wall time from publishing the message that raised it to receiving it. Between
-steps the pipeline drains. Stops at the first rate whose p99 is over 500 ms (or at the end
+steps the pipeline drains: a few undeclared marker locks publish once and the step ends when
+their alerts came back (``drained_after_s``: how far behind the worker was). Stops at the first rate whose p99 is over 500 ms (or at the end
 of ``--rates``).
 
 Prints one JSON line per rate: the target and achieved publish rate, alerts with a latency
@@ -40,7 +41,7 @@ from smartlock.adapters.credentials import CredentialStore
 from smartlock.adapters.keys import RedisKeys
 from smartlock.adapters.mqtt import Login, MqttClient, Received
 from smartlock.adapters.redis_auth import redis_client
-from smartlock.contract.topics import ALERTS
+from smartlock.contract.topics import ALERTS, lock_topic
 from smartlock.core.geofence import Geofences, default_geofence_dir
 from smartlock.local.demo import local_stack, stack_settings
 from smartlock.settings import settings_env
@@ -67,6 +68,7 @@ class AlertTimes:
         self.latencies: list[float] = []
         self.last_alert = time.monotonic()
         self.seen: set[str] = set()
+        self.locks: set[str] = set()  # locks an alert was received for
         self.lock = threading.Lock()
         self.client = MqttClient(host, port, f"bench-alerts-{os.getpid()}", login=login)
 
@@ -82,6 +84,9 @@ class AlertTimes:
             if payload["alert_id"] in self.seen:
                 return
             self.seen.add(payload["alert_id"])
+            self.locks.add(payload["lock_id"])
+            if payload["lock_id"].startswith("BENCH-"):
+                return  # a drain marker, not a fleet alert
             sent = self.sent.get((payload["lock_id"], payload["ts"]))
             if sent is not None:
                 self.latencies.append((now - sent) * 1000)
@@ -118,11 +123,30 @@ def publish_at(client: MqttClient, messages: list[tuple[str, dict[str, Any]]], r
     return len(messages) / (time.monotonic() - start)
 
 
-def drain(times: AlertTimes) -> None:
-    """Waits until no alert came for 3 s (at most 60 s): the pipeline caught up."""
-    until = time.monotonic() + 60
-    while time.monotonic() < until and time.monotonic() - times.last_alert < 3:
-        time.sleep(0.5)
+#: Marker locks published after each step, spread over the partitions by their keys.
+MARKERS = 8
+
+
+def drain(client: MqttClient, times: AlertTimes, step: str, last_ts: str) -> float:
+    """Publishes a message from each of :data:`MARKERS` undeclared locks (each raises an
+    ``unknown_lock`` alert at once) and waits until every one's alert came: the pipeline has
+    judged everything published before them. Returns how long that took (at most 180 s)."""
+    locks = [f"BENCH-{step}-{k}" for k in range(MARKERS)]
+    started = time.monotonic()
+    for lock in locks:
+        payload = {"lock_id": lock, "seq": 1, "ts": last_ts, "lat": 29.3, "lon": 120.1,
+                   "seal": "sealed"}  # fmt: skip
+        client.publish(lock_topic(lock, "telemetry"), json.dumps(payload).encode(), qos=1)
+    while time.monotonic() - started < 180:
+        with times.lock:
+            if all(lock in times.locks for lock in locks):
+                break
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+def last_ts(messages: list[tuple[str, dict[str, Any]]]) -> str:
+    return next(p["ts"] for _, p in reversed(messages) if "ts" in p)
 
 
 def start(role: str, run_dir: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -172,26 +196,22 @@ def main() -> None:
                 publisher.connect()
                 # Warm-up, not measured: the declarations and the first fixes of every trip.
                 publish_at(publisher, stream[: args.warmup], 2500, times)
-                drain(times)
+                drain(publisher, times, "warmup", last_ts(stream[: args.warmup]))
                 times.take()
                 offset = args.warmup
                 for rate in rates:
                     n = int(rate * args.seconds)
-                    achieved = publish_at(publisher, stream[offset : offset + n], rate, times)
+                    step = stream[offset : offset + n]
+                    achieved = publish_at(publisher, step, rate, times)
                     offset += n
-                    # Drained: no alert for 3 s (at most 60 s).
-                    drain_until = time.monotonic() + 60
-                    while (
-                        time.monotonic() < drain_until and time.monotonic() - times.last_alert < 3
-                    ):
-                        time.sleep(0.5)
+                    behind = drain(publisher, times, f"{rate:g}", last_ts(step))
                     values = sorted(times.take())
                     p99 = values[min(len(values) - 1, int(len(values) * 0.99))] if values else None
                     figure = {
                         "bench": "end_to_end",
                         "target_msg_per_s": rate,
                         "published_msg_per_s": round(achieved),
-                        "alerts_received": len(times.seen),
+                        "drained_after_s": round(behind, 1),
                         "alert_samples": len(values),
                         "latency_median_ms": round(statistics.median(values), 1)
                         if values
