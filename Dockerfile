@@ -17,8 +17,8 @@ COPY geofences ./geofences
 # at these paths: created here, owned by smartlock, so the new volumes start owned by it.
 RUN pip install . \
     && useradd --system --create-home --home-dir /var/lib/smartlock smartlock \
-    && mkdir -p /run/smartlock/credentials /mosquitto/auth /redis/auth \
-    && chown smartlock: /run/smartlock/credentials /mosquitto/auth /redis/auth \
+    && mkdir -p /run/smartlock/credentials /mosquitto/auth /redis/auth /kafka/auth \
+    && chown smartlock: /run/smartlock/credentials /mosquitto/auth /redis/auth /kafka/auth \
     && chmod 0700 /run/smartlock/credentials
 
 # Faust writes its data directory into the working directory.

@@ -13,9 +13,10 @@ import os
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -76,12 +77,32 @@ class KafkaSettings(_Section):
         gt=0,
         description="short in local runs; the Tansu broker waits this long on every group join",
     )
+    sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None,
+        description="log in to Kafka with SASL/SCRAM as the process's service account (password "
+        "from the credentials store); unset: no authentication (the local Tansu cannot)",
+    )
 
 
 class RedisSettings(_Section):
-    url: str = "redis://127.0.0.1:6379/0"
+    url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="redis://HOST:PORT/DB, without user or password: each process logs in as its "
+        "service account with the password from the credentials store",
+    )
     prefix: str = "smartlock"
     alert_stream_maxlen: int = 100_000
+
+    @field_validator("url")
+    @classmethod
+    def _no_credentials(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(
+                "redis.url must not carry a user or password (they would show in logs and "
+                "process listings); the passwords are in the credentials store"
+            )
+        return url
 
 
 class ConsoleSettings(_Section):
@@ -134,7 +155,13 @@ class Settings(BaseSettings):
     """The whole configuration. Build with :func:`load_settings`."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SMARTLOCK_", env_nested_delimiter="__", frozen=True, extra="forbid"
+        env_prefix="SMARTLOCK_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+        # A refused value may be a secret (a key, a URL with a password): errors name the
+        # setting and the rule, never echo the value.
+        hide_input_in_errors=True,
     )
 
     geofence_dir: Path | None = Field(

@@ -350,7 +350,7 @@ def client_for(settings: Settings, identity: str, client_id: str, **kwargs: Any)
     return client
 
 
-def claim_session(directory: Path, identity: Identity) -> tuple[str, IO[str]]:
+def claim_session(directory: Path, identity: Identity) -> tuple[str, IO[str] | None]:
     """The first session of a bound identity that no other client on this host holds.
 
     A gate, an operator, an observer or an officer may hold a few MQTT connections at once
@@ -358,15 +358,24 @@ def claim_session(directory: Path, identity: Identity) -> tuple[str, IO[str]]:
     client id on the broker, so two processes of one identity no longer take each other's
     session over. Clients of the same credentials store agree through an exclusive ``flock``
     per session under ``<credentials dir>/.sessions/``, held until the client disconnects
-    (or its process ends). Returns the session's user name and the open lock file.
+    (or its process ends). Returns the session's user name and the open lock file; on a
+    read-only credentials store (no lock files possible), the first session and no lock.
 
     Raises:
         CredentialError: every session of the identity is held.
     """
     held = directory / ".sessions"
-    held.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        held.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        log.warning("%s: cannot hold MQTT sessions in %s (%s)", identity.name, held, exc)
+        return identity.name, None
     for username in identity.sessions:
-        handle = open(held / f"{username}.lock", "a")  # noqa: SIM115 - kept open while held
+        try:
+            handle = open(held / f"{username}.lock", "a")  # noqa: SIM115 - kept open while held
+        except OSError as exc:
+            log.warning("%s: cannot hold MQTT sessions in %s (%s)", identity.name, held, exc)
+            return identity.name, None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -345,7 +345,6 @@ def fast_lock_message(
         return None
     if received_at is not None and ts > received_at + FUTURE_TS:
         return None
-    keys = raw.keys()
     message: Any
     if topic.endswith(_TELEMETRY_SUFFIX):
         seal_text = raw.get("seal")
@@ -354,8 +353,7 @@ def fast_lock_message(
         if (
             seal is None
             or topic != _TELEMETRY_TOPIC.format(lock_id)
-            or not keys <= _TELEMETRY_FIELDS
-            or not keys >= _TELEMETRY_REQUIRED
+            or not _fields_ok(raw, _TELEMETRY_FIELDS, _TELEMETRY_REQUIRED)
             or not _bounded(lat, -90.0, 90.0)
             or not _bounded(lon, -180.0, 180.0)
         ):
@@ -379,7 +377,7 @@ def fast_lock_message(
             "battery_pct": battery,
             "sig": sig,
         }
-        message = _model(LockTelemetry, values, set(keys))
+        message = _model(LockTelemetry, values, set(raw))
     elif topic.endswith(_EVENTS_SUFFIX):
         kind_text = raw.get("type")
         kind = _EVENT_TYPES.get(kind_text) if type(kind_text) is str else None
@@ -387,8 +385,7 @@ def fast_lock_message(
         if (
             kind is None
             or topic != _EVENTS_TOPIC.format(lock_id)
-            or not keys <= _EVENT_FIELDS
-            or not keys >= _EVENT_REQUIRED
+            or not _fields_ok(raw, _EVENT_FIELDS, _EVENT_REQUIRED)
         ):
             return None
         if lat is None and lon is None:
@@ -404,10 +401,28 @@ def fast_lock_message(
             "lon": lon,
             "sig": sig,
         }
-        message = _model(LockEvent, values, set(keys))
+        message = _model(LockEvent, values, set(raw))
     else:
         return None
-    return Envelope(topic=topic, message=message, raw=raw)
+    return Envelope(topic, message, raw)
+
+
+#: Per field set, key orders already found valid for it (locks send the same few).
+_GOOD_KEYS: dict[frozenset[str], set[tuple[str, ...]]] = {}
+
+
+def _fields_ok(raw: dict[str, Any], fields: frozenset[str], required: frozenset[str]) -> bool:
+    """Every key of ``raw`` is one of ``fields`` and every one of ``required`` is there."""
+    good = _GOOD_KEYS.setdefault(fields, set())
+    order = tuple(raw)
+    if order in good:
+        return True
+    keys = raw.keys()
+    if not (keys <= fields and keys >= required):
+        return False
+    if len(good) < 1024:
+        good.add(order)
+    return True
 
 
 def _fast_json(text: str | bytes, limit: int) -> Any:

@@ -40,6 +40,7 @@ from smartlock.core.writeoff import VerdictRecord, verdict_records
 #: A bridge not heard for this long (wall clock, by the times other bridges stamp in the
 #: same partition) no longer holds the partition's clock back. Bridges tick every second.
 BRIDGE_EXPIRY_S = 30.0
+_NEVER = -math.inf
 
 
 @dataclass
@@ -86,7 +87,9 @@ class Engine:
         clocks = self._clocks.get(source)
         if not clocks:
             return None
-        gone = self._gone.get(source, set())
+        gone = self._gone.get(source)
+        if not gone:  # every bridge live (offline: the one stream)
+            return min(clocks.values())
         live = [c for b, c in clocks.items() if b not in gone]
         return min(live) if live else max(clocks.values())
 
@@ -123,13 +126,13 @@ class Engine:
             outcome.rejections.extend((lock_id, rejection) for lock_id in targets)
             return outcome
         if clock is not None:
-            outcome.outputs.extend(self.observe(clock, source, bridge).outputs)
+            self._observe(clock, source, bridge, None, False, outcome.outputs)
         self._step_all(env, targets, source, outcome)
         # The bridge counted an admitted message's event time before any worker could know
         # whether a rule would fail on it; the clock counts it here too, so live equals offline.
         ts = self.detector.event_time(env)
         if ts is not None:
-            outcome.outputs.extend(self.observe(ts, source, bridge).outputs)
+            self._observe(ts, source, bridge, None, False, outcome.outputs)
         return outcome
 
     def _step_all(
@@ -138,39 +141,38 @@ class Engine:
         """Applies one message to every lock it concerns, all or nothing.
 
         The detector changes a state in place, so each state is saved first (a snapshot of
-        its fields, about a microsecond; a deep copy costs half a step). If a rule raises, every lock
-        gets its saved state back, the message's outputs and records are dropped and
+        its fields, about a microsecond; a deep copy costs half a step). If a rule raises,
+        every lock gets its saved state back, the message's outputs and records are dropped and
         ``outcome.error`` says why: the caller dead-letters the message (``internal_error``).
         """
-        saved = {lock_id: self.store.get(lock_id) for lock_id in targets}
-        snapshots = {lock_id: snapshot(s) for lock_id, s in saved.items() if s is not None}
-        outputs: list[Output] = []
-        records: list[VerdictRecord] = []
-        rejections: list[tuple[str, Rejection]] = []
-        stepped: list[tuple[str, LockState]] = []
-        now = self.clock(source)
+        store = self.store
+        saved = [(lock_id, store.get(lock_id)) for lock_id in targets]
+        snapshots = [snapshot(state) if state is not None else None for _, state in saved]
+        outputs, records, rejections = outcome.outputs, outcome.records, outcome.rejections
+        marks = len(outputs), len(records), len(rejections)
+        stepped: list[LockState] = []
+        now = self._now.get(source)
         try:
-            for lock_id in targets:
-                result = self.detector.step(saved[lock_id], lock_id, env, now)
-                self.store[lock_id] = result.state
-                stepped.append((lock_id, result.state))
+            for lock_id, state in saved:
+                result = self.detector.step(state, lock_id, env, now)
+                store[lock_id] = result.state
+                stepped.append(result.state)
                 outputs.extend(result.outputs)
-                records.extend(result.records)
+                if result.records:
+                    records.extend(result.records)
                 if result.rejection is not None:
                     rejections.append((lock_id, result.rejection))
         except Exception as exc:  # noqa: BLE001 - a bug in one rule must not half-apply a message
-            for lock_id, state in saved.items():
-                if state is not None:
-                    restore(state, snapshots[lock_id])
-                    self.store[lock_id] = state
-                elif lock_id in self.store:
-                    del self.store[lock_id]
+            for (lock_id, state), saved_state in zip(saved, snapshots, strict=True):
+                if state is not None and saved_state is not None:
+                    restore(state, saved_state)
+                    store[lock_id] = state
+                elif lock_id in store:
+                    del store[lock_id]
+            del outputs[marks[0] :], records[marks[1] :], rejections[marks[2] :]
             outcome.error = f"{type(exc).__name__}: {exc}"
             return
-        outcome.outputs.extend(outputs)
-        outcome.records.extend(records)
-        outcome.rejections.extend(rejections)
-        for lock_id, state in stepped:
+        for (lock_id, _), state in zip(saved, stepped, strict=True):
             self._schedule(lock_id, state, source)
 
     def refuse_arrival(
@@ -217,27 +219,40 @@ class Engine:
 
         The source's clock moves to the least over its live bridges; due timers fire.
         """
+        outcome = Outcome()
+        self._observe(event_time, source, bridge, at, closing, outcome.outputs)
+        return outcome
+
+    def _observe(
+        self,
+        event_time: float | None,
+        source: object,
+        bridge: object,
+        at: float | None,
+        closing: bool,
+        outputs: list[Output],
+    ) -> None:
+        """:meth:`observe`, adding what fires to ``outputs``."""
         clocks = self._clocks.setdefault(source, {})
         gone = self._gone.setdefault(source, set())
         if closing:
             gone.add(bridge)
         else:
             gone.discard(bridge)
-        if event_time is not None and event_time > clocks.get(bridge, float("-inf")):
+        if event_time is not None and event_time > clocks.get(bridge, _NEVER):
             clocks[bridge] = event_time
         if at is not None:
             seen = self._seen.setdefault(source, {})
             seen[bridge] = max(at, seen.get(bridge, at))
             gone.update(b for b, t in seen.items() if t < at - BRIDGE_EXPIRY_S)
-        self._now[source] = self._clock(source)
-        return self._fire(source)
-
-    def _fire(self, source: object) -> Outcome:
-        outcome = Outcome()
-        now = self.clock(source)
+        self._now[source] = now = self._clock(source)
         timers = self._timers.get(source)
-        if now is None or not timers:
-            return outcome
+        if now is not None and timers and timers[0][0] < now:
+            self._fire(source, now, timers, outputs)
+
+    def _fire(
+        self, source: object, now: float, timers: list[tuple[float, str]], outputs: list[Output]
+    ) -> None:
         while timers and timers[0][0] < now:
             deadline, lock_id = heapq.heappop(timers)
             if self._scheduled.get(lock_id) != (source, deadline):
@@ -255,7 +270,7 @@ class Engine:
             while current is not None and current < now:
                 result = self.detector.tick(state, math.nextafter(current, math.inf))
                 state = result.state
-                outcome.outputs.extend(result.outputs)
+                outputs.extend(result.outputs)
                 following = self.detector.next_deadline(state)
                 if following is not None and following <= current:
                     following = None  # no progress: never loop on a timer that is already due
@@ -263,7 +278,6 @@ class Engine:
             self.store[lock_id] = state
             if current is not None:
                 self._schedule(lock_id, state, source)
-        return outcome
 
     def _schedule(self, lock_id: str, state: LockState, source: object) -> None:
         # Deadlines mostly move later (the lock is heard again), so an existing earlier entry

@@ -50,6 +50,7 @@ from smartlock.core.state import AlertRecord, Fix, Trip
 UNDECLARED = "UNDECLARED"
 
 _ALLOWED_STOP_ROLES = frozenset({"rest_area", "supervised_site"})
+_MONITORED = frozenset({TripState.SEALED, TripState.IN_TRANSIT, TripState.DEVIATING})
 
 _SEAL_FROM_EVENT = {
     LockEventType.SEALED: SealState.SEALED,
@@ -327,13 +328,19 @@ def judge_tick(ctx: Context, trip: Trip, tick: Tick, effects: Effects) -> None:
 
 def next_deadline(trip: Trip, ctx: Context) -> float | None:
     """Earliest event time at which a timer rule could fire for this trip, if any."""
-    deadlines = []
-    listening = trip.monitored or trip.state is TripState.ARRIVED
-    if listening and trip.last_heard_ts is not None and not trip.silent:
-        deadlines.append(trip.last_heard_ts + ctx.limits.silence_limit_s)
-    if not trip.overdue_raised and (trip.monitored or trip.state is TripState.DECLARED):
-        deadlines.append(trip.eta_ts + ctx.limits.overdue_grace_s)
-    return min(deadlines) if deadlines else None
+    state = trip.state
+    monitored = state in _MONITORED
+    silence = None
+    if (
+        (monitored or state is TripState.ARRIVED)
+        and trip.last_heard_ts is not None
+        and not trip.silent
+    ):
+        silence = trip.last_heard_ts + ctx.limits.silence_limit_s
+    if not trip.overdue_raised and (monitored or state is TripState.DECLARED):
+        overdue = trip.eta_ts + ctx.limits.overdue_grace_s
+        return overdue if silence is None or overdue < silence else silence
+    return silence
 
 
 # --------------------------------------------------------------------------- reading rules

@@ -42,12 +42,14 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from redis.exceptions import RedisError
 
+from smartlock.adapters.kafka_auth import kafka_login
 from smartlock.adapters.keys import RedisKeys
 from smartlock.adapters.lease import Lease
 from smartlock.adapters.membership import Heartbeat
@@ -71,9 +73,12 @@ LEASE_TTL_S = 5.0
 LEASE_EVERY_S = 1.0
 
 
-async def ensure_topics(bootstrap: str, topics: dict[str, int]) -> None:
-    """Creates missing topics with the given partition counts (replication 1 locally)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def ensure_topics(bootstrap: str, topics: dict[str, int], **login: Any) -> None:
+    """Creates missing topics with the given partition counts (replication 1 locally).
+
+    ``login``: the SASL keyword arguments of :func:`smartlock.adapters.kafka_auth.kafka_login`.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **login)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -140,11 +145,16 @@ class Bridge:
             linger_ms=2,
             max_batch_size=256 * 1024,
             request_timeout_ms=30_000,
+            **kafka_login(self.settings, "bridge"),
         )
         await self._producer.start()
         redis = async_redis_client(self.settings, "bridge")
         try:
-            await ensure_topics(kafka.bootstrap, {kafka.inbound_topic: kafka.partitions})
+            await ensure_topics(
+                kafka.bootstrap,
+                {kafka.inbound_topic: kafka.partitions},
+                **kafka_login(self.settings, "bridge"),
+            )
             self._partitions = sorted(await self._producer.partitions_for(kafka.inbound_topic))
             prefix = self.settings.redis.prefix
             owns = (

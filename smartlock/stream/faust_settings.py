@@ -36,6 +36,7 @@ def faust_app_kwargs(
     rebalance_timeout_s: float = 3.0,
     single_record_batches: bool | None = None,
     datadir: str | Path | None = None,
+    credentials: Any = None,
 ) -> dict[str, Any]:
     """Keyword arguments for ``faust.App(app_id, **kwargs)``.
 
@@ -52,6 +53,8 @@ def faust_app_kwargs(
             throughput (about 4,000 instead of 40,000 records/s on 4 partitions against a
             local Tansu). Default: ``local``; pass False for a local Kafka node.
         datadir: Faust's data directory; default ``<app_id>-data`` in the current directory.
+        credentials: ``faust.SASLCredentials`` to log in with
+            (:func:`smartlock.adapters.kafka_auth.faust_credentials`), or None.
 
     Returns:
         A dict to pass to ``faust.App``.
@@ -94,6 +97,8 @@ def faust_app_kwargs(
         kwargs.update(topic_replication_factor=3, table_standby_replicas=1)
     if datadir is not None:
         kwargs["datadir"] = str(datadir)
+    if credentials is not None:
+        kwargs["broker_credentials"] = credentials
     one_record_per_batch = local if single_record_batches is None else single_record_batches
     if one_record_per_batch:
         # aiokafka always puts the first record in a batch, however small the limit, so

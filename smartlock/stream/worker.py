@@ -19,6 +19,7 @@ import faust
 from aiokafka import AIOKafkaProducer
 
 from smartlock.adapters.credentials import CredentialStore
+from smartlock.adapters.kafka_auth import faust_credentials, kafka_login
 from smartlock.adapters.keys import RedisKeys
 from smartlock.adapters.membership import HEARTBEAT_S, Heartbeat
 from smartlock.adapters.mqtt import client_for
@@ -160,15 +161,19 @@ class KafkaWriter:
     second.
     """
 
-    def __init__(self, bootstrap: str) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, bootstrap: str, **login: Any) -> None:
+        self.bootstrap, self.login = bootstrap, login  # login: SASL kwargs (kafka_auth)
         self.producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
         # Created here: an aiokafka client binds to the running event loop.
         if self.producer is None:
             self.producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap, acks="all", linger_ms=1, max_batch_size=512 * 1024
+                bootstrap_servers=self.bootstrap,
+                acks="all",
+                linger_ms=1,
+                max_batch_size=512 * 1024,
+                **self.login,
             )
             await self.producer.start()
 
@@ -197,6 +202,7 @@ def create_app(
             local=local,
             rebalance_timeout_s=k.rebalance_timeout_s,
             datadir=str(datadir),
+            credentials=faust_credentials(settings, "worker"),
         ),
     )
     inbound = app.topic(
@@ -209,7 +215,7 @@ def create_app(
     table = app.Table("locks", default=None, partitions=k.partitions, key_type=str)
 
     store = LockTable(table.data, table.changelog_topic.get_topic_name())
-    kafka = KafkaWriter(k.bootstrap)
+    kafka = KafkaWriter(k.bootstrap, **kafka_login(settings, "worker"))
     processor = BatchProcessor(detector, store)
     outputs = Outputs(kafka, settings, name)
     app.smartlock_processor = processor  # type: ignore[attr-defined]  # for tests and the demo

@@ -64,6 +64,7 @@ def test_every_server_has_a_health_check_and_the_pipeline_waits_for_it(
         assert services[name]["depends_on"] == {
             "credentials": {"condition": "service_completed_successfully"},
             **{s: {"condition": "service_healthy"} for s in SERVERS},
+            "kafka-users": {"condition": "service_completed_successfully"},
         }
         env = services[name]["environment"]
         assert env["SMARTLOCK_MQTT__HOST"] == "mosquitto"
@@ -106,3 +107,28 @@ def test_dockerfile_installs_the_package_on_python_311_slim() -> None:
     ]
     assert "pip install ." in text
     assert 'CMD ["smartlock", "worker"]' in text
+
+
+def test_every_server_requires_its_clients_to_log_in(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    env = services["worker"]["environment"]
+    assert env["SMARTLOCK_KAFKA__SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert not any("PASSWORD" in k or "SECRET" in k for k in env)  # secrets come from the store
+    # Redis: the ACL file of the credentials service, anonymous clients refused.
+    redis_cmd = services["redis"]["command"]
+    assert redis_cmd[redis_cmd.index("--aclfile") + 1] == "/redis/auth/users.acl"
+    assert "NOAUTH" in " ".join(services["redis"]["healthcheck"]["test"])
+    # Kafka: other containers reach only the SASL/SCRAM listener; the others are loopback.
+    kafka = services["kafka"]["environment"]
+    protocols = dict(p.split(":") for p in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    for listener in kafka["KAFKA_LISTENERS"].split(","):
+        name, address = listener.split("://")
+        assert protocols[name] == "SASL_PLAINTEXT" or address.startswith("127.0.0.1:"), listener
+    assert kafka["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    # apache/kafka maps '.'->'_', '_'->'__', '-'->'___' (listener.name.clients.scram-sha-512...)
+    assert "KAFKA_LISTENER_NAME_CLIENTS_SCRAM___SHA___512_SASL_JAAS_CONFIG" in kafka
+    users = services["kafka-users"]
+    assert users["network_mode"] == "service:kafka" and "--add-config-file" in users["command"][0]
+    assert "$$(basename" in users["command"][0]  # escaped for Compose, a shell $ at run time
+    credentials = services["credentials"]["command"]
+    assert "--redis-acl" in credentials and "--kafka-users" in credentials

@@ -35,3 +35,11 @@ def test_a_url_with_credentials_is_refused() -> None:
     for url in ("redis://u:p@127.0.0.1:6379/0", "redis://:p@127.0.0.1:6379/0"):
         with pytest.raises(ConfigError, match="credentials store"):
             check_url(url)
+
+
+def test_settings_refuse_a_redis_url_with_a_password() -> None:
+    from smartlock.settings import load_settings
+
+    with pytest.raises(ConfigError, match="must not carry a user or password") as refused:
+        load_settings(redis={"url": "redis://worker:s3cret-pw@127.0.0.1:6379/0"})
+    assert "s3cret-pw" not in str(refused.value)  # the refusal does not echo the password

@@ -71,6 +71,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="also write Redis's ACL file here (one user per service account, hashes only)",
     )
+    files.add_argument(
+        "--kafka-users",
+        type=Path,
+        default=None,
+        help="also write one kafka-configs.sh --add-config-file per Kafka service account here "
+        "(SASL/SCRAM users; owner-only, they hold the passwords)",
+    )
 
 
 def store_for(settings: Settings, directory: Path | None = None) -> CredentialStore:
@@ -112,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         print(broker_files(store, args.out, args.host))
         if args.redis_acl is not None:
             print(redis_acl_file(store, args.redis_acl, settings.redis.prefix))
+        if args.kafka_users is not None:
+            print(kafka_user_files(store, args.kafka_users))
         return 0
     roles = (args.role,) if args.role else ROLES
     for identity in store.by_role(*roles):
@@ -198,3 +207,20 @@ def redis_acl_file(store: CredentialStore, target: Path, prefix: str) -> str:
     target.write_text(acl_file(store.identities().values(), prefix))
     target.chmod(0o644)
     return f"wrote {target} (Redis users of the service accounts, key prefix {prefix!r})"
+
+
+def kafka_user_files(store: CredentialStore, out: Path, mechanism: str = "SCRAM-SHA-512") -> str:
+    """Writes ``<account>.properties`` for each Kafka service account (issued if missing): the
+    SCRAM credential in the form ``kafka-configs.sh --add-config-file`` reads, so the password
+    never appears on a command line. Owner-only: compose.yaml's ``kafka-users`` step reads them
+    as root and creates the users through the broker's in-container listener."""
+    from smartlock.adapters.kafka_auth import KAFKA_ACCOUNTS
+
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for account in KAFKA_ACCOUNTS:
+        secret = store.ensure(account).secret.get_secret_value()
+        target = out / f"{account}.properties"
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"{mechanism}=iterations=8192,password={secret}\n")
+    return f"wrote the Kafka users of {', '.join(KAFKA_ACCOUNTS)} ({mechanism}) in {out}"

@@ -78,6 +78,8 @@ class ConsoleConfig:
     secure_cookie: bool = False
     #: (bootstrap, workers' consumer group, inbound topic) to measure the workers' Kafka lag.
     kafka_lag: tuple[str, str, str] | None = None
+    #: SASL keyword arguments of the console's Kafka client (kafka_auth.kafka_login), if any.
+    kafka_login: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -163,7 +165,7 @@ async def _startup(app: web.Application) -> None:
     keys = RedisKeys(config.prefix)
     feed = LiveFeed(client, keys)
     await feed.start()
-    lag = KafkaLag(*config.kafka_lag) if config.kafka_lag else None
+    lag = KafkaLag(*config.kafka_lag, login=config.kafka_login) if config.kafka_lag else None
     health = Health(client, keys, feed, config.probe, lag.measure if lag else None)
     app[PARTS] = Parts(
         config=config,

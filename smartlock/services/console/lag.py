@@ -37,8 +37,16 @@ def lag_figures(ends: dict[int, int], committed: dict[int, int | None]) -> dict[
 class KafkaLag:
     """Measures the lag of ``group`` on ``topic``; one connection, reopened after a failure."""
 
-    def __init__(self, bootstrap: str, group: str, topic: str, timeout_s: float = 3.0) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        group: str,
+        topic: str,
+        timeout_s: float = 3.0,
+        login: dict[str, Any] | None = None,
+    ) -> None:
         self.bootstrap, self.group, self.topic, self.timeout_s = bootstrap, group, topic, timeout_s
+        self.login = login or {}  # SASL kwargs (smartlock.adapters.kafka_auth.kafka_login)
         self._consumer: AIOKafkaConsumer | None = None
 
     async def _open(self) -> AIOKafkaConsumer:
@@ -49,6 +57,7 @@ class KafkaLag:
                 enable_auto_commit=False,
                 client_id="smartlock-console-lag",
                 request_timeout_ms=int(self.timeout_s * 1000),
+                **self.login,
             )
             await consumer.start()
             self._consumer = consumer

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from smartlock.adapters.credentials import CredentialStore
+from smartlock.adapters.kafka_auth import kafka_login
 from smartlock.adapters.redis_auth import async_redis_client
 from smartlock.core.geofence import Geofences, default_geofence_dir
 from smartlock.services.console.app import NODE_MODULES, ConsoleConfig, create_app
@@ -68,6 +69,7 @@ def console_config(settings: Settings) -> ConsoleConfig:
         secure_cookie=settings.console.secure_cookie,
         # The workers form one Faust consumer group named after the app id.
         kafka_lag=(settings.kafka.bootstrap, settings.kafka.app_id, settings.kafka.inbound_topic),
+        kafka_login=kafka_login(settings, "console"),
     )
 
 
