@@ -43,6 +43,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from rich.console import Console
 
+from smartlock.adapters.kafka_auth import kafka_login
 from smartlock.adapters.keys import RedisKeys
 from smartlock.adapters.redis_auth import redis_client
 from smartlock.core.evaluate import evaluate
@@ -96,9 +97,15 @@ def evaluate_rate(settings: Settings, trace: list[tuple[str, bytes]]) -> dict[st
 async def preload(settings: Settings, trace: list[tuple[str, bytes]]) -> dict[int, int]:
     """Writes the trace as the bridge would; returns the record count per partition."""
     k = settings.kafka
-    await ensure_topics(k.bootstrap, {k.inbound_topic: k.partitions})
+    await ensure_topics(
+        k.bootstrap, {k.inbound_topic: k.partitions}, **kafka_login(settings, "bridge")
+    )
     producer = AIOKafkaProducer(
-        bootstrap_servers=k.bootstrap, acks="all", linger_ms=5, max_batch_size=512 * 1024
+        bootstrap_servers=k.bootstrap,
+        acks="all",
+        linger_ms=5,
+        max_batch_size=512 * 1024,
+        **kafka_login(settings, "bridge"),
     )
     await producer.start()
     forwarder = Forwarder("bench")
@@ -141,6 +148,7 @@ class Committed:
                 bootstrap_servers=self.settings.kafka.bootstrap,
                 group_id=self.group,
                 enable_auto_commit=False,
+                **kafka_login(self.settings, "worker"),
             )
             await self.consumer.start()
         total = 0
