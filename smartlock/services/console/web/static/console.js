@@ -132,7 +132,7 @@ function connect() {
   };
   es.addEventListener("snapshot", (e) => { applySnapshot(JSON.parse(e.data)); S.lastEventId = e.lastEventId; });
   es.addEventListener("update", (e) => { applyUpdate(JSON.parse(e.data)); S.lastEventId = e.lastEventId; });
-  es.addEventListener("health", (e) => { S.health = JSON.parse(e.data); renderGates(); });
+  es.addEventListener("health", (e) => { S.health = JSON.parse(e.data); renderHealth(); });
   S.eventSource = es;
 }
 function setConn(up) {
@@ -147,6 +147,7 @@ function applySnapshot(snap) {
   S.verdicts = snap.verdicts;
   S.verdictTotal = snap.verdict_total;
   S.gateEvents = snap.gate_events || [];
+  deskDirty = gatesDirty = true;
   for (const a of snap.alerts) { S.eventNow = Math.max(S.eventNow, tsSec(a.ts)); if (!S.alertSeenAt.has(a.alert_id)) S.alertSeenAt.set(a.alert_id, 0); }
   for (const t of snap.trips) S.eventNow = Math.max(S.eventNow, tsSec(t.last_ts));
   refreshAll();
@@ -169,6 +170,8 @@ function applyUpdate(u) {
   }
   if (u.verdicts.length) { S.verdicts = S.verdicts.concat(u.verdicts).slice(-1000); S.verdictTotal += u.verdicts.length; }
   if (u.gate && u.gate.length) S.gateEvents = S.gateEvents.concat(u.gate).slice(-1000);
+  if (u.alerts.length) deskDirty = true;
+  if (u.verdicts.length || (u.gate && u.gate.length)) gatesDirty = true;
   if (newRed) alarm(newRed);
   refreshAll();
   if (S.trip && (u.trips.some((t) => t.lock_id === S.trip.lock) || u.alerts.some((a) => a.lock_id === S.trip.lock))) scheduleTripReload();
@@ -176,7 +179,9 @@ function applyUpdate(u) {
 // The panels are redrawn at most every 250 ms however fast updates come (a busy fleet sends
 // up to ten a second); the map has its own pace (markDirty). `alertShownAt` records when a new
 // alert was first drawn on the page: what the tests and the benchmark measure.
-let panelsDue = false, panelsAt = 0;
+// Each panel is redrawn only when what it shows changed: a busy fleet changes trips ten times a
+// second, alerts and verdicts far less often; the desk also every 2 s for its ages and "new" marks.
+let panelsDue = false, panelsAt = 0, deskDirty = true, deskAt = 0, gatesDirty = true;
 function refreshAll() {
   markDirty();
   if (panelsDue) return;
@@ -188,9 +193,13 @@ function drawPanels() {
   panelsDue = false;
   panelsAt = performance.now();
   renderCounts();
-  renderDesk();
-  renderWall();
-  renderGates();
+  if (deskDirty || panelsAt - deskAt > 2000) {
+    deskDirty = false;
+    deskAt = panelsAt;
+    renderDesk();
+    renderWall();
+  }
+  if (gatesDirty) renderGates();
   const now = Date.now();
   for (const id of S.unshown) S.alertShownAt.set(id, now);
   S.unshown = [];
@@ -364,6 +373,10 @@ function lagRow(lag) {
     <div class="muted">${parts ? `${parts} · ` : ""}group ${esc(lag.group)} on ${esc(lag.topic)}</div></td></tr>`;
 }
 function renderGates() {
+  renderHealth();
+  renderVerdicts();
+}
+function renderHealth() {
   if (WALL) return;
   const h = S.health || {};
   const servers = Object.entries(h.servers || {}).map(([k, up]) => `<tr><th>${esc(k)}</th><td class="${up ? "up" : "down"}">${up ? "up" : "DOWN"}</td></tr>`).join("");
@@ -379,6 +392,10 @@ function renderGates() {
     <tr><th>released / inspect (recent ${S.verdicts.length})</th><td>${v.release ?? "–"} / ${v.inspect ?? "–"}</td></tr>
     <tr><th>gate round trip (${window})</th><td id="round-trip" data-count="${rt.count ?? 0}">${rt.count ? `median ${fmtMs(rt.median_ms)} · p95 ${fmtMs(rt.p95_ms)} · max ${fmtMs(rt.max_ms)} <span class="muted">(${rt.count} arrivals, published → signed verdict received, measured by the gates)</span>` : "no gate arrivals yet"}</td></tr>
     <tr><th>manual fallbacks (${window})</th><td id="manual-count" data-count="${rt.manual ?? 0}" class="${rt.manual ? "down" : ""}">${rt.manual ?? 0}${rt.reconciled ? ` <span class="muted">· ${rt.reconciled} reconciled since</span>` : ""}</td></tr></table>`;
+}
+function renderVerdicts() {
+  gatesDirty = false;
+  if (WALL) return;
   // The verdicts as they happen, with the gates' manual fallbacks and reconciliations between them.
   const rtt = new Map(S.gateEvents.filter((e) => e.kind === "verdict").map((e) => [gateKey(e.lock_id, e.arrival_ts), e.round_trip_ms]));
   const rows = S.verdicts.slice(-200).map((x) => ({ at: x.written_ms || 0, html: `<li class="verdict"><span class="${esc(x.verdict)}">${esc(x.verdict.toUpperCase())}</span>
