@@ -10,7 +10,7 @@ APT_PACKAGES := mosquitto redis-server
 CONSOLE_WEB := smartlock/services/console/web
 WEB_STAMP   := $(CONSOLE_WEB)/node_modules/.package-lock.json
 
-.PHONY: setup system-deps demo loop test test-unit test-integration lint bench schema screenshots clean
+.PHONY: setup system-deps demo loop test test-unit test-integration lint bench bench-all schema screenshots clean
 
 setup: $(STAMP) system-deps $(WEB_STAMP)
 
@@ -63,7 +63,17 @@ lint: setup
 	$(BIN)/ruff format --check smartlock tests bench
 	$(BIN)/mypy
 
+# The figures of issue 13 in one run (under ten minutes): evaluate against json.loads, the
+# worker's ceiling from a preloaded topic with 1 and 2 workers, end to end at rising rates.
+# Every figure is stamped with the date, the machine and its load. `make bench-all` runs
+# every script in bench/ (console, storage, fleet, replay too).
+BENCH := $(wildcard bench/evaluate_bench.py) bench/worker_bench.py bench/e2e_bench.py
+
 bench: setup
+	@echo "== $$(date -u +%FT%TZ) on $$(uname -n), $$(nproc) cores, load $$(cut -d' ' -f1-3 /proc/loadavg)"
+	@for script in $(BENCH); do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+bench-all: setup
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 schema: setup

@@ -40,6 +40,7 @@ from smartlock.core.writeoff import VerdictRecord, verdict_records
 #: A bridge not heard for this long (wall clock, by the times other bridges stamp in the
 #: same partition) no longer holds the partition's clock back. Bridges tick every second.
 BRIDGE_EXPIRY_S = 30.0
+_NEVER = -math.inf
 
 
 @dataclass
@@ -86,7 +87,9 @@ class Engine:
         clocks = self._clocks.get(source)
         if not clocks:
             return None
-        gone = self._gone.get(source, set())
+        gone = self._gone.get(source)
+        if not gone:  # every bridge live (offline: the one stream)
+            return min(clocks.values())
         live = [c for b, c in clocks.items() if b not in gone]
         return min(live) if live else max(clocks.values())
 
@@ -138,39 +141,38 @@ class Engine:
         """Applies one message to every lock it concerns, all or nothing.
 
         The detector changes a state in place, so each state is saved first (a snapshot of
-        its fields, about a microsecond; a deep copy costs half a step). If a rule raises, every lock
-        gets its saved state back, the message's outputs and records are dropped and
+        its fields, about a microsecond; a deep copy costs half a step). If a rule raises,
+        every lock gets its saved state back, the message's outputs and records are dropped and
         ``outcome.error`` says why: the caller dead-letters the message (``internal_error``).
         """
-        saved = {lock_id: self.store.get(lock_id) for lock_id in targets}
-        snapshots = {lock_id: snapshot(s) for lock_id, s in saved.items() if s is not None}
-        outputs: list[Output] = []
-        records: list[VerdictRecord] = []
-        rejections: list[tuple[str, Rejection]] = []
-        stepped: list[tuple[str, LockState]] = []
-        now = self.clock(source)
+        store = self.store
+        saved = [(lock_id, store.get(lock_id)) for lock_id in targets]
+        snapshots = [snapshot(state) if state is not None else None for _, state in saved]
+        outputs, records, rejections = outcome.outputs, outcome.records, outcome.rejections
+        marks = len(outputs), len(records), len(rejections)
+        stepped: list[LockState] = []
+        now = self._now.get(source)
         try:
-            for lock_id in targets:
-                result = self.detector.step(saved[lock_id], lock_id, env, now)
-                self.store[lock_id] = result.state
-                stepped.append((lock_id, result.state))
+            for lock_id, state in saved:
+                result = self.detector.step(state, lock_id, env, now)
+                store[lock_id] = result.state
+                stepped.append(result.state)
                 outputs.extend(result.outputs)
-                records.extend(result.records)
+                if result.records:
+                    records.extend(result.records)
                 if result.rejection is not None:
                     rejections.append((lock_id, result.rejection))
         except Exception as exc:  # noqa: BLE001 - a bug in one rule must not half-apply a message
-            for lock_id, state in saved.items():
-                if state is not None:
-                    restore(state, snapshots[lock_id])
-                    self.store[lock_id] = state
-                elif lock_id in self.store:
-                    del self.store[lock_id]
+            for (lock_id, state), saved_state in zip(saved, snapshots, strict=True):
+                if state is not None and saved_state is not None:
+                    restore(state, saved_state)
+                    store[lock_id] = state
+                elif lock_id in store:
+                    del store[lock_id]
+            del outputs[marks[0] :], records[marks[1] :], rejections[marks[2] :]
             outcome.error = f"{type(exc).__name__}: {exc}"
             return
-        outcome.outputs.extend(outputs)
-        outcome.records.extend(records)
-        outcome.rejections.extend(rejections)
-        for lock_id, state in stepped:
+        for (lock_id, _), state in zip(saved, stepped, strict=True):
             self._schedule(lock_id, state, source)
 
     def refuse_arrival(
@@ -237,7 +239,7 @@ class Engine:
             gone.add(bridge)
         else:
             gone.discard(bridge)
-        if event_time is not None and event_time > clocks.get(bridge, float("-inf")):
+        if event_time is not None and event_time > clocks.get(bridge, _NEVER):
             clocks[bridge] = event_time
         if at is not None:
             seen = self._seen.setdefault(source, {})

@@ -20,9 +20,10 @@ shared subscription over all bridges:
 A message is acknowledged to MQTT only after Kafka acknowledged every record made from it:
 killing the bridge loses nothing.
 
-Kafka record format (topic ``smartlock.inbound``): key = lock id (UTF-8); value =
-``{"topic": <mqtt topic>, "payload": <json object as received>}``, the same shape as a
-trace line. A declaration binding several locks becomes one record per lock.
+Kafka record format (topic ``smartlock.inbound``, :mod:`smartlock.stream.inbound`): key =
+lock id (UTF-8); value = the MQTT payload bytes as received; the MQTT topic, the bridge's
+clock, its name and the receive time in headers. A declaration binding several locks
+becomes one record per lock.
 
 Clock and watermark ticks (:mod:`smartlock.stream.inbound`). The bridge keeps the clock of
 CONTRACT section 3 in the order it receives messages and stamps it on every record; after
@@ -56,7 +57,7 @@ from smartlock.adapters.mqtt import MqttClient, Received, client_for
 from smartlock.adapters.redis_auth import async_redis_client
 from smartlock.contract.topics import INBOUND_SUBSCRIPTIONS
 from smartlock.settings import Settings
-from smartlock.stream.inbound import Forwarder
+from smartlock.stream.inbound import Forwarder, InboundRecord
 from smartlock.stream.retry import Outage, exit_on_outage, retrying
 
 log = logging.getLogger(__name__)
@@ -255,17 +256,17 @@ class Bridge:
         """Turns the batch into records once (the clock stamps must not change on a retry), then
         sends them until Kafka acknowledged every one, and only then acknowledges MQTT."""
         kafka = self.settings.kafka
-        records: list[tuple[str, bytes | None, bytes]] = []
+        records: list[tuple[str, InboundRecord]] = []
         for received in batch:
             forwarded = self._forwarder.forward(
                 received.topic, received.payload, received.received_at
             )
             if forwarded.dead is not None:
                 value = json.dumps(forwarded.dead.to_record(), ensure_ascii=False).encode()
-                records.append((kafka.deadletter_topic, None, value))
+                records.append((kafka.deadletter_topic, InboundRecord(None, value)))
                 self.stats.dead_letters += 1
-            for key, value in forwarded.records:
-                records.append((kafka.inbound_topic, key, value))
+            for record in forwarded.records:
+                records.append((kafka.inbound_topic, record))
                 self.stats.produced += 1
         await retrying(
             f"bridge {self.name}: Kafka produce",
@@ -276,9 +277,9 @@ class Bridge:
             self._mqtt.ack(received)
         self.stats.received += len(batch)
 
-    async def _send(self, records: list[tuple[str, bytes | None, bytes]]) -> None:
+    async def _send(self, records: list[tuple[str, InboundRecord]]) -> None:
         assert self._producer is not None
-        futures = [await self._producer.send(t, key=k, value=v) for t, k, v in records]
+        futures = [await self._producer.send(t, **r.send_args()) for t, r in records]
         await asyncio.gather(*futures)
 
     async def _tick(self, closing: bool = False) -> None:
@@ -288,12 +289,13 @@ class Bridge:
         now = time.monotonic()
         if not closing and clock == self._forwarder.clock and now - last < TICK_EVERY_S:
             return
-        value = self._forwarder.tick(datetime.now(UTC), closing)
-        if value is None:
+        tick = self._forwarder.tick(datetime.now(UTC), closing)
+        if tick is None:
             return
         topic = self.settings.kafka.inbound_topic
         futures = [
-            await self._producer.send(topic, value=value, partition=p) for p in self._partitions
+            await self._producer.send(topic, value=tick.value, partition=p)
+            for p in self._partitions
         ]
         await asyncio.gather(*futures)
         self._ticked = (self._forwarder.clock, now)

@@ -1,16 +1,24 @@
 """The inbound Kafka record: what the bridge writes and the worker reads, in one place.
 
-Record format (topic ``smartlock.inbound``), key = lock id (UTF-8):
+Record format (topic ``smartlock.inbound``):
 
-* a message: ``{"topic": <mqtt topic>, "payload": <json object as received>, "clock": c,
-  "bridge": <name>, "received_at": <epoch s>}``. ``clock`` is the bridge's clock before
-  this message (CONTRACT section 3): the largest event time of the accepted lock and gate
-  messages it received before it, in receive (publish) order; null before any.
-* a refused gate arrival (keyed by the gate id): ``{"topic": ..., "refused": {...},
-  "clock", "bridge", "received_at"}``, so the worker answers it with ``inspect``.
-* a watermark tick, written to every partition: ``{"tick": c, "bridge": <name>, "at":
-  <epoch s>}``: the bridge's clock after everything it wrote before the tick. A bridge
-  that stops cleanly writes ``"closing": true``.
+* a message, keyed by lock id (UTF-8): the value is the MQTT payload **exactly as received**
+  (the bridge decodes it to check it, but forwards the bytes, so the worker decodes each
+  message once); what the worker needs beside it travels in headers:
+  ``topic`` (the MQTT topic), ``clock`` (the bridge's clock before this message, CONTRACT
+  section 3: the largest event time of the accepted lock and gate messages it received
+  before it, in receive (publish) order; empty before any), ``bridge`` (its name) and
+  ``received_at`` (epoch seconds). Numbers are written with ``repr``, so they read back equal.
+* a refused gate arrival, keyed by the gate id: the value is the JSON of the
+  :class:`~smartlock.contract.codec.RefusedArrival`, the same headers plus ``kind: refused``,
+  so the worker answers it with ``inspect``.
+* a watermark tick, written to every partition, without headers: the value is
+  ``{"tick": c, "bridge": <name>, "at": <epoch s>}``, the bridge's clock after everything it
+  wrote before the tick. A bridge that stops cleanly writes ``"closing": true``.
+
+A record without headers that is not a tick is the earlier envelope
+(``{"topic", "payload", "clock", "bridge", "received_at"}`` as JSON), which a bridge of an
+earlier version wrote; the worker still reads it.
 
 :class:`Forwarder` is the pure half of the bridge: MQTT message in, records or a dead letter
 out, the clock kept. Only messages that pass every stateless check (limits, schema, topic,
@@ -42,15 +50,50 @@ MAX_RECORD_BYTES = MAX_PAYLOAD_BYTES + 16 * 1024
 MAX_RECORD_DEPTH = MAX_DEPTH + 2
 
 
+#: Header names of an inbound record (see the module docstring).
+TOPIC, CLOCK, BRIDGE, RECEIVED_AT, KIND = "topic", "clock", "bridge", "received_at", "kind"
+#: The ``kind`` header of a refused gate arrival.
+REFUSED = b"refused"
+
+Headers = tuple[tuple[str, bytes], ...]
+
+
 def _dumps(value: dict[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def number_header(value: float | None) -> bytes:
+    """A number as a header value (``repr``: reads back equal); empty for None."""
+    return b"" if value is None else repr(float(value)).encode()
+
+
+def read_number(value: bytes | None) -> float | None:
+    """A header value written by :func:`number_header` (None when empty or missing).
+
+    Raises:
+        ValueError: the value is not a number.
+    """
+    return float(value) if value else None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRecord:
+    """One record for the inbound topic (``key`` None: a tick, sent to a chosen partition)."""
+
+    key: bytes | None
+    value: bytes
+    headers: Headers = ()
+
+    def send_args(self) -> dict[str, Any]:
+        """Keyword arguments of ``AIOKafkaProducer.send`` for this record."""
+        return {"key": self.key, "value": self.value, "headers": list(self.headers) or None}
+
+
 @dataclass
 class Forwarded:
-    """What one MQTT message became: inbound records (key, value) and/or a dead letter."""
+    """What one MQTT message became: inbound records and/or a dead letter."""
 
-    records: list[tuple[bytes, bytes]] = field(default_factory=list)
+    records: list[InboundRecord] = field(default_factory=list)
     dead: DeadLetter | None = None
 
 
@@ -79,7 +122,12 @@ class Forwarder:
             )
 
     def _forward(self, topic: str, payload: bytes, received_at: datetime) -> Forwarded:
-        stamp = {"clock": self.clock, "bridge": self.name, "received_at": received_at.timestamp()}
+        headers: Headers = (
+            (TOPIC, topic.encode()),
+            (CLOCK, number_header(self.clock)),
+            (BRIDGE, self.name.encode()),
+            (RECEIVED_AT, number_header(received_at.timestamp())),
+        )
         try:
             env = decode(topic, payload, received_at)
             refused = signature_refusal(env, self.keys)
@@ -90,19 +138,22 @@ class Forwarder:
             arrival = refused_arrival(topic, payload, exc)
             if arrival is None:
                 return Forwarded(dead=dead)
-            value = _dumps({"topic": topic, "refused": arrival.to_record(), **stamp})
-            return Forwarded([(arrival.gate_id.encode(), value)], dead)
-        value = _dumps({"topic": env.topic, "payload": env.raw, **stamp})
+            value = _dumps(arrival.to_record())
+            refused = InboundRecord(arrival.gate_id.encode(), value, (*headers, (KIND, REFUSED)))
+            return Forwarded([refused], dead)
         ts = Detector.event_time(env)
         if ts is not None and (self.clock is None or ts > self.clock):
             self.clock = ts
-        return Forwarded([(lock_id.encode(), value) for lock_id in Detector.route(env)])
+        # The bytes as received: the worker decodes them once (one record per bound lock).
+        return Forwarded(
+            [InboundRecord(lock_id.encode(), payload, headers) for lock_id in Detector.route(env)]
+        )
 
-    def tick(self, at: datetime, closing: bool = False) -> bytes | None:
-        """The value of a watermark tick (None while the clock has not started)."""
+    def tick(self, at: datetime, closing: bool = False) -> InboundRecord | None:
+        """A watermark tick, for every partition (None while the clock has not started)."""
         if self.clock is None and not closing:
             return None
         body: dict[str, Any] = {"tick": self.clock, "bridge": self.name, "at": at.timestamp()}
         if closing:
             body["closing"] = True
-        return _dumps(body)
+        return InboundRecord(None, _dumps(body))

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -19,17 +20,28 @@ from smartlock.core.engine import Engine
 from smartlock.core.state import LockState
 from smartlock.core.writeoff import VerdictRecord
 from smartlock.errors import MessageError
-from smartlock.stream.inbound import MAX_RECORD_BYTES, MAX_RECORD_DEPTH
+from smartlock.stream.inbound import (
+    BRIDGE,
+    CLOCK,
+    KIND,
+    MAX_RECORD_BYTES,
+    MAX_RECORD_DEPTH,
+    RECEIVED_AT,
+    REFUSED,
+    TOPIC,
+    read_number,
+)
 from smartlock.stream.lock_table import LockTable
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Record:
-    """One Kafka record of the inbound topic."""
+    """One Kafka record of the inbound topic (headers as Kafka gives them: name, bytes)."""
 
     key: bytes | None
     value: bytes
     partition: int
+    headers: Sequence[tuple[str, bytes]] | Mapping[str, bytes] = ()
 
 
 @dataclass
@@ -75,35 +87,49 @@ class BatchProcessor:
 
     def _record(self, record: Record, result: BatchResult, now: datetime) -> None:
         partition = record.partition
+        data: bytes | dict[str, Any]
         try:
-            outer = load_json(
-                record.value, "?", max_bytes=MAX_RECORD_BYTES, max_depth=MAX_RECORD_DEPTH
-            )
-            if not isinstance(outer, dict):
-                raise TypeError("an inbound record is a JSON object")
-            bridge, clock = outer.get("bridge"), _number(outer.get("clock"))
-            if "tick" in outer:  # nothing older from this bridge is still coming in this partition
-                outcome = self.engine.observe(
-                    _number(outer["tick"]),
-                    partition,
-                    bridge,
-                    _number(outer.get("at")),
-                    closing=outer.get("closing") is True,
+            headers = dict(record.headers or ())
+            if TOPIC in headers:  # a message, as received by the bridge, or a refused arrival
+                topic = headers[TOPIC].decode()
+                bridge: str | None = headers.get(BRIDGE, b"").decode() or None
+                clock, received = (
+                    read_number(headers.get(CLOCK)),
+                    read_number(headers.get(RECEIVED_AT)),
                 )
-                result.outputs.extend(outcome.outputs)
-                return
-            topic = outer["topic"]
-            received = _number(outer.get("received_at"))
+                refused = load_json(record.value, topic) if headers.get(KIND) == REFUSED else None
+                data = record.value
+            else:  # a watermark tick, or the JSON envelope of an earlier bridge
+                outer = load_json(
+                    record.value, "?", max_bytes=MAX_RECORD_BYTES, max_depth=MAX_RECORD_DEPTH
+                )
+                if not isinstance(outer, dict):
+                    raise TypeError("an inbound record is a JSON object")
+                bridge, clock = outer.get("bridge"), _number(outer.get("clock"))
+                if "tick" in outer:  # nothing older from this bridge is still coming here
+                    outcome = self.engine.observe(
+                        _number(outer["tick"]),
+                        partition,
+                        bridge,
+                        _number(outer.get("at")),
+                        closing=outer.get("closing") is True,
+                    )
+                    result.outputs.extend(outcome.outputs)
+                    return
+                topic = outer["topic"]
+                received = _number(outer.get("received_at"))
+                refused = outer.get("refused")
+                data = outer["payload"] if refused is None else {}
             result.outputs.extend(self.engine.observe(clock, partition, bridge, received).outputs)
-            if "refused" in outer:  # a gate arrival the bridge could not accept: answer inspect
-                refused = RefusedArrival.from_record(outer["refused"])
-                outcome = self.engine.refuse_arrival(refused, partition, received_at=received)
+            if refused is not None:  # a gate arrival the bridge could not accept: answer inspect
+                arrival = RefusedArrival.from_record(refused)
+                outcome = self.engine.refuse_arrival(arrival, partition, received_at=received)
                 result.outputs.extend(outcome.outputs)
                 result.records.extend(outcome.records)
                 return
             received_at = datetime.fromtimestamp(received, UTC) if received is not None else None
-            env = decode(topic, outer["payload"], received_at)
-        except (ValueError, KeyError, TypeError) as exc:
+            env = decode(topic, data, received_at)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             result.dead_letters.append(
                 DeadLetter("?", record.value, "invalid_record", str(exc), now, "worker")
             )
@@ -114,8 +140,8 @@ class BatchProcessor:
             )
             return
         lock_id = record.key.decode() if record.key else None
-        locks = [lock_id] if lock_id else None
-        for lock in locks or self.engine.detector.route(env):
+        locks = [lock_id] if lock_id else self.engine.detector.route(env)
+        for lock in locks:
             self.store.note_partition(lock, partition)
         outcome = self.engine.feed(env, locks, partition, bridge=bridge)
         result.outputs.extend(outcome.outputs)
@@ -125,10 +151,12 @@ class BatchProcessor:
             )
             return
         result.records.extend(outcome.records)
-        self._note_for_console(
-            env, locks or self.engine.detector.route(env), outcome.rejections, result
+        self._note_for_console(env, locks, outcome.rejections, result)
+        if not outcome.rejections:
+            return
+        original = (
+            data if isinstance(data, bytes) else json.dumps(data, ensure_ascii=False).encode()
         )
-        original = json.dumps(outer["payload"], ensure_ascii=False).encode()
         for lock, rejection in outcome.rejections:
             result.dead_letters.append(
                 DeadLetter(

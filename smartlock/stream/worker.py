@@ -43,6 +43,11 @@ BATCH_MAX = 1000
 BATCH_WITHIN_S = 0.02
 
 
+def _dumps(value: Any) -> bytes:
+    """The worker's one JSON style for what it sends: compact, UTF-8 characters kept."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 class Outputs:
     """Publishes a batch's results to MQTT, Kafka and Redis, waiting for every ack."""
 
@@ -81,40 +86,22 @@ class Outputs:
     async def publish(self, result: BatchResult) -> None:
         self.sign_verdicts(result)
         k = self.settings.kafka
-        mqtt_messages = [
-            (
-                o.topic,
-                json.dumps(o.payload, ensure_ascii=False, separators=(",", ":")).encode(),
-                o.retain,
-            )
-            for o in result.outputs
-        ]
+        # Each output is encoded once; MQTT, the alerts topic and the outputs topic (as a
+        # trace line around it) all carry those bytes.
+        encoded = [(o, _dumps(o.payload)) for o in result.outputs]
+        mqtt_messages = [(o.topic, body, o.retain) for o, body in encoded]
         audits, writeoffs = self.verdict_records(result)
         for w, origin_site in writeoffs:  # the write-off goes back to the origin office
             notice = writeoff_notice(w, origin_site)
-            mqtt_messages.append(
-                (
-                    WRITEOFFS.topic(origin_site),
-                    json.dumps(notice, ensure_ascii=False, separators=(",", ":")).encode(),
-                    False,
-                )
-            )
+            mqtt_messages.append((WRITEOFFS.topic(origin_site), _dumps(notice), False))
         records: list[tuple[str, bytes | None, bytes]] = []
-        for o in result.outputs:
-            line = json.dumps(o.line(), ensure_ascii=False, separators=(",", ":")).encode()
+        for o, body in encoded:
+            line = b'{"topic":' + _dumps(o.topic) + b',"payload":' + body + b"}"
             records.append((k.outputs_topic, o.payload.get("lock_id", "").encode(), line))
             if o.kind == "alert":
-                records.append(
-                    (
-                        k.alerts_topic,
-                        o.payload["declaration_id"].encode(),
-                        json.dumps(o.payload, ensure_ascii=False, separators=(",", ":")).encode(),
-                    )
-                )
+                records.append((k.alerts_topic, o.payload["declaration_id"].encode(), body))
         for d in result.dead_letters:
-            records.append(
-                (k.deadletter_topic, None, json.dumps(d.to_record(), ensure_ascii=False).encode())
-            )
+            records.append((k.deadletter_topic, None, _dumps(d.to_record())))
         records.extend(
             (
                 k.writeoffs_topic,
@@ -267,7 +254,10 @@ def create_app(
     async def judge(stream: faust.StreamT) -> None:
         await outputs.start()
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-            records = [Record(e.message.key, e.message.value, e.message.partition) for e in events]
+            records = [
+                Record(m.key, m.value, m.partition, m.headers or ())
+                for m in (e.message for e in events)
+            ]
             result = processor.process(records)
             changes = store.take_changes()
             try:  # every output written, then the table: only then may the offsets be committed

@@ -260,9 +260,9 @@ def test_the_worker_answers_a_refused_arrival_from_the_bridge() -> None:
     forwarder = Forwarder("b1")
     forwarded = forwarder.forward("gates/G1/arrivals", b"{not json", RECEIVED)
     assert forwarded.dead is not None
-    [(key, value)] = forwarded.records
+    [record] = forwarded.records
     processor = BatchProcessor(Detector(DetectionSettings(), synthetic_geofences()), LockTable({}))
-    result = processor.process([Record(key, value, 0)])
+    result = processor.process([Record(record.key, record.value, 0, record.headers)])
     [verdict] = result.outputs
     assert (verdict.topic, verdict.payload["verdict"]) == ("gates/G1/verdicts", "inspect")
     assert verdict.payload["ts"] == "2026-11-22T08:15:00Z"  # no ts readable: the receive time
@@ -287,7 +287,7 @@ def test_one_failing_record_is_dead_lettered_and_the_batch_goes_on() -> None:
         forwarded = forwarder.forward(
             topic, json.dumps(payload).encode(), RECEIVED + timedelta(days=9)
         )
-        records += [Record(k, v, 0) for k, v in forwarded.records]
+        records += [Record(r.key, r.value, 0, r.headers) for r in forwarded.records]
     processor = BatchProcessor(
         _FailingDetector(DetectionSettings(), synthetic_geofences()), LockTable({})
     )

@@ -120,14 +120,15 @@ def live(
     for k, (topic, payload) in enumerate(stream):
         forwarded = forwarder.forward(topic, json.dumps(payload).encode(), received)
         assert forwarded.dead is None
-        for key, value in forwarded.records:
-            p = where.setdefault(key, rng.randrange(partitions))
-            logs[p].append(Record(key, value, p))
+        for record in forwarded.records:
+            assert record.key is not None
+            p = where.setdefault(record.key, rng.randrange(partitions))
+            logs[p].append(Record(record.key, record.value, p, record.headers))
         if rng.randrange(batches) == 0 or k == len(stream) - 1:  # end of a bridge batch: tick
             tick = forwarder.tick(received)
             if tick is not None:
                 for p in range(partitions):
-                    logs[p].append(Record(None, tick, p))
+                    logs[p].append(Record(None, tick.value, p))
     processor = BatchProcessor(detector(), LockTable({}))
     outputs: list[Output] = []
     cursors = [0] * partitions

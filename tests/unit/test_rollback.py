@@ -120,7 +120,7 @@ def test_the_worker_dead_letters_the_message_and_its_table_keeps_the_old_state()
     records = []
     for topic, payload in messages:
         forwarded = forwarder.forward(topic, json.dumps(payload).encode(), RECEIVED)
-        records += [Record(k, v, 0) for k, v in forwarded.records]
+        records += [Record(r.key, r.value, 0, r.headers) for r in forwarded.records]
     failing = next(i for i, (_, p) in enumerate(messages) if p.get("seq") == 5)
     detector = _FailsMidMessage(DetectionSettings(), synthetic_geofences())
     table = LockTable({})
@@ -152,12 +152,14 @@ def test_the_worker_dead_letters_the_message_and_its_table_keeps_the_old_state()
 def test_a_lock_first_seen_in_a_failing_message_is_not_left_in_the_table() -> None:
     forwarder = Forwarder("b1")
     payload = Trip(lock_id="L9").fix(1).messages[0][1]
-    [(key, value)] = forwarder.forward(
+    [record] = forwarder.forward(
         "locks/L9/telemetry", json.dumps(payload).encode(), RECEIVED
     ).records
     table = LockTable({})
     detector = _FailsMidMessage(DetectionSettings(), synthetic_geofences(), lock_id="L9", seq=1)
-    result = BatchProcessor(detector, table).process([Record(key, value, 0)])
+    result = BatchProcessor(detector, table).process(
+        [Record(record.key, record.value, 0, record.headers)]
+    )
     assert [d.reason for d in result.dead_letters] == ["internal_error"]
     assert result.outputs == [] and result.touched == {}
     assert "L9" not in table and table.take_changes() == []
