@@ -25,7 +25,7 @@ from smartlock.core.limits import DetectionSettings
 from smartlock.stream.inbound import Forwarder
 from smartlock.stream.lock_table import LockTable
 from smartlock.stream.processor import BatchProcessor, Record
-from tests.builders import T0, Trip, synthetic_collections, synthetic_geofences
+from tests.builders import STREAM_KEY, T0, Trip, synthetic_collections, synthetic_geofences
 
 RECEIVED = T0 + timedelta(days=9)
 
@@ -116,7 +116,7 @@ def test_a_message_for_several_locks_is_all_or_nothing() -> None:
 
 def test_the_worker_dead_letters_the_message_and_its_table_keeps_the_old_state() -> None:
     messages = _trip().messages
-    forwarder = Forwarder("b1")
+    forwarder = Forwarder("b1", stream_key=STREAM_KEY)
     records = []
     for topic, payload in messages:
         forwarded = forwarder.forward(topic, json.dumps(payload).encode(), RECEIVED)
@@ -124,7 +124,7 @@ def test_the_worker_dead_letters_the_message_and_its_table_keeps_the_old_state()
     failing = next(i for i, (_, p) in enumerate(messages) if p.get("seq") == 5)
     detector = _FailsMidMessage(DetectionSettings(), synthetic_geofences())
     table = LockTable({})
-    processor = BatchProcessor(detector, table)
+    processor = BatchProcessor(detector, table, stream_keys=[STREAM_KEY])
 
     first = processor.process(records[:failing])
     before = table["L1"].model_dump()
@@ -150,14 +150,14 @@ def test_the_worker_dead_letters_the_message_and_its_table_keeps_the_old_state()
 
 
 def test_a_lock_first_seen_in_a_failing_message_is_not_left_in_the_table() -> None:
-    forwarder = Forwarder("b1")
+    forwarder = Forwarder("b1", stream_key=STREAM_KEY)
     payload = Trip(lock_id="L9").fix(1).messages[0][1]
     [record] = forwarder.forward(
         "locks/L9/telemetry", json.dumps(payload).encode(), RECEIVED
     ).records
     table = LockTable({})
     detector = _FailsMidMessage(DetectionSettings(), synthetic_geofences(), lock_id="L9", seq=1)
-    result = BatchProcessor(detector, table).process(
+    result = BatchProcessor(detector, table, stream_keys=[STREAM_KEY]).process(
         [Record(record.key, record.value, 0, record.headers)]
     )
     assert [d.reason for d in result.dead_letters] == ["internal_error"]
