@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -71,29 +72,23 @@ UNAUTHENTICATED = "unauthenticated_record"
 
 Headers = tuple[tuple[str, bytes], ...]
 
-
-def _field(data: bytes) -> bytes:
-    return len(data).to_bytes(4, "big") + data
+_LEN = struct.Struct(">I").pack  # a length prefix
 
 
 def canonical(
     key: bytes | None, value: bytes, headers: Iterable[tuple[str, bytes | None]]
 ) -> bytes:
     """What the MAC covers: the domain, the key (absent is not empty), the value and every
-    header but ``mac``, sorted by name, each length-prefixed. A missing header value counts as
-    empty (both read as "no value" everywhere).
-
-    Raises:
-        ValueError: a header name appears twice (the record could be read two ways).
+    header but ``mac`` in record order (Kafka keeps it), each length-prefixed, so no two
+    records encode alike. A missing header value counts as empty (both read as "no value"
+    everywhere).
     """
-    named = sorted((n, v or b"") for n, v in headers if n != MAC)
-    names = [n for n, _ in named]
-    if len(set(names)) != len(names):
-        raise ValueError("a header appears twice")
-    parts = [MAC_DOMAIN, b"\x00" if key is None else b"\x01" + _field(key), _field(value)]
-    parts.append(len(named).to_bytes(4, "big"))
-    for name, data in named:
-        parts += (_field(name.encode()), _field(data))
+    parts = [MAC_DOMAIN, b"\x00" if key is None else b"\x01" + _LEN(len(key)) + key]
+    parts += (_LEN(len(value)), value)
+    for name, data in headers:
+        if name != MAC:
+            n, d = name.encode(), data or b""
+            parts += (_LEN(len(n)), n, _LEN(len(d)), d)
     return b"".join(parts)
 
 
@@ -115,10 +110,7 @@ def verify(
         return "no mac header: not written by the bridge"
     if len(macs) > 1 or not macs[0]:
         return "malformed mac header"
-    try:
-        data = canonical(key, value, headers)
-    except ValueError as exc:
-        return str(exc)
+    data = canonical(key, value, headers)
     for stream_key in stream_keys:
         if hmac.compare_digest(hmac.digest(stream_key, data, hashlib.sha256), macs[0]):
             return None
