@@ -114,3 +114,20 @@ def test_topics_and_keys_are_built_in_their_one_home(path: Path) -> None:
     if rel != HOMES["key"]:
         found = KEY_LITERAL.findall(text)
         assert not found, f"{path.name} builds Redis keys {found}: use smartlock.adapters.keys"
+
+
+#: Constructing a Redis client: only the one factory may (it logs in as a service account);
+#: the stack's health probe pings anonymously on purpose (a NOAUTH answer means "up").
+REDIS_CLIENT = re.compile(r"\b(?:Redis|StrictRedis)(?:\.from_url)?\(|\bfrom_url\(")
+REDIS_FACTORY = {("adapters", "redis_auth.py"), ("local", "stack", "health.py")}
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_redis_clients_come_from_the_one_factory(path: Path) -> None:
+    if path.relative_to(PACKAGE).parts in REDIS_FACTORY:
+        return
+    found = REDIS_CLIENT.findall(path.read_text(encoding="utf-8"))
+    assert not found, (
+        f"{path.name} opens a Redis client {found}: use smartlock.adapters.redis_auth."
+        "redis_client(settings, account) (or async_redis_client), which logs in"
+    )
