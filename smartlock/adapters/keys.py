@@ -155,11 +155,12 @@ class RedisKeys:
     def access(self, account: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(read-write, read-only) key patterns of ``account``'s Redis user; ((), ()) if none.
 
-        The worker writes the live state; a bridge only its own heartbeat and the
-        inbound session's lease; the intake its
-        declarations and reads the trips and write-offs it reports; the console reads
-        everything and writes only its own keys; ``reader`` (gate reconciliation, ``resolve``,
-        ``stack status``, the demo's displays) reads only; ``admin`` may do anything.
+        The worker writes the live state; a bridge only its own heartbeat and the inbound
+        session's lease; the intake its declarations and reads the trips and write-offs it
+        reports; the console reads everything and writes only its own keys; ``gates`` (the
+        gate clients) appends their event log and reads the verdict stream; ``reader``
+        (``resolve``, ``stack status``, the demo's displays) reads only; ``admin`` may do
+        anything.
         """
         p = self.prefix
         pipeline = (

@@ -7,7 +7,8 @@ Record format (topic ``smartlock.inbound``):
   message once); what the worker needs beside it travels in headers:
   ``topic`` (the MQTT topic), ``clock`` (the bridge's clock before this message, CONTRACT
   section 3: the largest event time of the accepted lock and gate messages it received
-  before it, in receive (publish) order; empty before any), ``bridge`` (its name) and
+  before it, in receive (publish) order; empty before any), ``bridge`` (the name of its
+  inbound session, the same for whichever bridge holds it) and
   ``received_at`` (epoch seconds). Numbers are written with ``repr``, so they read back equal.
 * a refused gate arrival, keyed by the gate id: the value is the JSON of the
   :class:`~smartlock.contract.codec.RefusedArrival`, the same headers plus ``kind: refused``,
