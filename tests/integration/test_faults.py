@@ -2,8 +2,10 @@
 
 For each victim (worker, bridge, Mosquitto, Redis, the Kafka-compatible broker) a fresh
 pipeline replays the same trace in three parts: part one, then the kill (the pipeline is
-still busy with part one), part two while the victim is down (Mosquitto: after its restart,
-since nobody can publish to a dead broker), the restart, part three. Afterwards the alerts,
+still busy with part one), part two while the victim is down, the restart, part three.
+Mosquitto instead: the bridge is killed, part one published, Mosquitto killed at once (part
+one not saved yet) and restarted, the bridge restarted, the rest published by the same
+client, which publishes its last 3 s again after reconnecting. Afterwards the alerts,
 gate verdicts and write-offs recorded in Redis are compared with ``smartlock evaluate``:
 0 lost, 0 duplicated, 0 extra. The servers here are this module's own (they get killed),
 with the broker on durable S3 storage as ``smartlock stack up`` runs it. The table is printed
