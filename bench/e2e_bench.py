@@ -14,7 +14,7 @@ Prints one JSON line per rate: the target and achieved publish rate, alerts with
 sample, median and p99, each with date, machine and load. Everything (fleet, publisher,
 subscriber, Mosquitto, bridge, Tansu, worker, Redis) shares this machine's cores.
 
-Run: ``python bench/e2e_bench.py [--rates 1000,2500,5000,7500] [--seconds 12]``.
+Run: ``python bench/e2e_bench.py [--rates 250,500,1000,2500,5000,7500] [--seconds 10]``.
 """
 
 from __future__ import annotations
@@ -159,8 +159,8 @@ def start(role: str, run_dir: Path, env: dict[str, str]) -> subprocess.Popen[byt
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rates", default="1000,2500,5000,7500")
-    parser.add_argument("--seconds", type=float, default=12.0)
+    parser.add_argument("--rates", default="250,500,1000,2500,5000,7500")
+    parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--trucks", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=20_000)
     args = parser.parse_args()
