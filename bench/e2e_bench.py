@@ -4,7 +4,8 @@ Starts the local stack (Mosquitto, Redis, Tansu in memory), one ``smartlock brid
 one ``smartlock worker``, then publishes a fleet's messages (1,000 trucks, 30 % detours,
 20 % seal tampering, 20 % implausible jumps, so alerts come often) over MQTT QoS 1 from this
 process: first ``--warmup`` messages (declarations, first fixes) unmeasured, then at rising
-fixed rates, each for ``--seconds``. A subscriber here receives the alerts; the latency of an
+fixed rates, each for ``--seconds``, with ten probe messages a second among them (each from
+a new undeclared lock, so each raises an ``unknown_lock`` alert at once). A subscriber here receives the alerts; the latency of an
 alert is the wall time from publishing the message that raised it to receiving it. Between
 steps the pipeline drains: a few undeclared marker locks publish once and the step ends when
 their alerts came back (``drained_after_s``: how far behind the worker was). Stops at the first rate whose p99 is over 500 ms (or at the end
@@ -14,7 +15,7 @@ Prints one JSON line per rate: the target and achieved publish rate, alerts with
 sample, median and p99, each with date, machine and load. Everything (fleet, publisher,
 subscriber, Mosquitto, bridge, Tansu, worker, Redis) shares this machine's cores.
 
-Run: ``python bench/e2e_bench.py [--rates 1000,2500,5000,7500] [--seconds 12]``.
+Run: ``python bench/e2e_bench.py [--rates 250,500,1000,2500,5000,7500] [--seconds 10]``.
 """
 
 from __future__ import annotations
@@ -97,21 +98,43 @@ class AlertTimes:
         return values
 
 
+#: Event time of a probe before any fleet message has one: the fleet's default start.
+DEFAULT_TS = "2026-11-22T08:00:00Z"
+#: Every this many 20 ms slices, a probe: one message from a new undeclared lock, whose
+#: ``unknown_lock`` alert is raised by that very message (10 latency samples a second on top
+#: of the fleet's own alerts, whatever the fleet is doing).
+PROBE_EVERY = 5
+
+
 def publish_at(client: MqttClient, messages: list[tuple[str, dict[str, Any]]], rate: float,
-               times: AlertTimes) -> float:  # fmt: skip
-    """Publishes at ``rate`` msg/s in 20 ms slices; returns the achieved rate (all acked)."""
+               times: AlertTimes, step: str = "") -> float:  # fmt: skip
+    """Publishes at ``rate`` msg/s in 20 ms slices; returns the achieved rate (all acked).
+
+    With ``step``, probes (:data:`PROBE_EVERY`) go out among the messages."""
     slice_n = max(1, round(rate / 50))
     start = time.monotonic()
     pending = []
-    for i in range(0, len(messages), slice_n):
+    current_ts = next((p["ts"] for _, p in messages if "ts" in p), DEFAULT_TS)
+    for n, i in enumerate(range(0, len(messages), slice_n)):
         due = start + i / rate
         delay = due - time.monotonic()
         if delay > 0:
             time.sleep(delay)
         now = time.monotonic()
+        if step and n % PROBE_EVERY == 0:
+            ts = current_ts
+            lock = f"PROBE-{step}-{n}"
+            probe = {"lock_id": lock, "seq": 1, "ts": ts, "lat": 29.3, "lon": 120.1,
+                     "seal": "sealed"}  # fmt: skip
+            times.sent[(lock, ts)] = now
+            pending.append(
+                client.publish(lock_topic(lock, "telemetry"), json.dumps(probe).encode(), qos=1)
+            )
         for topic, payload in messages[i : i + slice_n]:
-            if "lock_id" in payload and "ts" in payload:
-                times.sent[(payload["lock_id"], payload["ts"])] = now
+            if "ts" in payload:
+                current_ts = payload["ts"]
+                if "lock_id" in payload:
+                    times.sent[(payload["lock_id"], payload["ts"])] = now
             body = json.dumps(payload, ensure_ascii=False).encode()
             pending.append(client.publish(topic, body, qos=1))
         if len(pending) >= 2000:
@@ -146,7 +169,8 @@ def drain(client: MqttClient, times: AlertTimes, step: str, last_ts: str) -> flo
 
 
 def last_ts(messages: list[tuple[str, dict[str, Any]]]) -> str:
-    return next(p["ts"] for _, p in reversed(messages) if "ts" in p)
+    """The event time of the last message that has one (else of the first that has one)."""
+    return next((p["ts"] for _, p in reversed(messages) if "ts" in p), DEFAULT_TS)
 
 
 def start(role: str, run_dir: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -159,8 +183,8 @@ def start(role: str, run_dir: Path, env: dict[str, str]) -> subprocess.Popen[byt
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rates", default="1000,2500,5000,7500")
-    parser.add_argument("--seconds", type=float, default=12.0)
+    parser.add_argument("--rates", default="250,500,1000,2500,5000,7500")
+    parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--trucks", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=20_000)
     args = parser.parse_args()
@@ -202,7 +226,7 @@ def main() -> None:
                 for rate in rates:
                     n = int(rate * args.seconds)
                     step = stream[offset : offset + n]
-                    achieved = publish_at(publisher, step, rate, times)
+                    achieved = publish_at(publisher, step, rate, times, f"{rate:g}")
                     offset += n
                     behind = drain(publisher, times, f"{rate:g}", last_ts(step))
                     values = sorted(times.take())

@@ -256,6 +256,13 @@ async def drain(
         profile_top(run_dir / "profile.txt", profile)
     if first is None or last[1] < expected:
         raise RuntimeError(f"{workers} worker(s) committed {last[1]} of {expected} records")
+    # The workers' own account of where their time went (smartlock.stream.worker.BatchStats).
+    phases = [
+        line.strip()
+        for n in range(workers)
+        for line in (run_dir / f"worker-{tag}-{n}.log").read_text(errors="replace").splitlines()
+        if " batches (" in line
+    ]
     elapsed = last[0] - first[0]
     share = (last[1] - first[1]) / expected  # share of the records counted in that window
     return {
@@ -266,6 +273,7 @@ async def drain(
         "records": expected,
         "seconds": round(elapsed, 2),
         "msg_per_s": round(messages * share / elapsed) if elapsed > 0 else None,
+        "worker_phases": phases,
     }
 
 

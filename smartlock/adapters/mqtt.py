@@ -13,6 +13,7 @@ import fcntl
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -95,6 +96,12 @@ class MqttClient:
         login: the identity to authenticate as (the broker refuses anonymous clients); it
             decides the client id actually used (see :meth:`Login.client_id`).
         ca_file: connect with TLS, trusting this CA certificate (PEM).
+        resend_s: after a reconnect, publish again the QoS 1 messages the broker acknowledged
+            in the last ``resend_s`` seconds before the connection was lost, and wait for the
+            reconnect instead of failing a publish: a broker killed with -9 forgets what it
+            acknowledged since its last save (Mosquitto: two seconds) and had not yet handed
+            on. 0 (default): off. The copies are duplicates downstream, where the anti-replay
+            window and the digests drop them.
     """
 
     def __init__(
@@ -108,6 +115,7 @@ class MqttClient:
         max_inflight: int = 1000,
         login: Login | None = None,
         ca_file: Path | None = None,
+        resend_s: float = 0.0,
     ) -> None:
         self.host, self.port = host, port
         self.client_id = login.client_id(client_id) if login is not None else client_id
@@ -139,6 +147,10 @@ class MqttClient:
         #: monotonic time the connection was lost, None while connected (or never connected).
         self.lost_since: float | None = None
         self._closing = False
+        self._resend_s = resend_s
+        # (monotonic time, topic, payload, qos, retain, info) of recent QoS 1 publishes
+        self._recent: deque[tuple[float, str, bytes, int, bool, paho.MQTTMessageInfo]] = deque()
+        self._recent_lock = threading.Lock()
         #: The lock that holds this client's session of its identity (see :func:`client_for`).
         self.session_lock: IO[str] | None = None
 
@@ -156,6 +168,8 @@ class MqttClient:
             if self._subscriptions:
                 opts = [(t, SubscribeOptions(qos=q)) for t, q in self._subscriptions]
                 client.subscribe(opts)
+            if self.lost_since is not None and self._resend_s:
+                self._publish_again(client, self.lost_since - self._resend_s)
             if self.lost_since is not None:
                 log.warning(
                     "MQTT %s: reconnected to %s:%s after %.1f s",
@@ -165,6 +179,19 @@ class MqttClient:
             self._connected.set()
         except BaseException as exc:  # noqa: BLE001 - stored and re-raised in the caller's thread
             self._failure = exc
+
+    def _publish_again(self, client: paho.Client, since: float) -> None:
+        """Publishes again, in their order, the acknowledged messages sent after ``since``
+        (paho itself re-sends those still unacknowledged, after these: the order holds)."""
+        with self._recent_lock:
+            again = [r for r in self._recent if r[0] >= since and r[5].is_published()]
+        for _, topic, payload, qos, retain, _ in again:
+            client.publish(topic, payload, qos=qos, retain=retain)
+        if again:
+            log.warning(
+                "MQTT %s: published %d acknowledged message(s) of the last %.0f s again, "
+                "which the broker may have lost", self.client_id, len(again), self._resend_s,
+            )  # fmt: skip
 
     def _handle_publish(
         self, client: paho.Client, userdata: object, mid: int, reason: object, props: object
@@ -262,11 +289,21 @@ class MqttClient:
     def publish(
         self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
     ) -> paho.MQTTMessageInfo:
+        if self._resend_s and not self._connected.is_set():
+            self._connected.wait(30.0)  # reconnecting: the copies of the last seconds go first
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
-        if info.rc != paho.MQTT_ERR_SUCCESS:
+        queued = self._resend_s and info.rc == paho.MQTT_ERR_NO_CONN  # paho sends it on reconnect
+        if info.rc != paho.MQTT_ERR_SUCCESS and not queued:
             raise InfrastructureError(
                 f"MQTT publish to {topic} failed: {paho.error_string(info.rc)}"
             )
+        if self._resend_s and qos > 0:
+            now = time.monotonic()
+            with self._recent_lock:
+                self._recent.append((now, topic, payload, qos, retain, info))
+                if self.lost_since is None:  # keep what a reconnect may have to send again
+                    while self._recent and self._recent[0][0] < now - self._resend_s:
+                        self._recent.popleft()
         return info
 
     async def publish_all(

@@ -84,7 +84,7 @@ class Rejection:
     detail: str
 
 
-@dataclass
+@dataclass(slots=True)
 class StepResult:
     """One step's new state, its messages, its audit and write-off records, or why not.
 

@@ -43,7 +43,7 @@ BRIDGE_EXPIRY_S = 30.0
 _NEVER = -math.inf
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     """What one input (or one clock advance) produced."""
 

@@ -111,7 +111,7 @@ def _line(
     records: bool,
 ) -> None:
     """One line of the trace: decoded (or ``fast`` decoded ahead), judged, reported."""
-    if not line.strip():
+    if fast is None and not line.strip():  # a decoded line is never blank
         return
     summary.lines += 1
     if fast is not None:

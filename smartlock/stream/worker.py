@@ -41,6 +41,42 @@ log = logging.getLogger(__name__)
 #: Records per batch and how long to wait to fill one; bounds the gate's latency too.
 BATCH_MAX = 1000
 BATCH_WITHIN_S = 0.02
+#: How often the worker logs where its time went (:class:`BatchStats`).
+STATS_EVERY_S = 10.0
+
+
+class BatchStats:
+    """Where a worker's time goes, printed every :data:`STATS_EVERY_S` seconds: records
+    and batches, and the share of wall time spent judging, writing outputs, writing the
+    changelog and waiting for the next batch (Faust's consumer and stream)."""
+
+    def __init__(self, role: str) -> None:
+        self.role = role
+        self.records = self.batches = 0
+        self.spent: dict[str, float] = {"judge": 0.0, "outputs": 0.0, "changelog": 0.0, "wait": 0.0}
+        self.mark = self.since = time.perf_counter()
+
+    def got(self, records: int) -> None:
+        self.lap("wait")
+        self.records += records
+        self.batches += 1
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.spent[phase] += now - self.mark
+        self.mark = now
+        if phase == "changelog" and now - self.since >= STATS_EVERY_S:
+            total = now - self.since
+            shares = ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in self.spent.items())
+            print(
+                f"{self.role}: {self.records} records in {self.batches} batches "
+                f"({self.records / total:.0f}/s, {self.records / max(self.batches, 1):.0f} per "
+                f"batch); {shares}",
+                flush=True,
+            )
+            self.records = self.batches = 0
+            self.spent = dict.fromkeys(self.spent, 0.0)
+            self.since = now
 
 
 def _dumps(value: Any) -> bytes:
@@ -254,7 +290,9 @@ def create_app(
     @app.agent(inbound)
     async def judge(stream: faust.StreamT) -> None:
         await outputs.start()
+        stats = BatchStats(f"worker {name}")
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            stats.got(len(events))
             processor.stream_keys = credentials.stream_keys()  # re-read if rotated
             records = [
                 Record(m.key, m.value, m.partition, m.headers or ())
@@ -262,13 +300,16 @@ def create_app(
             ]
             result = processor.process(records)
             changes = store.take_changes()
+            stats.lap("judge")
             try:  # every output written, then the table: only then may the offsets be committed
                 await outputs.publish(result)
+                stats.lap("outputs")
                 await retrying(
                     f"worker {name}: Kafka table changelog",
                     lambda changes=changes: store.write_changes(kafka.producer, changes),  # type: ignore[misc]
                     give_up_s=k.output_give_up_s,
                 )
+                stats.lap("changelog")
             except Outage as exc:
                 exit_on_outage(f"worker {name}", exc)
 

