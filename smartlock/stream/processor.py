@@ -100,6 +100,12 @@ class BatchProcessor:
             result.dead_letters.append(
                 DeadLetter("?", record.value, "internal_error", detail, now, "worker")
             )
+        # A time-based rule that raised (fired by this record's clock) changed no trip; the
+        # record itself was processed. The dead letter keeps the record that moved the clock.
+        for failure in self.engine.take_timer_failures():
+            result.dead_letters.append(
+                DeadLetter("?", record.value, "internal_error", failure.describe(), now, "worker")
+            )
 
     def _record(self, record: Record, result: BatchResult, now: datetime) -> None:
         partition = record.partition
