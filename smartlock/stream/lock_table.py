@@ -15,6 +15,8 @@ import json
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
+import orjson
+
 from smartlock.core.state import LockState
 
 #: (partition, lock id, table value) of one changed lock.
@@ -103,8 +105,10 @@ class LockTable(MutableMapping[str, LockState]):
         last: dict[int, tuple[bytes, bytes]] = {}
         futures = []
         for partition, key, value in changes:
-            # The table's changelog serializers are json for keys and values alike.
-            raw = (json.dumps(key).encode(), json.dumps(value, separators=(",", ":")).encode())
+            # The table's changelog serializers are json for keys and values alike. Values are
+            # written by orjson (compact, UTF-8 kept: about 5x faster than json.dumps); the key
+            # keeps json.dumps's bytes so compaction still matches older records of the lock.
+            raw = (json.dumps(key).encode(), orjson.dumps(value))
             last[partition] = raw
             futures.append(
                 await producer.send(
