@@ -289,3 +289,33 @@ def test_replay_across_a_mosquitto_sigkill_loses_duplicates_and_invents_nothing(
     assert all(not lost and not dup and not extra for _, lost, dup, extra in report), (
         report, pipeline.log("worker-1"), pipeline.log("bridge-1"),
     )  # fmt: skip
+
+
+def test_replay_stops_with_a_clear_error_when_the_broker_stays_away(tmp_path: Path) -> None:
+    """Past `mqtt.reconnect_wait_s`, a replay whose broker died says so and exits non-zero."""
+    backend = LocalBackend(tmp_path / "servers")
+    try:
+        ep = backend.start("mqtt")
+        messages = fleet_trace()
+        trace = write_trace(messages, tmp_path / "t.jsonl")
+        times = [t for _, p in messages if (t := event_time(p)) is not None]
+        speed = (max(times) - min(times)) / 20.0  # would take about 20 s
+        replay = subprocess.Popen(
+            cli("replay", str(trace), "--speed", f"{speed:.3f}", *server_args(ep)),
+            cwd=ROOT, env=server_env(ep) | {"SMARTLOCK_MQTT__RECONNECT_WAIT_S": "2"},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        time.sleep(2.5)
+        backend.close()  # Mosquitto gone for good
+        started = time.monotonic()
+        try:
+            out, err = replay.communicate(timeout=60)
+        finally:
+            if replay.poll() is None:
+                replay.kill()
+                replay.communicate()
+    finally:
+        backend.close()
+    assert replay.returncode != 0, (out, err)
+    assert "did not come back within 2 s" in err, err
+    assert time.monotonic() - started < 15, err
