@@ -43,6 +43,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from rich.console import Console
 
+from smartlock.adapters.credentials import CredentialStore
 from smartlock.adapters.kafka_auth import kafka_login
 from smartlock.adapters.keys import RedisKeys
 from smartlock.adapters.redis_auth import redis_client
@@ -108,7 +109,8 @@ async def preload(settings: Settings, trace: list[tuple[str, bytes]]) -> dict[in
         **kafka_login(settings, "bridge"),
     )
     await producer.start()
-    forwarder = Forwarder("bench")
+    stream_key = CredentialStore(settings.credentials_dir).stream_keys()[0]
+    forwarder = Forwarder("bench", stream_key=stream_key)  # authenticated like the bridge's
     counts: collections.Counter[int] = collections.Counter()
     try:
         partitions = sorted(await producer.partitions_for(k.inbound_topic))

@@ -22,6 +22,9 @@ from smartlock.core.geofence import Geofences
 from smartlock.core.limits import DetectionSettings
 from smartlock.simulators.routes import CorridorRoute
 
+#: The stream key of the unit tests (authenticates inbound records: smartlock.stream.inbound).
+STREAM_KEY = bytes(range(32))
+
 LON0, LAT0 = 120.0, 29.5
 M_PER_DEG_LAT = 110_860.0
 M_PER_DEG_LON = 111_320.0 * math.cos(math.radians(LAT0))

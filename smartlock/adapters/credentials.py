@@ -3,7 +3,11 @@
 An identity is a name and a role (CONTRACT section 6): a ``lock`` or ``gate`` (MQTT password
 and the HMAC key of section 6), an ``operator`` or ``observer`` (MQTT password, also used to
 sign in to the console), a ``declarant`` or ``customs`` officer (an API token for the intake),
-or one of the pipeline's service accounts (``bridge``, ``worker``, ``intake``, ...).
+or one of the pipeline's service accounts (``bridge``, ``worker``, ``intake``, ...). The
+``stream`` entry is no login: its key authenticates the records the bridge writes to the
+inbound Kafka topic (:mod:`smartlock.stream.inbound`); the bridge and the worker share it.
+Rotating it keeps the previous key in ``previous_key`` until ``previous_until``
+(:data:`STREAM_KEY_GRACE_S` later), so records written just before a rotation still verify.
 
 The store is a directory (mode 0700) holding ``credentials.json`` (mode 0600)::
 
@@ -28,6 +32,7 @@ import os
 import re
 import secrets
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,10 +62,15 @@ SERVICE_ROLES = (
     "reader",
     "gates",
     "admin",
+    "stream",
 )
 ROLES = DEVICE_ROLES + HTTP_ROLES + SERVICE_ROLES
-#: Roles whose identities carry an HMAC key (CONTRACT section 6 and signed verdicts).
-KEYED_ROLES = ("lock", "gate")
+#: Roles whose identities carry an HMAC key (CONTRACT section 6, signed verdicts, and the
+#: inbound Kafka records' key of the ``stream`` entry).
+KEYED_ROLES = ("lock", "gate", "stream")
+#: How long the previous stream key is still accepted after a rotation (bridges and workers
+#: re-read the store when it changes; a record written before the rotation may wait in Kafka).
+STREAM_KEY_GRACE_S = 24 * 3600
 
 #: MQTT connections a device or person may hold at once (its "sessions"): a lock is one
 #: device; a gate, an operator, an observer or an officer may run several processes (the
@@ -98,6 +108,8 @@ class Identity:
     secret: SecretStr
     key: SecretStr | None
     issued_at: str
+    previous_key: SecretStr | None = None  # the stream key before a rotation
+    previous_until: float = 0.0  # epoch seconds: until when ``previous_key`` is accepted
 
     @property
     def bound(self) -> bool:
@@ -121,17 +133,22 @@ class Identity:
         }
         if self.key is not None:
             record["key"] = self.key.get_secret_value()
+        if self.previous_key is not None:
+            record["previous_key"] = self.previous_key.get_secret_value()
+            record["previous_until"] = self.previous_until
         return record
 
     @classmethod
     def from_record(cls, name: str, record: dict[str, Any]) -> Identity:
-        key = record.get("key")
+        key, previous = record.get("key"), record.get("previous_key")
         return cls(
             name,
             str(record["role"]),
             SecretStr(str(record["secret"])),
             SecretStr(str(key)) if key else None,
             str(record.get("issued_at", "")),
+            SecretStr(str(previous)) if previous else None,
+            float(record.get("previous_until", 0.0)),
         )
 
 
@@ -230,6 +247,27 @@ class CredentialStore:
         """HMAC keys of every identity of ``role`` (``lock`` or ``gate``), by name."""
         return {i.name: i.key for i in self.by_role(role) if i.key is not None}
 
+    def stream_keys(self, now: float | None = None) -> list[bytes]:
+        """The keys that authenticate inbound Kafka records: the current one (the bridge signs
+        with it) first, then the previous one while its grace period lasts.
+
+        Raises:
+            CredentialError: the store has no stream key; the message says how to issue it.
+        """
+        identity = self.find("stream")
+        if identity is None or identity.role != "stream" or identity.key is None:
+            raise CredentialError(
+                f"no stream key in {self.directory}: the bridge and the worker need it to "
+                "authenticate the inbound Kafka records; issue it with "
+                "`smartlock credentials issue stream` (`smartlock stack up` does)",
+                "stream",
+            )
+        keys = [bytes.fromhex(identity.key.get_secret_value())]
+        now = time.time() if now is None else now
+        if identity.previous_key is not None and now < identity.previous_until:
+            keys.append(bytes.fromhex(identity.previous_key.get_secret_value()))
+        return keys
+
     def verify_password(
         self, name: str, password: str, roles: tuple[str, ...] = ("operator", "observer")
     ) -> Identity | None:
@@ -314,12 +352,17 @@ class CredentialStore:
             if existing is not None and existing.role != role:
                 raise CredentialError(f"{name!r} is a {existing.role}, not a {role}", name)
             key = SecretStr(secrets.token_hex(32)) if role in KEYED_ROLES else None
+            previous, until = None, 0.0
+            if existing is not None and role == "stream":  # records in flight still verify
+                previous, until = existing.key, time.time() + STREAM_KEY_GRACE_S
             identity = Identity(
                 name,
                 role,
                 SecretStr(_new_secret(role)),
                 key,
                 datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                previous,
+                until,
             )
             identities[name] = identity
         return identity

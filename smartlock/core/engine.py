@@ -31,6 +31,7 @@ from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 
 from smartlock.contract.codec import Envelope, RefusedArrival
+from smartlock.contract.timestamps import format_epoch
 from smartlock.contract.topics import verdict_topic
 from smartlock.core.detector import Detector, Output, Rejection
 from smartlock.core.state import LockState, restore, snapshot
@@ -54,6 +55,21 @@ class Outcome:
     error: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class TimerFailure:
+    """A time-based rule raised for one lock: that lock's trip was left as it was before."""
+
+    lock_id: str
+    deadline: float  # the event time the timer was due at
+    error: str  # ``"<ExceptionType>: <message>"``
+
+    def describe(self) -> str:
+        return (
+            f"timer of lock {self.lock_id} due at {format_epoch(self.deadline)}: {self.error} "
+            "(its trip was left as it was; its next message sets the timer again)"
+        )
+
+
 class Engine:
     """Feeds envelopes to the detector, keeps per-lock state and fires timers in event time.
 
@@ -73,6 +89,14 @@ class Engine:
         self._timers: dict[object, list[tuple[float, str]]] = {}  # source -> heap
         self._scheduled: dict[str, tuple[object, float]] = {}  # lock -> (source, deadline)
         self._now: dict[object, float | None] = {}  # source -> clock(), kept by observe()
+        #: time-based rules that raised since the caller last took them (see take_timer_failures)
+        self.timer_failures: list[TimerFailure] = []
+
+    def take_timer_failures(self) -> list[TimerFailure]:
+        """The timer failures since the last call (the worker dead-letters them, ``evaluate``
+        reports them); a failed timer changed no trip and produced no output."""
+        failures, self.timer_failures = self.timer_failures, []
+        return failures
 
     def clock(self, source: object = None) -> float | None:
         """The clock of a source: the least over its live bridges' clocks; None before any.
@@ -267,14 +291,27 @@ class Engine:
                 continue
             # One deadline at a time, each judged just past itself: what fires, and the
             # status updates in between, never depend on how far the clock jumped.
-            while current is not None and current < now:
-                result = self.detector.tick(state, math.nextafter(current, math.inf))
-                state = result.state
-                outputs.extend(result.outputs)
-                following = self.detector.next_deadline(state)
-                if following is not None and following <= current:
-                    following = None  # no progress: never loop on a timer that is already due
-                current = following
+            original, saved, mark, due = state, snapshot(state), len(outputs), current
+            try:
+                while current is not None and current < now:
+                    result = self.detector.tick(state, math.nextafter(current, math.inf))
+                    state = result.state
+                    outputs.extend(result.outputs)
+                    following = self.detector.next_deadline(state)
+                    if following is not None and following <= current:
+                        following = None  # no progress: never loop on a timer already due
+                    current = following
+            except Exception as exc:  # noqa: BLE001 - a bug in one rule must not half-apply
+                # All or nothing per lock, as for a message: the lock keeps its state, its
+                # outputs of this firing are dropped, and it is not scheduled again (it would
+                # raise again): its next message sets its timer anew.
+                restore(original, saved)
+                self.store[lock_id] = original
+                del outputs[mark:]
+                self.timer_failures.append(
+                    TimerFailure(lock_id, due, f"{type(exc).__name__}: {exc}")
+                )
+                continue
             self.store[lock_id] = state
             if current is not None:
                 self._schedule(lock_id, state, source)

@@ -97,6 +97,8 @@ def evaluate(
         detector.prepare([env for env in decoded if env is not None])
         for (number, line), fast in zip(batch, decoded, strict=True):
             _line(engine, number, line, fast, out, err, summary, records)
+            for failure in engine.take_timer_failures():  # as the worker dead-letters them
+                err.write(f"line {number}: internal error: {failure.describe()}\n")
     return summary
 
 

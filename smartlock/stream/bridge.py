@@ -23,7 +23,8 @@ killing the bridge loses nothing.
 Kafka record format (topic ``smartlock.inbound``, :mod:`smartlock.stream.inbound`): key =
 lock id (UTF-8); value = the MQTT payload bytes as received; the MQTT topic, the bridge's
 clock, its name and the receive time in headers. A declaration binding several locks
-becomes one record per lock.
+becomes one record per lock. Every record (ticks too) carries a `mac` header made with the
+stream key of the credentials store; the worker refuses a record without a valid one.
 
 Clock and watermark ticks (:mod:`smartlock.stream.inbound`). The bridge keeps the clock of
 CONTRACT section 3 in the order it receives messages and stamps it on every record; after
@@ -49,6 +50,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from redis.exceptions import RedisError
 
+from smartlock.adapters.credentials import CredentialStore
 from smartlock.adapters.kafka_auth import kafka_login
 from smartlock.adapters.keys import RedisKeys
 from smartlock.adapters.lease import Lease
@@ -119,12 +121,18 @@ class Bridge:
         self._mqtt = self._session_client()
         self._producer: AIOKafkaProducer | None = None
         keys = {lock: key.get_secret_value() for lock, key in settings.signing.keys.items()}
-        self._forwarder = Forwarder(self.session, keys)
+        # The stream key authenticates every inbound record; re-read (on a change of the
+        # store's file) before each batch and tick, so a rotation needs no restart.
+        self._credentials = CredentialStore(settings.credentials_dir)
+        self._forwarder = Forwarder(self.session, keys, stream_key=self._stream_key())
         self._ticked: tuple[float | None, float] = (
             None,
             0.0,
         )  # (clock, monotonic time) of the last tick
         self._partitions: list[int] = []
+
+    def _stream_key(self) -> bytes:
+        return self._credentials.stream_keys()[0]
 
     def _session_client(self) -> MqttClient:
         prefix = self.settings.mqtt.client_id_prefix
@@ -257,6 +265,7 @@ class Bridge:
         sends them until Kafka acknowledged every one, and only then acknowledges MQTT."""
         kafka = self.settings.kafka
         records: list[tuple[str, InboundRecord]] = []
+        self._forwarder.stream_key = self._stream_key()
         for received in batch:
             forwarded = self._forwarder.forward(
                 received.topic, received.payload, received.received_at
@@ -289,12 +298,13 @@ class Bridge:
         now = time.monotonic()
         if not closing and clock == self._forwarder.clock and now - last < TICK_EVERY_S:
             return
+        self._forwarder.stream_key = self._stream_key()
         tick = self._forwarder.tick(datetime.now(UTC), closing)
         if tick is None:
             return
         topic = self.settings.kafka.inbound_topic
         futures = [
-            await self._producer.send(topic, value=tick.value, partition=p)
+            await self._producer.send(topic, partition=p, **tick.send_args())
             for p in self._partitions
         ]
         await asyncio.gather(*futures)

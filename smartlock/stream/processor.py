@@ -29,7 +29,9 @@ from smartlock.stream.inbound import (
     RECEIVED_AT,
     REFUSED,
     TOPIC,
+    UNAUTHENTICATED,
     read_number,
+    verify,
 )
 from smartlock.stream.lock_table import LockTable
 
@@ -55,11 +57,25 @@ class BatchResult:
 
 
 class BatchProcessor:
-    """Decodes Kafka records and feeds them to the engine, lock by lock, in record order."""
+    """Decodes Kafka records and feeds them to the engine, lock by lock, in record order.
 
-    def __init__(self, detector: Detector, store: LockTable) -> None:
+    Every record is authenticated first (:func:`smartlock.stream.inbound.verify`): one whose
+    MAC is missing or wrong is dead-lettered and moves no clock and no trip.
+
+    Args:
+        detector: the detection rules.
+        store: the lock table.
+        stream_keys: the keys an inbound record's ``mac`` header may be made with (the current
+            stream key, then the previous one during its grace period); the worker sets
+            :attr:`stream_keys` again when the credentials store changes.
+    """
+
+    def __init__(
+        self, detector: Detector, store: LockTable, *, stream_keys: Sequence[bytes]
+    ) -> None:
         self.detector = detector
         self.store = store
+        self.stream_keys = list(stream_keys)
         self.engine = Engine(detector, store)
 
     def reset(self) -> None:
@@ -84,12 +100,35 @@ class BatchProcessor:
             result.dead_letters.append(
                 DeadLetter("?", record.value, "internal_error", detail, now, "worker")
             )
+        # A time-based rule that raised (fired by this record's clock) changed no trip; the
+        # record itself was processed. The dead letter keeps the record that moved the clock.
+        for failure in self.engine.take_timer_failures():
+            result.dead_letters.append(
+                DeadLetter("?", record.value, "internal_error", failure.describe(), now, "worker")
+            )
 
     def _record(self, record: Record, result: BatchResult, now: datetime) -> None:
         partition = record.partition
         data: bytes | dict[str, Any]
+        pairs = list(
+            record.headers.items() if isinstance(record.headers, Mapping) else record.headers
+        )
+        refusal = verify(self.stream_keys, record.key, record.value, pairs)
+        if refusal is not None:  # forged, tampered or of an earlier format: never acted on
+            claimed = dict(pairs).get(TOPIC) or b"?"
+            result.dead_letters.append(
+                DeadLetter(
+                    claimed.decode(errors="replace"),
+                    record.value,
+                    UNAUTHENTICATED,
+                    f"inbound record refused: {refusal} (partition {partition})",
+                    now,
+                    "worker",
+                )
+            )
+            return
         try:
-            headers = dict(record.headers or ())
+            headers = dict(pairs)
             if TOPIC in headers:  # a message, as received by the bridge, or a refused arrival
                 topic = headers[TOPIC].decode()
                 bridge: str | None = headers.get(BRIDGE, b"").decode() or None
@@ -99,27 +138,21 @@ class BatchProcessor:
                 )
                 refused = load_json(record.value, topic) if headers.get(KIND) == REFUSED else None
                 data = record.value
-            else:  # a watermark tick, or the JSON envelope of an earlier bridge
+            else:  # a watermark tick: nothing older from this bridge is still coming here
                 outer = load_json(
                     record.value, "?", max_bytes=MAX_RECORD_BYTES, max_depth=MAX_RECORD_DEPTH
                 )
-                if not isinstance(outer, dict):
-                    raise TypeError("an inbound record is a JSON object")
-                bridge, clock = outer.get("bridge"), _number(outer.get("clock"))
-                if "tick" in outer:  # nothing older from this bridge is still coming here
-                    outcome = self.engine.observe(
-                        _number(outer["tick"]),
-                        partition,
-                        bridge,
-                        _number(outer.get("at")),
-                        closing=outer.get("closing") is True,
-                    )
-                    result.outputs.extend(outcome.outputs)
-                    return
-                topic = outer["topic"]
-                received = _number(outer.get("received_at"))
-                refused = outer.get("refused")
-                data = outer["payload"] if refused is None else {}
+                if not isinstance(outer, dict) or "tick" not in outer:
+                    raise TypeError("an inbound record without a topic header is a tick")
+                outcome = self.engine.observe(
+                    _number(outer["tick"]),
+                    partition,
+                    outer.get("bridge"),
+                    _number(outer.get("at")),
+                    closing=outer.get("closing") is True,
+                )
+                result.outputs.extend(outcome.outputs)
+                return
             result.outputs.extend(self.engine.observe(clock, partition, bridge, received).outputs)
             if refused is not None:  # a gate arrival the bridge could not accept: answer inspect
                 arrival = RefusedArrival.from_record(refused)

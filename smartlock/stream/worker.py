@@ -252,7 +252,8 @@ def create_app(
 
     store = LockTable(table.data, table.changelog_topic.get_topic_name())
     kafka = KafkaWriter(k.bootstrap, **kafka_login(settings, "worker"))
-    processor = BatchProcessor(detector, store)
+    credentials = CredentialStore(settings.credentials_dir)
+    processor = BatchProcessor(detector, store, stream_keys=credentials.stream_keys())
     outputs = Outputs(kafka, settings, name)
     app.smartlock_processor = processor  # type: ignore[attr-defined]  # for tests and the demo
     heartbeat = Heartbeat(outputs.redis.client, settings.redis.prefix, "worker", name)
@@ -292,6 +293,7 @@ def create_app(
         stats = BatchStats(f"worker {name}")
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             stats.got(len(events))
+            processor.stream_keys = credentials.stream_keys()  # re-read if rotated
             records = [
                 Record(m.key, m.value, m.partition, m.headers or ())
                 for m in (e.message for e in events)

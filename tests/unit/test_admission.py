@@ -25,10 +25,10 @@ from smartlock.core.engine import Engine
 from smartlock.core.evaluate import evaluate
 from smartlock.core.limits import DetectionSettings
 from smartlock.errors import MessageError
-from smartlock.stream.inbound import Forwarder
+from smartlock.stream.inbound import Forwarder, sign
 from smartlock.stream.lock_table import LockTable
 from smartlock.stream.processor import BatchProcessor, Record
-from tests.builders import Trip, run, synthetic_geofences
+from tests.builders import STREAM_KEY, Trip, run, synthetic_geofences
 
 TELEMETRY = {
     "lock_id": "L1",
@@ -118,7 +118,7 @@ def test_a_dead_letter_keeps_a_bounded_copy() -> None:
 
 
 def test_the_bridge_never_raises_and_dead_letters_nested_and_huge_messages() -> None:
-    forwarder = Forwarder("b1")
+    forwarder = Forwarder("b1", stream_key=STREAM_KEY)
     for payload in (NESTED.encode(), b"x" * (460 * 1024), b"\x00" * 10):
         forwarded = forwarder.forward("locks/A/telemetry", payload, RECEIVED)
         assert forwarded.records == []
@@ -128,7 +128,7 @@ def test_the_bridge_never_raises_and_dead_letters_nested_and_huge_messages() -> 
 
 
 def test_the_bridge_clock_ignores_refused_messages() -> None:
-    forwarder = Forwarder("b1", {"L1": "k1"})
+    forwarder = Forwarder("b1", {"L1": "k1"}, stream_key=STREAM_KEY)
     unsigned = json.dumps(TELEMETRY | {"ts": "2026-11-22T08:14:00Z"}).encode()
     assert forwarder.forward("locks/L1/telemetry", unsigned, RECEIVED).dead is not None
     future = json.dumps(TELEMETRY | {"ts": "2099-01-01T00:00:00Z"}).encode()
@@ -257,11 +257,15 @@ def test_a_malformed_arrival_keeps_what_it_could_read() -> None:
 
 
 def test_the_worker_answers_a_refused_arrival_from_the_bridge() -> None:
-    forwarder = Forwarder("b1")
+    forwarder = Forwarder("b1", stream_key=STREAM_KEY)
     forwarded = forwarder.forward("gates/G1/arrivals", b"{not json", RECEIVED)
     assert forwarded.dead is not None
     [record] = forwarded.records
-    processor = BatchProcessor(Detector(DetectionSettings(), synthetic_geofences()), LockTable({}))
+    processor = BatchProcessor(
+        Detector(DetectionSettings(), synthetic_geofences()),
+        LockTable({}),
+        stream_keys=[STREAM_KEY],
+    )
     result = processor.process([Record(record.key, record.value, 0, record.headers)])
     [verdict] = result.outputs
     assert (verdict.topic, verdict.payload["verdict"]) == ("gates/G1/verdicts", "inspect")
@@ -281,15 +285,21 @@ class _FailingDetector(Detector):
 
 
 def test_one_failing_record_is_dead_lettered_and_the_batch_goes_on() -> None:
-    forwarder = Forwarder("b1")
-    records: list[Record] = [Record(None, NESTED.encode(), 0), Record(b"L1", b'{"topic":1}', 0)]
+    forwarder = Forwarder("b1", stream_key=STREAM_KEY)
+    nested, no_topic = NESTED.encode(), b'{"topic":1}'  # authentic records, unreadable ones
+    records: list[Record] = [
+        Record(None, nested, 0, sign(STREAM_KEY, None, nested)),
+        Record(b"L1", no_topic, 0, sign(STREAM_KEY, b"L1", no_topic)),
+    ]
     for topic, payload in _fleet():
         forwarded = forwarder.forward(
             topic, json.dumps(payload).encode(), RECEIVED + timedelta(days=9)
         )
         records += [Record(r.key, r.value, 0, r.headers) for r in forwarded.records]
     processor = BatchProcessor(
-        _FailingDetector(DetectionSettings(), synthetic_geofences()), LockTable({})
+        _FailingDetector(DetectionSettings(), synthetic_geofences()),
+        LockTable({}),
+        stream_keys=[STREAM_KEY],
     )
     result = processor.process(records)
     reasons = [d.reason for d in result.dead_letters]

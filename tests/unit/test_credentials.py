@@ -94,3 +94,21 @@ def test_cli_issue_list_revoke_never_prints_a_secret_unasked(
     assert main(["credentials", "--dir", directory, "revoke", "LK-07"]) == 0
     assert CredentialStore(directory).find("LK-07") is None
     assert main(["credentials", "--dir", directory, "revoke", "LK-07"]) == 2
+
+
+def test_the_stream_key_rotates_with_a_grace_period_for_the_previous_one(tmp_path: Path) -> None:
+    store = CredentialStore(tmp_path / "creds")
+    with pytest.raises(CredentialError, match="credentials issue stream"):
+        store.stream_keys()
+    first = store.issue("stream")
+    assert first.key is not None and store.stream_keys() == [
+        bytes.fromhex(first.key.get_secret_value())
+    ]
+    second = store.issue("stream", rotate=True)
+    assert second.key is not None
+    keys = [bytes.fromhex(k.get_secret_value()) for k in (second.key, first.key)]
+    assert CredentialStore(tmp_path / "creds").stream_keys() == keys  # current first, then previous
+    assert store.stream_keys(now=second.previous_until + 1) == keys[:1]  # grace over
+    assert stat.S_IMODE((tmp_path / "creds" / "credentials.json").stat().st_mode) == 0o600
+    with pytest.raises(CredentialError, match="called 'stream'"):
+        store.issue("stream", "streamer")

@@ -27,7 +27,7 @@ from smartlock.core.limits import DetectionSettings
 from smartlock.stream.inbound import Forwarder
 from smartlock.stream.lock_table import LockTable
 from smartlock.stream.processor import BatchProcessor, Record
-from tests.builders import T0, Trip, synthetic_geofences
+from tests.builders import STREAM_KEY, T0, Trip, synthetic_geofences
 
 PROFILE = settings(
     max_examples=40,
@@ -113,7 +113,7 @@ def live(
     stream: list[tuple[str, dict[str, Any]]], partitions: int, batches: int, rng: random.Random
 ) -> list[Output]:
     """The stream through a bridge and a worker, as Kafka would carry it."""
-    forwarder = Forwarder("b1")
+    forwarder = Forwarder("b1", stream_key=STREAM_KEY)
     logs: list[list[Record]] = [[] for _ in range(partitions)]
     where: dict[bytes, int] = {}
     received = datetime(2026, 12, 1, tzinfo=UTC)  # wall clock after the trace: no future_ts
@@ -128,8 +128,8 @@ def live(
             tick = forwarder.tick(received)
             if tick is not None:
                 for p in range(partitions):
-                    logs[p].append(Record(None, tick.value, p))
-    processor = BatchProcessor(detector(), LockTable({}))
+                    logs[p].append(Record(None, tick.value, p, tick.headers))
+    processor = BatchProcessor(detector(), LockTable({}), stream_keys=[STREAM_KEY])
     outputs: list[Output] = []
     cursors = [0] * partitions
     while any(c < len(log) for c, log in zip(cursors, logs, strict=True)):

@@ -25,7 +25,14 @@ from smartlock.core.limits import DetectionSettings
 from smartlock.stream.inbound import Forwarder
 from smartlock.stream.lock_table import LockTable
 from smartlock.stream.processor import BatchProcessor, Record
-from tests.builders import T0, Trip, synthetic_collections, synthetic_geofences
+from tests.builders import (
+    STREAM_KEY,
+    T0,
+    Trip,
+    merge,
+    synthetic_collections,
+    synthetic_geofences,
+)
 
 RECEIVED = T0 + timedelta(days=9)
 
@@ -116,7 +123,7 @@ def test_a_message_for_several_locks_is_all_or_nothing() -> None:
 
 def test_the_worker_dead_letters_the_message_and_its_table_keeps_the_old_state() -> None:
     messages = _trip().messages
-    forwarder = Forwarder("b1")
+    forwarder = Forwarder("b1", stream_key=STREAM_KEY)
     records = []
     for topic, payload in messages:
         forwarded = forwarder.forward(topic, json.dumps(payload).encode(), RECEIVED)
@@ -124,7 +131,7 @@ def test_the_worker_dead_letters_the_message_and_its_table_keeps_the_old_state()
     failing = next(i for i, (_, p) in enumerate(messages) if p.get("seq") == 5)
     detector = _FailsMidMessage(DetectionSettings(), synthetic_geofences())
     table = LockTable({})
-    processor = BatchProcessor(detector, table)
+    processor = BatchProcessor(detector, table, stream_keys=[STREAM_KEY])
 
     first = processor.process(records[:failing])
     before = table["L1"].model_dump()
@@ -150,16 +157,93 @@ def test_the_worker_dead_letters_the_message_and_its_table_keeps_the_old_state()
 
 
 def test_a_lock_first_seen_in_a_failing_message_is_not_left_in_the_table() -> None:
-    forwarder = Forwarder("b1")
+    forwarder = Forwarder("b1", stream_key=STREAM_KEY)
     payload = Trip(lock_id="L9").fix(1).messages[0][1]
     [record] = forwarder.forward(
         "locks/L9/telemetry", json.dumps(payload).encode(), RECEIVED
     ).records
     table = LockTable({})
     detector = _FailsMidMessage(DetectionSettings(), synthetic_geofences(), lock_id="L9", seq=1)
-    result = BatchProcessor(detector, table).process(
+    result = BatchProcessor(detector, table, stream_keys=[STREAM_KEY]).process(
         [Record(record.key, record.value, 0, record.headers)]
     )
     assert [d.reason for d in result.dead_letters] == ["internal_error"]
     assert result.outputs == [] and result.touched == {}
     assert "L9" not in table and table.take_changes() == []
+
+
+class _FailsInTimer(Detector):
+    """A time-based rule that fails for one lock *after* it changed that lock's trip."""
+
+    def __init__(self, *args: Any, lock_id: str = "L1", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fail_for = lock_id
+
+    def tick(self, state: Any, watermark: float) -> Any:
+        result = super().tick(state, watermark)
+        if state.lock_id == self.fail_for:
+            raise RuntimeError("a timer rule failed half-way")
+        return result
+
+
+def _silent_and_other() -> list[tuple[str, dict[str, Any]]]:
+    """L1 falls silent after 3 km; L2 drives on, so the clock passes L1's signal_lost deadline."""
+    silent = Trip(lock_id="L1", declaration_id="D1").declare().event("sealed", at=(0, 0))
+    other = Trip(lock_id="L2", declaration_id="D2", container="MSCU1234566").declare()
+    other.event("sealed", at=(0, 0)).drive(0, 30)
+    return merge(silent.drive(0, 3), other)
+
+
+def test_a_timer_rule_that_raises_changes_no_trip_and_is_reported() -> None:
+    messages = _silent_and_other()
+    healthy = Engine(Detector(DetectionSettings(), synthetic_geofences()))
+    lost = [
+        o
+        for topic, payload in messages
+        for o in healthy.feed(decode(topic, payload)).outputs
+        if o.kind == "alert" and o.payload["type"] == "signal_lost"
+    ]
+    assert [o.payload["lock_id"] for o in lost] == ["L1"]  # what would have fired
+
+    engine = Engine(_FailsInTimer(DetectionSettings(), synthetic_geofences()))
+    outputs: list[Any] = []
+    for topic, payload in messages:
+        before = engine.store["L1"].model_dump() if "L1" in engine.store else None
+        outcome = engine.feed(decode(topic, payload))
+        assert outcome.error is None  # the message itself was judged
+        outputs.extend(outcome.outputs)
+        if engine.timer_failures:  # this message's event time made L1's timer due
+            break
+    [failure] = engine.take_timer_failures()
+    assert failure.lock_id == "L1" and failure.error == "RuntimeError: a timer rule failed half-way"
+    assert "its trip was left as it was" in failure.describe()
+    assert engine.store["L1"].model_dump() == before  # no half-applied timer
+    assert not any(o.payload.get("lock_id") == "L1" and o.kind == "alert" for o in outputs)
+    assert engine.take_timer_failures() == []  # taken once
+
+
+def test_evaluate_and_the_worker_report_a_failed_timer_alike() -> None:
+    messages = _silent_and_other()
+    trace = "".join(json.dumps({"topic": t, "payload": p}) + "\n" for t, p in messages)
+    out, err = io.StringIO(), io.StringIO()
+    evaluate(
+        _FailsInTimer(DetectionSettings(), synthetic_geofences()), io.StringIO(trace), out, err
+    )
+    reported = [line for line in err.getvalue().splitlines() if "timer of lock L1" in line]
+    assert len(reported) == 1 and "internal error" in reported[0]
+
+    forwarder = Forwarder("b1", stream_key=STREAM_KEY)
+    records = []
+    for topic, payload in messages:
+        forwarded = forwarder.forward(topic, json.dumps(payload).encode(), RECEIVED)
+        records += [Record(r.key, r.value, 0, r.headers) for r in forwarded.records]
+    processor = BatchProcessor(
+        _FailsInTimer(DetectionSettings(), synthetic_geofences()),
+        LockTable({}),
+        stream_keys=[STREAM_KEY],
+    )
+    results = [processor.process([record]) for record in records]
+    dead = [d for r in results for d in r.dead_letters]
+    assert [d.reason for d in dead] == ["internal_error"] and "timer of lock L1" in dead[0].detail
+    live = [o.line() for r in results for o in r.outputs]
+    assert [json.loads(line) for line in out.getvalue().splitlines()] == live

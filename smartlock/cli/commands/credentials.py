@@ -131,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
 def _what(identity: Identity) -> str:
     if identity.role in ("declarant", "customs"):
         return "intake API token"
+    if identity.role == "stream":
+        return "key of the inbound Kafka records"
     return "MQTT password" + (" and HMAC key" if identity.key is not None else "")
 
 
@@ -138,6 +140,14 @@ def _apply(
     settings: Settings, store: CredentialStore, identity: Identity, *, revoked: bool
 ) -> None:
     """Applies the change at once to the broker the settings name, if it answers."""
+    if identity.role == "stream":  # no login: the bridges and workers re-read the store
+        print(
+            "the bridges and workers use the new stream key from their next batch; the "
+            "previous one is accepted for 24 h"
+            if not revoked
+            else "without a stream key no bridge can forward and no worker accepts a record"
+        )
+        return
     host, port = settings.mqtt.host, settings.mqtt.port
     admin = store.find("admin")
     if admin is None:
