@@ -53,6 +53,20 @@ class MqttSettings(_Section):
         None,
         description="CA certificate that signed the broker's (stack up makes <run_dir>/tls/ca.crt)",
     )
+    resend_s: float = Field(
+        3.0,
+        ge=0,
+        description="publishers of inputs (replay, simulate, demo fleet, intake, gate clients) "
+        "publish again, after a reconnect, the QoS 1 messages the broker acknowledged this many "
+        "seconds before the connection broke: Mosquitto killed with -9 forgets what it "
+        "acknowledged since its last save (~2 s); downstream drops the copies; 0: off",
+    )
+    reconnect_wait_s: float = Field(
+        60.0,
+        gt=0,
+        description="how long `replay` and `simulate` wait for a lost broker to come back "
+        "(re-sending their last `resend_s`) before they stop with an error",
+    )
 
 
 class KafkaSettings(_Section):

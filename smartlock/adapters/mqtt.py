@@ -102,6 +102,8 @@ class MqttClient:
             acknowledged since its last save (Mosquitto: two seconds) and had not yet handed
             on. 0 (default): off. The copies are duplicates downstream, where the anti-replay
             window and the digests drop them.
+        reconnect_wait_s: with ``resend_s``, how long :meth:`publish` waits for a lost
+            connection to come back before it raises.
     """
 
     def __init__(
@@ -116,6 +118,7 @@ class MqttClient:
         login: Login | None = None,
         ca_file: Path | None = None,
         resend_s: float = 0.0,
+        reconnect_wait_s: float = 30.0,
     ) -> None:
         self.host, self.port = host, port
         self.client_id = login.client_id(client_id) if login is not None else client_id
@@ -148,6 +151,7 @@ class MqttClient:
         self.lost_since: float | None = None
         self._closing = False
         self._resend_s = resend_s
+        self.reconnect_wait_s = reconnect_wait_s
         # (monotonic time, topic, payload, qos, retain, info) of recent QoS 1 publishes
         self._recent: deque[tuple[float, str, bytes, int, bool, paho.MQTTMessageInfo]] = deque()
         self._recent_lock = threading.Lock()
@@ -227,6 +231,21 @@ class MqttClient:
         """True while the broker connection is up."""
         return self._connected.is_set()
 
+    def wait_connected(self, timeout: float) -> None:
+        """Waits up to ``timeout`` seconds for a lost connection to come back.
+
+        Raises:
+            InfrastructureError: still not connected after ``timeout`` (or paho failed).
+        """
+        back = self._connected.wait(timeout)
+        self.raise_if_failed()
+        if not back:
+            gone = time.monotonic() - self.lost_since if self.lost_since is not None else timeout
+            raise InfrastructureError(
+                f"MQTT broker {self.host}:{self.port} went away {gone:.0f} s ago and did not "
+                f"come back within {timeout:.0f} s; is it running? (`smartlock stack status`)"
+            )
+
     def _handle_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
         try:
             if self._on_receive is not None:
@@ -290,7 +309,7 @@ class MqttClient:
         self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
     ) -> paho.MQTTMessageInfo:
         if self._resend_s and not self._connected.is_set():
-            self._connected.wait(30.0)  # reconnecting: the copies of the last seconds go first
+            self.wait_connected(self.reconnect_wait_s)  # the copies of the last seconds go first
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         queued = self._resend_s and info.rc == paho.MQTT_ERR_NO_CONN  # paho sends it on reconnect
         if info.rc != paho.MQTT_ERR_SUCCESS and not queued:
@@ -309,7 +328,10 @@ class MqttClient:
     async def publish_all(
         self, messages: Iterable[tuple[str, bytes, bool]], qos: int = 1, timeout: float = 10.0
     ) -> None:
-        """Publishes messages and waits until the broker acknowledged every one."""
+        """Publishes messages and waits until the broker acknowledged every one (with
+        ``resend_s``, first waits up to ``timeout`` for a lost connection to come back)."""
+        if self._resend_s and not self._connected.is_set():
+            await asyncio.to_thread(self.wait_connected, timeout)
         infos = [
             self.publish(topic, payload, qos=qos, retain=retain)
             for topic, payload, retain in messages

@@ -64,11 +64,15 @@ class FleetPublisher(threading.Thread):
         stop: threading.Event,
         paced_from: float | None = None,
         login: Login | None = None,
+        resend_s: float = 0.0,
     ) -> None:
         super().__init__(daemon=True, name="fleet")
+        # resend_s: after a broker restart, the fleet publishes its last seconds again (a
+        # Mosquitto kill -9 forgets what it had acknowledged but not saved), as locks must.
         self.client = MqttClient(
-            host, port, f"smartlock-demo-fleet-{os.getpid()}", max_inflight=2000, login=login
-        )
+            host, port, f"smartlock-demo-fleet-{os.getpid()}", max_inflight=2000, login=login,
+            resend_s=resend_s, reconnect_wait_s=3600.0,
+        )  # fmt: skip
         self.messages = messages
         self.speed = speed
         self.stop_event = stop
@@ -245,6 +249,7 @@ def _run_demo(
                 stop,
                 paced_from,
                 Login.of(credentials.get("simulator")),
+                resend_s=settings.mqtt.resend_s,
             )
             view.publish_times = fleet.publish_times
             fleet.start()

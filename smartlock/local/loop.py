@@ -201,6 +201,8 @@ def _narrate(
             speed=None,
             client_id="loop-demo",
             login=login_for(settings, "simulator"),
+            resend_s=settings.mqtt.resend_s,
+            reconnect_wait_s=settings.mqtt.reconnect_wait_s,
         )
     )
     console.print(

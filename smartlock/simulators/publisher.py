@@ -129,6 +129,8 @@ async def publish_paced(
     window: int = 2000,
     timeout: float = 30.0,
     login: Login | None = None,
+    resend_s: float = 0.0,
+    reconnect_wait_s: float = 60.0,
 ) -> PublishReport:
     """Publishes ``messages`` in order; returns once the broker acknowledged every one.
 
@@ -147,17 +149,27 @@ async def publish_paced(
         window: most QoS 1 messages in flight at once.
         timeout: seconds to wait for the oldest unacknowledged message.
         login: the identity to publish as (the broker admits no anonymous client).
+        resend_s: if the connection breaks, wait for the broker to come back and publish
+            again what it acknowledged in the last ``resend_s`` seconds (a broker killed with
+            -9 forgets what it had not saved); each message still counts once. 0: a lost
+            connection is an error.
+        reconnect_wait_s: with ``resend_s``, how long to wait for a lost broker.
 
     Returns:
         The counts and the wall time from the first publish to the last acknowledgement.
 
     Raises:
-        InfrastructureError: the broker is unreachable, refused a message (not authorised),
-            or did not acknowledge a message within ``timeout`` seconds.
+        InfrastructureError: the broker is unreachable (with ``resend_s``: gone for longer
+            than ``reconnect_wait_s``), refused a message (not authorised), or did not
+            acknowledge a message within ``timeout`` seconds.
     """
     # paho rescans every queued message on each PUBACK when it enforces its own in-flight
     # limit (O(window) per ack); the window below bounds what is in flight instead.
-    client = MqttClient(host, port, client_id, max_inflight=0, login=login)
+    client = MqttClient(
+        host, port, client_id, max_inflight=0, login=login,
+        resend_s=resend_s, reconnect_wait_s=reconnect_wait_s,
+    )  # fmt: skip
+    wait = reconnect_wait_s if resend_s else None
     await asyncio.to_thread(client.connect)
     report, pacer, pending = PublishReport(), Pacer(speed), deque[paho.MQTTMessageInfo]()
     bar = _ProgressBar(total) if progress else None
@@ -167,12 +179,14 @@ async def publish_paced(
             delay = start + pacer.due(t) - time.monotonic()
             if delay > _MIN_SLEEP_S:
                 await asyncio.sleep(delay)
+            if wait is not None and not client.connected:
+                await asyncio.to_thread(client.wait_connected, wait)
             pending.append(client.publish(topic, encode(payload), qos=qos))
             report.sent += 1
-            report.acked += await _settle(pending, window, timeout, client)
+            report.acked += await _settle(pending, window, timeout, client, wait)
             if bar:
                 bar.tick(report, start)
-        report.acked += await _settle(pending, 0, timeout, client)
+        report.acked += await _settle(pending, 0, timeout, client, wait)
     finally:
         report.seconds = time.monotonic() - start
         if bar:
@@ -183,11 +197,17 @@ async def publish_paced(
 
 
 async def _settle(
-    pending: deque[paho.MQTTMessageInfo], keep: int, timeout: float, client: MqttClient
+    pending: deque[paho.MQTTMessageInfo],
+    keep: int,
+    timeout: float,
+    client: MqttClient,
+    reconnect_wait_s: float | None = None,
 ) -> int:
     """Drops acknowledged messages from the front; waits while more than ``keep`` are pending.
 
     Mosquitto acknowledges QoS 1 messages in order, so looking at the oldest one suffices.
+    With ``reconnect_wait_s``, a lost connection is waited for (paho re-sends what is not
+    acknowledged once it is back) and the ``timeout`` starts again after the reconnect.
     """
     acked = 0
     deadline: float | None = None
@@ -201,6 +221,9 @@ async def _settle(
         if len(pending) <= keep:
             break
         client.raise_if_failed()
+        if reconnect_wait_s is not None and not client.connected:
+            await asyncio.to_thread(client.wait_connected, reconnect_wait_s)
+            deadline = None
         deadline = deadline or time.monotonic() + timeout
         if time.monotonic() > deadline:
             raise InfrastructureError(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ import pytest
 
 from smartlock.adapters.keys import RedisKeys
 from smartlock.adapters.mqtt import MqttClient
+from smartlock.simulators.publisher import event_time
 from tests.builders import Trip, merge, synthetic_collections
 from tests.integration.procs import Pipeline
 from tests.integration.test_pipeline_live import (
@@ -35,6 +37,7 @@ from tests.integration.test_pipeline_live import (
     scenario_trace,
     write_trace,
 )
+from tests.integration.test_record_replay import ROOT, cli, server_args, server_env
 from tests.servers import Endpoint, LocalBackend
 
 pytestmark = pytest.mark.integration
@@ -66,9 +69,9 @@ def table_lines() -> list[str]:
         return []
     lines = [
         "fault suite (SIGKILL mid-stream, then restart), against evaluate:",
-        f"{'killed':<10} {'output':<10} {'expected':>8} {'lost':>5} {'duplicated':>10} {'extra':>6}",
+        f"{'killed':<18} {'output':<10} {'expected':>8} {'lost':>5} {'duplicated':>10} {'extra':>6}",
     ]
-    lines += [f"{r[0]:<10} {r[1]:<10} {r[2]:>8} {r[3]:>5} {r[4]:>10} {r[5]:>6}" for r in TABLE]
+    lines += [f"{r[0]:<18} {r[1]:<10} {r[2]:>8} {r[3]:>5} {r[4]:>10} {r[5]:>6}" for r in TABLE]
     return lines
 
 
@@ -221,3 +224,98 @@ def test_a_sigkill_mid_stream_loses_duplicates_and_invents_nothing(
     assert all(not lost and not dup and not extra for _, lost, dup, extra in report), (
         report, pipeline.log("worker-1"), pipeline.log("bridge-1"),
     )  # fmt: skip
+
+
+def test_replay_across_a_mosquitto_sigkill_loses_duplicates_and_invents_nothing(
+    servers: tuple[LocalBackend, dict[str, Endpoint]], tmp_path: Path
+) -> None:
+    """`smartlock replay` itself publishes the trace (its default resend of the last 3 s)
+    while Mosquitto is SIGKILLed and restarted mid-replay, with the bridge down so that what
+    Mosquitto acknowledged waits unsaved in its memory: the replay waits for the broker,
+    finishes with every message acknowledged once, and the outputs equal evaluate's."""
+    backend, ep = servers
+    geofences = tmp_path / "geofences"
+    geofences.mkdir()
+    for name, fc in synthetic_collections().items():
+        (geofences / name).write_text(json.dumps(fc))
+    messages = fleet_trace()
+    trace = write_trace(messages, tmp_path / "t.jsonl")
+    expected = expected_outputs(evaluate_lines(trace, geofences))
+    times = [t for _, p in messages if (t := event_time(p)) is not None]
+    speed = (max(times) - min(times)) / 8.0  # the replay takes about 8 s
+    pipeline = Pipeline(
+        ep["mqtt"].host, ep["mqtt"].port, ep["kafka-durable"].bootstrap, ep["redis"].url,
+        tmp_path, geofences=geofences, credentials_dir=ep["mqtt"].credentials_dir, mqtt=ep["mqtt"],
+    )  # fmt: skip
+    try:
+        pipeline.start("worker")
+        pipeline.start("bridge")
+        pipeline.wait_worker_ready()
+        wait_for_log(pipeline, "bridge-1", " active: ")
+        time.sleep(3)  # the bridge's session is saved (Mosquitto saves once a second)
+        pipeline.stop("bridge-1", signal.SIGKILL)
+        replay = subprocess.Popen(
+            cli("replay", str(trace), "--speed", f"{speed:.3f}", *server_args(ep["mqtt"])),
+            cwd=ROOT, env=server_env(ep["mqtt"]), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            time.sleep(3.5)  # part of the trace acknowledged, none of it forwarded or saved
+            assert replay.poll() is None, replay.communicate()
+            backend.kill_and_restart("mqtt")
+            pipeline.start("bridge")
+            out, err = replay.communicate(timeout=120)
+        finally:
+            if replay.poll() is None:
+                replay.kill()
+                replay.communicate()
+        assert replay.returncode == 0, (out, err)
+        n = len(messages)
+        assert f"replayed {n} messages: {n} sent, {n} acknowledged" in out, (out, err)
+        assert "reconnected" in err and "again" in err, err  # the kill happened mid-replay
+        got = wait_settled(pipeline, expected, timeout=120)
+        for proc_key in ("worker-1", "bridge-1"):
+            proc = pipeline.procs.get(proc_key)
+            assert proc is None or proc.poll() is None, (proc_key, pipeline.log(proc_key))
+    finally:
+        pipeline.stop_all()
+    report = []
+    for output, want in expected.items():
+        have = got[output]
+        lost, extra = want - set(have), set(have) - want
+        duplicated = len(have) - len(set(have))
+        TABLE.append(("mosquitto (replay)", output, len(want), len(lost), duplicated, len(extra)))
+        report.append((output, sorted(lost), duplicated, sorted(extra)))
+    assert all(not lost and not dup and not extra for _, lost, dup, extra in report), (
+        report, pipeline.log("worker-1"), pipeline.log("bridge-1"),
+    )  # fmt: skip
+
+
+def test_replay_stops_with_a_clear_error_when_the_broker_stays_away(tmp_path: Path) -> None:
+    """Past `mqtt.reconnect_wait_s`, a replay whose broker died says so and exits non-zero."""
+    backend = LocalBackend(tmp_path / "servers")
+    try:
+        ep = backend.start("mqtt")
+        messages = fleet_trace()
+        trace = write_trace(messages, tmp_path / "t.jsonl")
+        times = [t for _, p in messages if (t := event_time(p)) is not None]
+        speed = (max(times) - min(times)) / 20.0  # would take about 20 s
+        replay = subprocess.Popen(
+            cli("replay", str(trace), "--speed", f"{speed:.3f}", *server_args(ep)),
+            cwd=ROOT, env=server_env(ep) | {"SMARTLOCK_MQTT__RECONNECT_WAIT_S": "2"},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        time.sleep(2.5)
+        backend.close()  # Mosquitto gone for good
+        started = time.monotonic()
+        try:
+            out, err = replay.communicate(timeout=60)
+        finally:
+            if replay.poll() is None:
+                replay.kill()
+                replay.communicate()
+    finally:
+        backend.close()
+    assert replay.returncode != 0, (out, err)
+    assert "did not come back within 2 s" in err, err
+    assert time.monotonic() - started < 15, err

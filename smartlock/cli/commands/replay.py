@@ -98,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
                 speed=speed,
                 client_id=f"smartlock-replay-{os.getpid()}",
                 login=login_for(settings, "replay"),
+                resend_s=settings.mqtt.resend_s,
+                reconnect_wait_s=settings.mqtt.reconnect_wait_s,
                 progress=progress,
                 total=total,
             )

@@ -223,6 +223,8 @@ def _run_declaration(args: argparse.Namespace, settings: Any) -> int:
             speed=parse_speed(args.speed),
             client_id=f"smartlock-simulate-{os.getpid()}",
             login=login_for(settings, "simulator"),
+            resend_s=settings.mqtt.resend_s,
+            reconnect_wait_s=settings.mqtt.reconnect_wait_s,
             progress=sys.stderr.isatty(),
         )
     )
@@ -275,6 +277,8 @@ def run(args: argparse.Namespace) -> int:
             speed=speed,
             client_id=f"smartlock-simulate-{os.getpid()}",
             login=login_for(settings, "simulator"),
+            resend_s=settings.mqtt.resend_s,
+            reconnect_wait_s=settings.mqtt.reconnect_wait_s,
             progress=sys.stderr.isatty(),
         )
     )

@@ -230,7 +230,12 @@ class GateClient:
     def connect(self) -> bool:
         """Connects and subscribes to the gate's verdicts; False when the broker is unreachable."""
         # The gate's own identity: it may publish only its arrivals and read only its verdicts.
-        client = client_for(self.settings, self.gate_id, self.gate_id)
+        # resend_s: arrivals acknowledged just before a broker kill -9 are published again; a
+        # broker away longer than the verdict timeout sends the gate to manual (queued on disk).
+        client = client_for(
+            self.settings, self.gate_id, self.gate_id,
+            resend_s=self.settings.mqtt.resend_s, reconnect_wait_s=self.timeout,
+        )  # fmt: skip
         client.subscribe([verdict_topic(self.gate_id)], self._on_verdict)
         try:
             client.connect(timeout=min(self.timeout * 3, 5.0))

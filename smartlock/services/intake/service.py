@@ -600,9 +600,11 @@ def create_app(
         from smartlock.runtime import load_geofences
 
         places = Places.from_geofences(load_geofences(settings))
+    # resend_s: a declaration the broker acknowledged just before a kill -9 is published again.
     mqtt = client_for(
-        settings, "intake", f"{settings.mqtt.client_id_prefix}-intake-{uuid.uuid4().hex[:8]}"
-    )
+        settings, "intake", f"{settings.mqtt.client_id_prefix}-intake-{uuid.uuid4().hex[:8]}",
+        resend_s=settings.mqtt.resend_s,
+    )  # fmt: skip
     redis = async_redis_client(settings, "intake")
 
     async def publish(topic: str, payload: bytes) -> None:
