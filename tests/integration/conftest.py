@@ -9,15 +9,19 @@ header and the terminal summary.
 
 from __future__ import annotations
 
+import json
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from smartlock.adapters.credentials import CredentialStore
 from smartlock.errors import InfrastructureError
+from tests.builders import synthetic_collections
+from tests.integration.procs import Pipeline
 from tests.servers import Backend, Endpoint, describe_backend, make_backend
 
 
@@ -83,3 +87,36 @@ def credentials(servers_backend: Backend) -> CredentialStore:
 def unique() -> str:
     """A short unique suffix for topic names, consumer groups and key prefixes."""
     return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def geofence_dir(tmp_path: Path) -> Path:
+    """The synthetic corridor, zones and gates of tests/builders.py as a geofence folder."""
+    d = tmp_path / "geofences"
+    d.mkdir()
+    for name, fc in synthetic_collections().items():
+        (d / name).write_text(json.dumps(fc))
+    return d
+
+
+@pytest.fixture
+def synthetic_pipeline(
+    mqtt_server: Endpoint,
+    redis_server: Endpoint,
+    kafka_server: Endpoint,
+    tmp_path: Path,
+    geofence_dir: Path,
+) -> Iterator[Pipeline]:
+    """Bridge and worker processes (started by the test) on the synthetic geofences."""
+    p = Pipeline(
+        mqtt_server.host,
+        mqtt_server.port,
+        kafka_server.bootstrap,
+        redis_server.url,
+        tmp_path,
+        geofences=geofence_dir,
+        credentials_dir=mqtt_server.credentials_dir,
+        mqtt=mqtt_server,
+    )
+    yield p
+    p.stop_all()

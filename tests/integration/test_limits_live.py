@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from smartlock.adapters.keys import RedisKeys
 from smartlock.core.evaluate import evaluate
 from smartlock.runtime import build_detector
 from smartlock.settings import load_settings
-from tests.builders import Trip, synthetic_collections
+from tests.builders import Trip
 from tests.integration.procs import Pipeline
 from tests.integration.test_pipeline_live import (
     CONTAINERS,
@@ -40,33 +39,11 @@ SCENARIOS = ROOT / "smartlock" / "simulators" / "traces" / "scenarios.jsonl"
 
 
 @pytest.fixture
-def synthetic_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "geofences"
-    d.mkdir()
-    for name, fc in synthetic_collections().items():
-        (d / name).write_text(json.dumps(fc))
-    return d
+def live(synthetic_pipeline: Pipeline) -> Pipeline:
+    return synthetic_pipeline
 
 
-@pytest.fixture
-def live(
-    mqtt_server: Any, redis_server: Any, kafka_server: Any, tmp_path: Path, synthetic_dir: Path
-) -> Iterator[Pipeline]:
-    p = Pipeline(
-        mqtt_server.host,
-        mqtt_server.port,
-        kafka_server.bootstrap,
-        redis_server.url,
-        tmp_path,
-        geofences=synthetic_dir,
-        credentials_dir=mqtt_server.credentials_dir,
-        mqtt=mqtt_server,
-    )
-    yield p
-    p.stop_all()
-
-
-def _wait(predicate: Any, what: str, timeout: float = 60.0) -> None:
+def wait_until(predicate: Any, what: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -74,7 +51,7 @@ def _wait(predicate: Any, what: str, timeout: float = 60.0) -> None:
 
 
 def test_hostile_messages_stop_nothing_and_move_no_clock(
-    live: Pipeline, mqtt_server: Any, kafka_server: Any, tmp_path: Path, synthetic_dir: Path
+    live: Pipeline, mqtt_server: Any, kafka_server: Any, tmp_path: Path, geofence_dir: Path
 ) -> None:
     keys = {"L1": "secret-1", "L2": "secret-2"}
     (tmp_path / "keys.json").write_text(json.dumps(keys))
@@ -94,14 +71,14 @@ def test_hostile_messages_stop_nothing_and_move_no_clock(
     ]
     messages = [*one.messages[:6], *hostile, *one.messages[6:], *two.messages]
     expected = evaluate_lines(
-        write_trace(one.messages + two.messages, tmp_path / "t.jsonl"), synthetic_dir, keys
+        write_trace(one.messages + two.messages, tmp_path / "t.jsonl"), geofence_dir, keys
     )
     live.start("worker")
     live.start("bridge")
     live.wait_worker_ready()
     publish(mqtt_server, messages)
     r = live.redis()
-    _wait(lambda: r.xlen(RedisKeys(live.prefix).verdicts) >= 2, "the two verdicts")
+    wait_until(lambda: r.xlen(RedisKeys(live.prefix).verdicts) >= 2, "the two verdicts")
     assert live.procs["bridge-1"].poll() is None, live.log("bridge-1")
     dead = kafka_values(kafka_server.bootstrap, f"{live.prefix}.deadletter", len(hostile))
     assert sorted(d["reason"] for d in dead) == sorted(
@@ -285,7 +262,7 @@ def test_a_fleet_with_many_store_and_forward_bursts_on_two_workers_equals_evalua
         pipeline.wait_worker_ready("1")
         pipeline.wait_worker_ready("2")
         r = pipeline.redis()
-        _wait(
+        wait_until(
             lambda: (
                 sorted(
                     json.loads(r.hget(RedisKeys(pipeline.prefix).workers, "1") or "[]")
@@ -297,7 +274,7 @@ def test_a_fleet_with_many_store_and_forward_bursts_on_two_workers_equals_evalua
         )
         result = replay(mqtt_server, trace, "max", timeout=300)
         assert result.returncode == 0, result.stderr
-        _wait(lambda: len(pipeline.alerts_in_redis()) >= len(expected), "the alerts", 120)
+        wait_until(lambda: len(pipeline.alerts_in_redis()) >= len(expected), "the alerts", 120)
         time.sleep(2)  # anything more would be an extra alert
         got = sorted(pipeline.alerts_in_redis(), key=lambda a: a["alert_id"])
     finally:

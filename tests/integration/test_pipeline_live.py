@@ -23,7 +23,7 @@ from smartlock.core.evaluate import evaluate
 from smartlock.core.geofence import Geofences
 from smartlock.core.limits import DetectionSettings
 from smartlock.core.writeoff import AUTOMATIC, WORKER_FIELDS
-from tests.builders import Trip, merge, synthetic_collections
+from tests.builders import Trip, merge
 from tests.integration.procs import Pipeline
 from tests.servers import Endpoint
 
@@ -163,30 +163,8 @@ def kafka_values(
 
 
 @pytest.fixture
-def geofence_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "geofences"
-    d.mkdir()
-    for name, fc in synthetic_collections().items():
-        (d / name).write_text(json.dumps(fc))
-    return d
-
-
-@pytest.fixture
-def pipeline(
-    mqtt_server: Any, redis_server: Any, kafka_server: Any, tmp_path: Path, geofence_dir: Path
-) -> Iterator[Pipeline]:
-    p = Pipeline(
-        mqtt_server.host,
-        mqtt_server.port,
-        kafka_server.bootstrap,
-        redis_server.url,
-        tmp_path,
-        geofences=geofence_dir,
-        credentials_dir=mqtt_server.credentials_dir,
-        mqtt=mqtt_server,
-    )
-    yield p
-    p.stop_all()
+def pipeline(synthetic_pipeline: Pipeline) -> Pipeline:
+    return synthetic_pipeline
 
 
 @pytest.fixture

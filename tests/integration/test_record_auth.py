@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,9 @@ from aiokafka import AIOKafkaProducer
 
 from smartlock.adapters.keys import RedisKeys
 from smartlock.stream.inbound import MAC, UNAUTHENTICATED, number_header
-from tests.builders import Trip, synthetic_collections
+from tests.builders import Trip
 from tests.integration.procs import Pipeline
+from tests.integration.test_limits_live import wait_until
 from tests.integration.test_pipeline_live import (
     CONTAINERS,
     evaluate_lines,
@@ -31,37 +31,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def synthetic_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "geofences"
-    d.mkdir()
-    for name, fc in synthetic_collections().items():
-        (d / name).write_text(json.dumps(fc))
-    return d
-
-
-@pytest.fixture
-def live(
-    mqtt_server: Any, redis_server: Any, kafka_server: Any, tmp_path: Path, synthetic_dir: Path
-) -> Iterator[Pipeline]:
-    p = Pipeline(
-        mqtt_server.host,
-        mqtt_server.port,
-        kafka_server.bootstrap,
-        redis_server.url,
-        tmp_path,
-        geofences=synthetic_dir,
-        credentials_dir=mqtt_server.credentials_dir,
-        mqtt=mqtt_server,
-    )
-    yield p
-    p.stop_all()
-
-
-def _wait(predicate: Any, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
+def live(synthetic_pipeline: Pipeline) -> Pipeline:
+    return synthetic_pipeline
 
 
 def produce(bootstrap: str, topic: str, records: list[dict[str, Any]]) -> int:
@@ -87,19 +58,19 @@ def produce(bootstrap: str, topic: str, records: list[dict[str, Any]]) -> int:
 
 
 def test_forged_ticks_and_lock_records_fire_no_timer_and_change_no_trip(
-    live: Pipeline, mqtt_server: Any, kafka_server: Any, tmp_path: Path, synthetic_dir: Path
+    live: Pipeline, mqtt_server: Any, kafka_server: Any, tmp_path: Path, geofence_dir: Path
 ) -> None:
     trip = Trip("L1", "D1", container=CONTAINERS[0]).declare(eta_h=1)
     trip.event("sealed", at=(0, 0)).drive(0, 10)
     first = len(trip.messages)
     trip.drive(10, 50).arrive()
-    expected = evaluate_lines(write_trace(trip.messages, tmp_path / "t.jsonl"), synthetic_dir)
+    expected = evaluate_lines(write_trace(trip.messages, tmp_path / "t.jsonl"), geofence_dir)
     live.start("worker")
     live.start("bridge")
     live.wait_worker_ready()
     publish(mqtt_server, trip.messages[:first])
     r = live.redis()
-    _wait(lambda: r.exists(RedisKeys(live.prefix).trip("L1")), "the trip in Redis")
+    wait_until(lambda: r.exists(RedisKeys(live.prefix).trip("L1")), "the trip in Redis")
 
     # A day ahead of the trip: accepted, it would fire signal_lost and overdue at once.
     later = trip.t.timestamp() + 86400
@@ -131,7 +102,7 @@ def test_forged_ticks_and_lock_records_fire_no_timer_and_change_no_trip(
     assert {d["source"] for d in dead} == {"worker"}
 
     publish(mqtt_server, trip.messages[first:])
-    _wait(lambda: r.xlen(RedisKeys(live.prefix).verdicts) >= 1, "the verdict")
+    wait_until(lambda: r.xlen(RedisKeys(live.prefix).verdicts) >= 1, "the verdict")
     # No signal_lost, no overdue, no tamper: exactly what evaluate says of the genuine trace.
     want = [x["payload"] for x in expected if "alert_id" in x["payload"]]
     assert live.alerts_in_redis() == want
