@@ -25,18 +25,17 @@ import io
 import itertools
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from worker_bench import machine  # same folder: run as `python bench/e2e_bench.py`
 
 from smartlock.adapters.credentials import CredentialStore
 from smartlock.adapters.keys import RedisKeys
@@ -51,14 +50,6 @@ from smartlock.simulators.scenarios import parse_scenario
 
 #: Latency bound of the issue: a rate whose p99 is above it ends the run.
 P99_BOUND_MS = 500.0
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": f"{platform.node()} {os.cpu_count()} cores {platform.machine()}",
-        "load": [round(x, 2) for x in os.getloadavg()],
-    }
 
 
 class AlertTimes:

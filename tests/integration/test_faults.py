@@ -150,6 +150,29 @@ def wait_settled(
     return last
 
 
+def assert_still_running(pipeline: Pipeline) -> None:
+    """Bridge and worker recovered by themselves: neither exited."""
+    for proc_key in ("worker-1", "bridge-1"):
+        proc = pipeline.procs.get(proc_key)
+        assert proc is None or proc.poll() is None, (proc_key, pipeline.log(proc_key))
+
+
+def compare_with_evaluate(
+    killed: str, expected: dict[str, set[str]], got: dict[str, list[str]], pipeline: Pipeline
+) -> None:
+    """Adds a row per output to the fault table; fails on anything lost, duplicated or extra."""
+    report = []
+    for output, want in expected.items():
+        have = got[output]
+        lost, extra = want - set(have), set(have) - want
+        duplicated = len(have) - len(set(have))
+        TABLE.append((killed, output, len(want), len(lost), duplicated, len(extra)))
+        report.append((output, sorted(lost), duplicated, sorted(extra)))
+    assert all(not lost and not dup and not extra for _, lost, dup, extra in report), (
+        report, pipeline.log("worker-1"), pipeline.log("bridge-1"),
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize("victim", VICTIMS)
 def test_a_sigkill_mid_stream_loses_duplicates_and_invents_nothing(
     victim: str, servers: tuple[LocalBackend, dict[str, Endpoint]], tmp_path: Path
@@ -209,21 +232,10 @@ def test_a_sigkill_mid_stream_loses_duplicates_and_invents_nothing(
         if victim != "mosquitto":
             publish(ep["mqtt"], messages[2 * third :])
         got = wait_settled(pipeline, expected, timeout=120)
-        for proc_key in ("worker-1", "bridge-1"):
-            proc = pipeline.procs.get(proc_key)
-            assert proc is None or proc.poll() is None, (proc_key, pipeline.log(proc_key))
+        assert_still_running(pipeline)
     finally:
         pipeline.stop_all()
-    report = []
-    for output, want in expected.items():
-        have = got[output]
-        lost, extra = want - set(have), set(have) - want
-        duplicated = len(have) - len(set(have))
-        TABLE.append((victim, output, len(want), len(lost), duplicated, len(extra)))
-        report.append((output, sorted(lost), duplicated, sorted(extra)))
-    assert all(not lost and not dup and not extra for _, lost, dup, extra in report), (
-        report, pipeline.log("worker-1"), pipeline.log("bridge-1"),
-    )  # fmt: skip
+    compare_with_evaluate(victim, expected, got, pipeline)
 
 
 def test_replay_across_a_mosquitto_sigkill_loses_duplicates_and_invents_nothing(
@@ -274,21 +286,10 @@ def test_replay_across_a_mosquitto_sigkill_loses_duplicates_and_invents_nothing(
         assert f"replayed {n} messages: {n} sent, {n} acknowledged" in out, (out, err)
         assert "reconnected" in err and "again" in err, err  # the kill happened mid-replay
         got = wait_settled(pipeline, expected, timeout=120)
-        for proc_key in ("worker-1", "bridge-1"):
-            proc = pipeline.procs.get(proc_key)
-            assert proc is None or proc.poll() is None, (proc_key, pipeline.log(proc_key))
+        assert_still_running(pipeline)
     finally:
         pipeline.stop_all()
-    report = []
-    for output, want in expected.items():
-        have = got[output]
-        lost, extra = want - set(have), set(have) - want
-        duplicated = len(have) - len(set(have))
-        TABLE.append(("mosquitto (replay)", output, len(want), len(lost), duplicated, len(extra)))
-        report.append((output, sorted(lost), duplicated, sorted(extra)))
-    assert all(not lost and not dup and not extra for _, lost, dup, extra in report), (
-        report, pipeline.log("worker-1"), pipeline.log("bridge-1"),
-    )  # fmt: skip
+    compare_with_evaluate("mosquitto (replay)", expected, got, pipeline)
 
 
 def test_replay_stops_with_a_clear_error_when_the_broker_stays_away(tmp_path: Path) -> None:
