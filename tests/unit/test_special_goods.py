@@ -97,6 +97,8 @@ def test_a_line_in_two_classes_needs_both_permits() -> None:
         "orchid-print silk scarves, 90x90 cm",
         "medicine cabinets, steel, wall-mounted",
         "lighter weight cotton shirts, 100% cotton",
+        "ivory white ceramic mugs, 350 ml",
+        "ivory-coloured cotton bed sheets, 200x230 cm",
     ],
 )
 def test_ordinary_goods_need_no_permit(description: str) -> None:
@@ -120,7 +122,8 @@ def test_ordinary_goods_need_no_permit(description: str) -> None:
         (
             [{"kind": "licence", "reference": "AB-1234"}],
             "cargo[0].permits[0].kind",
-            "cargo[0].permits[0].kind: 'licence' is not a permit kind; use one of cites, dangerous_goods, medicine.",
+            'cargo[0].permits[0].kind: "licence" is not a permit kind; use one of cites, dangerous_goods, '
+            "medicine.",
         ),
         (
             [{"kind": "cites", "reference": " "}],
@@ -191,3 +194,15 @@ def test_catch_all_message_says_what_opens_the_line() -> None:
         "cover anything; list each kind of goods on its own cargo line by name, model and material, e.g. "
         '"Bluetooth earphones, model X12, ABS plastic".'
     )
+
+
+@pytest.mark.parametrize(
+    ("description", "cls"),
+    [
+        ("ivory white ivory carvings, 10 cm", "cites"),
+        ("paint brushes and spray paint 400 ml, model S1", "dangerous_goods"),
+        ("e-cigarettes with lithium battery, model V2", "dangerous_goods"),
+    ],
+)
+def test_a_harmless_phrase_hides_only_itself(description: str, cls: str) -> None:
+    assert [m.goods_class.id for m in special_goods().classify(description)] == [cls]

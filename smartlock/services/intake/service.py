@@ -23,7 +23,7 @@ from smartlock.adapters.credentials import CredentialStore
 from smartlock.contract.codec import load_json
 from smartlock.contract.models import TransferRecord, TransitDeclaration, format_ts, normalise_plate
 from smartlock.contract.topics import CANCELLATIONS, DECLARATIONS, TRANSFERS
-from smartlock.core.declaration import check_plate
+from smartlock.core.declaration import as_sentence, check_plate
 from smartlock.errors import InfrastructureError, MessageError
 from smartlock.services.intake.auth import (
     AUTHENTICATE,
@@ -454,6 +454,8 @@ async def _json_body(request: web.Request) -> Any:
 
 def _reply(result: tuple[int, dict[str, Any]]) -> web.Response:
     status, body = result
+    if isinstance(body.get("error"), str):  # what a person reads is a sentence
+        body = body | {"error": as_sentence(body["error"])}
     return web.json_response(body, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 
@@ -543,7 +545,7 @@ async def outage(request: web.Request, handler: Any) -> web.StreamResponse:
     except (RedisConnectionError, RedisTimeoutError) as exc:
         log.warning("intake: Redis unavailable for %s %s: %s", request.method, request.path, exc)
         return web.json_response(
-            {"error": "declaration storage is unavailable; nothing was stored, retry later"},
+            {"error": "Declaration storage is unavailable; nothing was stored, retry later."},
             status=503,
             headers={"Retry-After": "5"},
         )
