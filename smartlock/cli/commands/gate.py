@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -24,6 +25,7 @@ from smartlock.services.gate.report import (
     INSPECT,
     MANUAL,
     RELEASED,
+    invalid_sentence,
     outcome_sentence,
     reconciled_sentence,
     show_outcome,
@@ -76,6 +78,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def _manual(console: Console, client: GateClient, args: argparse.Namespace) -> int:
     if not (args.officer and args.note):
         raise ConfigError("--outcome needs --officer ID and --note TEXT (what was found).")
+    client.check_officer(args.officer)
     try:
         outcome = make_outcome(
             args.gate_id,
@@ -87,14 +90,15 @@ def _manual(console: Console, client: GateClient, args: argparse.Namespace) -> i
             args.note,
             args.ts,
         )
-    except ValueError as exc:
-        raise ConfigError(f"outcome: {exc}") from None
+    except ValidationError as exc:
+        raise ConfigError(invalid_sentence("outcome", exc)) from None
     done = client.record_outcome(outcome)
     if done.verdict is None:
         console.print(
             f"[bold yellow]The pipeline did not confirm the outcome for lock {args.lock} in time[/]"
-            f"{'' if done.published else ' (not delivered to the broker)'}; record it again "
-            "when the pipeline is back."
+            f"{'' if done.published else ' (the broker did not take it)'}. It is queued on disk "
+            "and will be recorded when the pipeline is back (the next run of this gate, or "
+            f"`smartlock gate {args.gate_id} --reconcile`); do not record it again."
         )
         return MANUAL
     console.print(outcome_sentence(done.verdict, outcome), markup=False)
@@ -117,14 +121,34 @@ def _reconcile(console: Console, client: GateClient, wait_s: float) -> int:
 def _batch(console: Console, client: GateClient, gate_id: str, manifest: Path) -> int:
     try:
         data = json.loads(manifest.read_text(encoding="utf-8"))
-        arrivals = [
-            make_arrival(
-                gate_id, data["vehicle_plate"], c["lock_id"], c["container_no"], data.get("ts")
+    except OSError as exc:
+        raise ConfigError(f"The batch file {manifest} cannot be read ({exc.strerror}).") from None
+    except ValueError as exc:
+        raise ConfigError(f"The batch file {manifest} is not JSON ({exc}).") from None
+    shape = (
+        'give {"vehicle_plate": TRAIN, "containers": [{"lock_id": ..., "container_no": ...}, '
+        "...]}, like docs/examples/train.json"
+    )
+    if not isinstance(data, dict) or not isinstance(data.get("containers"), list):
+        raise ConfigError(f"The batch file {manifest} has no list of containers; {shape}.")
+    arrivals = []
+    for i, c in enumerate(data["containers"]):
+        missing = [k for k in ("lock_id", "container_no") if not isinstance(c, dict) or k not in c]
+        if missing or "vehicle_plate" not in data:
+            gap = " and ".join(f'"{k}"' for k in missing) or '"vehicle_plate"'
+            raise ConfigError(
+                f"The batch file {manifest} lacks {gap} (container {i + 1}); {shape}."
             )
-            for c in data["containers"]
-        ]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"batch manifest {manifest}: {exc}") from None
+        try:
+            arrivals.append(
+                make_arrival(
+                    gate_id, data["vehicle_plate"], c["lock_id"], c["container_no"], data.get("ts")
+                )
+            )
+        except ValidationError as exc:
+            raise ConfigError(
+                f"Container {i + 1} of {manifest}: {invalid_sentence('arrival', exc)}"
+            ) from None
     outcomes = client.arrive_all(arrivals)
     table = Table(title=f"{gate_id}: train {data['vehicle_plate']}, {len(arrivals)} containers")
     for col in ("lock", "container", "verdict", "reasons"):
@@ -141,10 +165,15 @@ def _batch(console: Console, client: GateClient, gate_id: str, manifest: Path) -
     released = sum(1 for o in outcomes if o.verdict and o.verdict["verdict"] == "release")
     manual = sum(1 for o in outcomes if o.verdict is None)
     console.print(
-        f"released and written off: {released}; inspect: {len(outcomes) - released - manual}; "
-        f"manual (queued): {manual}"
+        f"{_count(released, 'container')} released and written off, "
+        f"{len(outcomes) - released - manual} sent to inspection, {manual} to manual inspection "
+        "without a verdict (queued)."
     )
     return MANUAL if manual else RELEASED if released == len(outcomes) else INSPECT
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _watch(console: Console, client: GateClient, gate_id: str) -> int:
@@ -168,7 +197,12 @@ def _watch(console: Console, client: GateClient, gate_id: str) -> int:
                 fields.get("ts"),
             )
         except (ValueError, KeyError) as exc:
-            console.print(f"[red]unreadable arrival {line!r}: {exc}[/]")
+            console.print(
+                f"Unreadable arrival {json.dumps(line, ensure_ascii=False)} ({exc}); give "
+                "'PLATE LOCK CONTAINER' or a JSON object per line.",
+                style="red",
+                markup=False,
+            )
             continue
         show_outcome(console, client.arrive(arrival), client.timeout)
         if client.queue.pending():
@@ -193,14 +227,15 @@ def run(args: argparse.Namespace) -> int:
             return _watch(console, client, args.gate_id)
         if not (args.plate and args.lock and args.container):
             raise ConfigError(
-                "give --plate, --lock and --container (or --watch, --batch, --reconcile)"
+                "Give --plate, --lock and --container of the arrival (or --watch, --batch or "
+                "--reconcile)."
             )
         if args.outcome is not None:
             return _manual(console, client, args)
         try:
             arrival = make_arrival(args.gate_id, args.plate, args.lock, args.container, args.ts)
-        except ValueError as exc:
-            raise ConfigError(f"arrival: {exc}") from None
+        except ValidationError as exc:
+            raise ConfigError(invalid_sentence("arrival", exc)) from None
         return show_outcome(console, client.arrive(arrival), args.timeout)
     finally:
         client.close()

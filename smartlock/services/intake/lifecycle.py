@@ -51,7 +51,18 @@ def container_status(
     declaration_id: str, trip: Mapping[str, str] | None, writeoff: Mapping[str, Any] | None
 ) -> dict[str, Any]:
     """One container's status from the lock's live trip hash and the write-off notice the
-    origin office received for it (a WriteOffNotice payload)."""
+    origin office received for it (a WriteOffNotice payload).
+
+    A container an officer seized is ``inspect`` with the officer's reason, even when the
+    pipeline wrote it off first (fallback mode: the queued arrival was judged before the
+    officer's outcome reached the pipeline; both stay in the audit trail).
+    """
+    if (
+        trip
+        and trip.get("declaration_id") == declaration_id
+        and (trip.get("state"), trip.get("verdict")) == ("closed", "inspect")
+    ):
+        return {"status": "inspect", "reasons": _reasons(trip.get("verdict_reasons"))}
     if writeoff is not None:
         return {
             "status": "written_off",
@@ -62,8 +73,6 @@ def container_status(
     if not trip or trip.get("declaration_id") != declaration_id:
         return {"status": "bound"}  # the pipeline has not reported on this lock for it yet
     status = _FROM_TRIP.get(trip.get("state", ""), "bound")
-    if trip.get("state") == "closed" and trip.get("verdict") == "inspect":
-        status = "inspect"  # closed after inspection: seized by an officer, never released
     out: dict[str, Any] = {"status": status}
     if status == "inspect":
         out["reasons"] = _reasons(trip.get("verdict_reasons"))
