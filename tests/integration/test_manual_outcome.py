@@ -8,6 +8,7 @@ first."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -131,8 +132,10 @@ def test_an_officer_clears_one_container_and_seizes_another(
     assert p.redis().hget(RedisKeys(p.prefix).trip(swapped.lock_id), "state") == "closed"
 
 
-def declarant_reads(p: Pipeline, reference: str) -> dict[str, Any]:
-    """The declaration as its declarant reads it over HTTP (GET /declarations/{reference})."""
+def declarant_reads(p: Pipeline, reference: str, expect: str) -> dict[str, Any]:
+    """The declaration as its declarant reads it over HTTP (GET /declarations/{reference}),
+    once its status is ``expect`` or after 30 s (the write-off notice reaches the intake
+    asynchronously, from its MQTT session, after it starts)."""
     settings = settings_of(p)
     token = CredentialStore(settings.credentials_dir).get(f"{p.prefix}-forwarder").secret
 
@@ -141,10 +144,14 @@ def declarant_reads(p: Pipeline, reference: str) -> dict[str, Any]:
         client = TestClient(TestServer(create_app(settings)), headers=auth)
         await client.start_server()
         try:
-            resp = await client.get(f"/declarations/{reference}")
-            assert resp.status == 200, await resp.text()
-            body: dict[str, Any] = await resp.json()
-            return body
+            deadline = time.monotonic() + 30
+            while True:
+                resp = await client.get(f"/declarations/{reference}")
+                assert resp.status == 200, await resp.text()
+                body: dict[str, Any] = await resp.json()
+                if body["status"] == expect or time.monotonic() > deadline:
+                    return body
+                await asyncio.sleep(0.2)
         finally:
             await client.close()
 
@@ -232,7 +239,7 @@ def test_fallback_the_officers_outcome_is_queued_and_recorded_once_the_pipeline_
     assert trail[-1]["manual_outcome"]["after_release"] is True
     assert audit(p, "undeclared") == []
     assert p.redis().hget(RedisKeys(p.prefix).trip(kept.lock_id), "state") == "closed"
-    seized = declarant_reads(p, kept_ref)
+    seized = declarant_reads(p, kept_ref, "inspect")
     assert seized["status"] == "inspect"
     assert seized["reasons"] == [
         "officer chen.wei seized the container by hand: undeclared lithium batteries behind the "
@@ -242,4 +249,4 @@ def test_fallback_the_officers_outcome_is_queued_and_recorded_once_the_pipeline_
     assert [e["kind"] for e in audit(p, fine.declaration_id)] == ["verdict", "manual_outcome"]
     [written] = writeoffs(p, fine.declaration_id).values()  # one write-off, not two
     assert written["decided_by"].startswith("smartlock automatic gate verification")
-    assert declarant_reads(p, fine_ref)["status"] == "written_off"
+    assert declarant_reads(p, fine_ref, "written_off")["status"] == "written_off"
