@@ -180,7 +180,8 @@ class IntakeService:
                 [
                     FieldError(
                         "status",
-                        f"status: {status!r} is not a status; use one of {', '.join(STATUSES)}.",
+                        f"status: {json.dumps(status, ensure_ascii=False)} is not a status; "
+                        f"use one of {', '.join(STATUSES)}.",
                     )
                 ]
             )
@@ -555,8 +556,8 @@ async def _json_body(request: web.Request) -> Any:
         raise web.HTTPBadRequest(
             text=json.dumps(
                 {
-                    "error": f"body is not valid JSON ({exc.reason}: {exc.detail}); send a JSON "
-                    "object with Content-Type application/json"
+                    "error": f"The body is not valid JSON ({exc.detail.removeprefix('not JSON: ')}); "
+                    "send a JSON object with Content-Type application/json."
                 }
             ),
             content_type="application/json",
@@ -650,6 +651,27 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 @web.middleware
+async def unknown_route(request: web.Request, handler: Any) -> web.StreamResponse:
+    """An unknown path or method answers JSON with a sentence, like every other refusal."""
+    try:
+        return await handler(request)
+    except web.HTTPNotFound as exc:
+        if exc.content_type == "application/json":
+            raise
+        return web.json_response(
+            {"error": f"There is nothing at {request.path}; GET /openapi.json lists the API."},
+            status=404,
+        )
+    except web.HTTPMethodNotAllowed as exc:
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return web.json_response(
+            {"error": f"{request.method} is not allowed on {request.path}; use {allowed}."},
+            status=405,
+            headers={"Allow": allowed},
+        )
+
+
+@web.middleware
 async def outage(request: web.Request, handler: Any) -> web.StreamResponse:
     """A storage outage is a 503 with a JSON reason and Retry-After, never a bare 500."""
     from redis.exceptions import ConnectionError as RedisConnectionError
@@ -673,7 +695,9 @@ def build_app(service: IntakeService, authenticate: Authenticate) -> web.Applica
         service: the logic.
         authenticate: bearer token -> caller (see :mod:`smartlock.services.intake.auth`).
     """
-    app = web.Application(middlewares=[outage, guard], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[unknown_route, outage, guard], client_max_size=MAX_BODY_BYTES
+    )
     app[SERVICE] = service
     app[AUTHENTICATE] = authenticate
     app.router.add_post("/declarations", _submit)
