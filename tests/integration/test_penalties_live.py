@@ -36,6 +36,8 @@ SPECIAL = [
 #: Days late -> times the fee is charged on top (every started 14 days, at most 10).
 SCHEDULE = [(0, 0), (1, 1), (14, 1), (15, 2), (28, 2), (29, 3), (126, 9), (127, 10), (140, 10),
             (141, 10), (1000, 10)]  # fmt: skip
+TITLES = {"cites": "endangered species (CITES)", "medicine": "medicines",
+          "dangerous_goods": "dangerous goods"}  # fmt: skip
 DAY, MINUTE = timedelta(days=1), timedelta(minutes=1)
 #: A declaration submitted this long after its deadline -> times the fee is charged on top.
 LATE_BY = [(timedelta(0), 0), (MINUTE, 1), (DAY, 1), (14 * DAY, 1), (14 * DAY + MINUTE, 2),
@@ -80,8 +82,11 @@ def test_special_goods_need_a_permit_of_their_own_kind_and_vague_cargo_is_refuse
                     continue
                 [error] = body["errors"]
                 assert error["field"] == "cargo[0].permits"
-                assert error["message"].startswith(f'cargo[0].permits: "{description}" falls under')
-                assert f'needs a permit of kind "{kind}"' in error["message"]
+                assert error["message"].startswith(f'cargo[0].permits: "{description}" names ')
+                assert (
+                    f'falls under {TITLES[kind]} and needs a permit of kind "{kind}"'
+                    in (error["message"])
+                )
                 assert f'Add {{"kind": "{kind}", "reference": ' in error["message"]
                 if permits is not None:
                     assert f'the permit given is of kind "{wrong}"' in error["message"]

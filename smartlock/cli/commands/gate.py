@@ -110,13 +110,20 @@ def _reconcile(console: Console, client: GateClient, wait_s: float) -> int:
     settled = client.reconcile(wait_s)
     for entry in settled:
         console.print(reconciled_sentence(entry), markup=False)
-    left = len(client.queue.pending())
-    if left:
-        waiting = "1 arrival is" if left == 1 else f"{left} arrivals are"
+    pending = client.queue.pending()
+    outcomes = sum(1 for e in pending if "outcome" in e)
+    parts = [
+        _count(len(pending) - outcomes, "arrival") if len(pending) > outcomes else "",
+        _count(outcomes, "officer's outcome") if outcomes else "",
+    ]
+    if pending:
+        waiting = " and ".join(p for p in parts if p)
+        verb, kept = ("is", "it stays") if len(pending) == 1 else ("are", "they stay")
         console.print(
-            f"[yellow]{waiting} still without a verdict; the pipeline is not answering yet.[/]"
+            f"[yellow]{waiting} {verb} still waiting for the pipeline, which is not answering "
+            f"yet; {kept} queued on disk.[/]"
         )
-    return 0 if not left else MANUAL
+    return 0 if not pending else MANUAL
 
 
 def _batch(console: Console, client: GateClient, gate_id: str, manifest: Path) -> int:

@@ -61,8 +61,11 @@ class Match:
     matched: str
 
     def label(self) -> str:
-        appendix = f", CITES Appendix {self.good.appendix}" if self.good.appendix else ""
-        return f"{self.good.name}{appendix}"
+        """The listed good, with its CITES appendix: "elephant ivory, CITES Appendix I: ..."."""
+        if not self.good.appendix:
+            return self.good.name
+        appendix = re.sub(r"^(\S+) \((.*)\)$", r"\1: \2", self.good.appendix)
+        return f"{self.good.name}, CITES Appendix {appendix}"
 
 
 @dataclass(frozen=True)
@@ -174,10 +177,10 @@ def check_permits(
         errors.append(
             FieldError(
                 where,
-                f'{where}: "{description}" falls under {gc.title} ({match.label()}, matched '
-                f'"{match.matched}"), which needs a permit of kind "{gc.permit}" ({gc.permit_name})'
-                f'{have}. Add {{"kind": "{gc.permit}", "reference": "{gc.example}"}} with your '
-                f"permit number ({gc.law}).",
+                f'{where}: "{description}" names "{match.matched}" ({match.label()}), so the '
+                f'line falls under {gc.title} and needs a permit of kind "{gc.permit}" '
+                f'({gc.permit_name}){have}. Add {{"kind": "{gc.permit}", "reference": '
+                f'"{gc.example}"}} with your permit number ({gc.law}).',
             )
         )
     return given, errors
