@@ -154,7 +154,7 @@ class Detector:
         # straight on MQTT too, not only for those that came through the HTTP intake.
         broken = check_contract_declaration(decl)
         if broken:
-            return Rejection("declaration_rules", "; ".join(e.message for e in broken))
+            return Rejection("declaration_rules", " ".join(e.message for e in broken))
         return None
 
     @staticmethod
@@ -392,9 +392,29 @@ class Detector:
             )
         state.judged_arrivals = [*state.judged_arrivals, key][-MEMORY:]
         trip = state.trip
-        manual = {"outcome": msg.outcome, "officer": msg.officer, "note": msg.note}
+        manual: dict[str, Any] = {"outcome": msg.outcome, "officer": msg.officer, "note": msg.note}
         said = f"officer {msg.officer} {msg.outcome} the container by hand: {msg.note}"
-        if trip is None or not trip.is_open:
+        if (
+            trip is not None
+            and trip.state is TripState.RELEASED
+            and trip.container_no == msg.container_no
+        ):
+            # Fallback mode: the gate sent the truck to the officer, and the pipeline, back,
+            # judged the queued arrival before it read the officer's outcome. The outcome
+            # belongs to that declaration: cleared confirms the release (its write-off stands,
+            # no second one), seized closes the trip and overrules the release.
+            manual["after_release"] = True
+            if msg.outcome == "cleared":
+                verdict, reasons = Verdict.RELEASE, []
+            else:
+                verdict, reasons = Verdict.INSPECT, [said]
+                trip.state, trip.verdict, trip.verdict_reasons = (
+                    TripState.CLOSED,
+                    "inspect",
+                    reasons,
+                )
+            declaration_id = trip.declaration_id
+        elif trip is None or not trip.is_open:
             verdict, reasons, declaration_id = (
                 Verdict.INSPECT,
                 [f"no open declaration binds lock {msg.lock_id}", said],
