@@ -191,7 +191,23 @@ def test_status_amend_cancel_and_write_off_reach_the_declarant(
             assert [d["reference"] for d in listed["declarations"]] == [refs[withdrawn.lock_id]]
             listed = await (await me.get("/declarations?status=inspect")).json()
             assert [d["reference"] for d in listed["declarations"]] == [refs[detoured.lock_id]]
+            # Arrived and written off: no more amendments, no cancellation.
+            late = await me.patch(
+                f"/declarations/{refs[clean.lock_id]}", json={"vehicle_plate": "浙G01111"}
+            )
+            assert late.status == 409
+            assert "already reached the gate (status written_off)" in (await late.json())["error"]
+            gone = await me.post(f"/declarations/{refs[clean.lock_id]}/cancel", json={})
+            assert gone.status == 409
+            assert "the lock was sealed and the container departed" in (await gone.json())["error"]
             assert (await other.get(f"/declarations/{refs[clean.lock_id]}")).status == 404
+            for refused in (
+                await other.patch(
+                    f"/declarations/{refs[detoured.lock_id]}", json={"vehicle_plate": "浙G01111"}
+                ),
+                await other.post(f"/declarations/{refs[detoured.lock_id]}/cancel", json={}),
+            ):
+                assert refused.status == 404
             assert (await (await other.get("/declarations")).json())["declarations"] == []
         finally:
             await other.close()
