@@ -154,7 +154,7 @@ class Detector:
         # straight on MQTT too, not only for those that came through the HTTP intake.
         broken = check_contract_declaration(decl)
         if broken:
-            return Rejection("declaration_rules", "; ".join(e.message for e in broken))
+            return Rejection("declaration_rules", " ".join(e.message for e in broken))
         return None
 
     @staticmethod

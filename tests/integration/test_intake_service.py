@@ -175,7 +175,7 @@ def test_a_late_bind_is_refused_and_publishes_nothing(
                 "field": "arrival",
                 "message": (
                     "arrival: too late to bind; the driver binds at least 30 minutes before arrival at the control point, "
-                    "i.e. by 2026-11-23 19:05 Asia/Shanghai; declare again with a later arrival"
+                    "i.e. by 2026-11-23 19:05 Asia/Shanghai; declare again with a later arrival."
                 ),
             }
         ]

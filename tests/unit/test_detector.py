@@ -427,6 +427,16 @@ def test_a_vague_declaration_published_on_mqtt_is_refused_with_the_intake_rules(
     ]  # never bound: the lock is undeclared
 
 
+@pytest.mark.parametrize(
+    "description", ["goods for sale", "FAK freight all kinds", "plastic toys and related items"]
+)
+def test_the_issues_vague_examples_on_mqtt_are_refused(description: str) -> None:
+    line = {"description": description, "quantity": 10, "unit": "pcs", "value": 100.0}
+    r = run(Trip().declare(cargo=[line | {"currency": "USD"}]).messages)
+    assert r.reasons() == ["declaration_rules"]
+    assert f'"{description}" is too vague' in r.rejections[0][1].detail
+
+
 @pytest.mark.parametrize("case", ["missing", "wrong", "unknown_key"])
 def test_signing_rejections_change_nothing(case: str) -> None:
     keys = {"L1": "k1-secret"}

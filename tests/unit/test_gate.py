@@ -8,11 +8,14 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from smartlock.adapters.credentials import CredentialError, CredentialStore
+from smartlock.cli.commands.gate import watched_arrival
 from smartlock.contract.models import AlertType, Severity, TripState
 from smartlock.core.state import AlertRecord, Fix, Trip
 from smartlock.core.writeoff import audit_entry, stamped, writeoff_record
 from smartlock.services.gate.client import (
     MANUAL,
+    GateClient,
     Outcome,
     gate_event,
     make_arrival,
@@ -26,6 +29,7 @@ from smartlock.services.gate.report import (
     show_outcome,
     writeoff_sentence,
 )
+from smartlock.settings import load_settings
 
 
 def trip(**changes: object) -> Trip:
@@ -314,3 +318,42 @@ def test_an_officers_outcome_waits_in_the_queue_until_the_pipeline_records_it(
         "pipeline did not answer, is recorded: officer chen.wei seized container CSQU3054383"
     )
     assert text.endswith("the seizure is in the audit trail.")
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        ("nonsense line", 'The line "nonsense line" has 2 words, not 3 (PLATE LOCK CONTAINER).'),
+        ('{"vehicle_plate": "X"}', 'lacks "lock_id" and "container_no".'),
+        ("{bad", 'The line "{bad" is not a JSON object.'),
+        ("浙G01345 LK 1 CSQU3054383", "has 4 words, not 3 (PLATE LOCK CONTAINER)."),
+        (
+            "浙G01345 LK/1 CSQU3054383",
+            'The arrival was not sent: lock_id "LK/1" is not valid; give an identifier',
+        ),
+    ],
+)
+def test_an_unreadable_camera_line_is_told_in_a_sentence(line: str, said: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        watched_arrival("beilun-gate", line)
+    assert said in str(refused.value) and str(refused.value).endswith(".")
+    assert "zip()" not in str(refused.value) and "KeyError" not in str(refused.value)
+
+
+def test_only_an_officers_own_identity_records_an_outcome(tmp_path: Path) -> None:
+    store = CredentialStore(tmp_path / "credentials")
+    store.issue("gate", "beilun-gate")
+    settings = load_settings(credentials={"dir": store.directory})
+    with pytest.raises(CredentialError, match="Gate daxie-gate has no credentials") as no_gate:
+        GateClient("daxie-gate", settings, FallbackQueue(tmp_path / "q"))
+    assert "`smartlock credentials issue gate daxie-gate`." in str(no_gate.value)
+    client = GateClient("beilun-gate", settings, FallbackQueue(tmp_path / "q"))
+    with pytest.raises(CredentialError) as unknown:
+        client.check_officer("chen.wei")
+    assert str(unknown.value).startswith("Officer chen.wei has no credentials in ")
+    assert str(unknown.value).endswith("`smartlock credentials issue officer chen.wei`.")
+    with pytest.raises(CredentialError, match="beilun-gate is a gate, not an officer"):
+        client.check_officer("beilun-gate")
+    store.issue("officer", "chen.wei")
+    client.check_officer("chen.wei")
+    client.close()

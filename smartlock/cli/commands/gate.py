@@ -29,6 +29,7 @@ from smartlock.services.gate.report import (
     outcome_sentence,
     reconciled_sentence,
     show_outcome,
+    undeclared_sentence,
 )
 
 
@@ -109,13 +110,20 @@ def _reconcile(console: Console, client: GateClient, wait_s: float) -> int:
     settled = client.reconcile(wait_s)
     for entry in settled:
         console.print(reconciled_sentence(entry), markup=False)
-    left = len(client.queue.pending())
-    if left:
-        waiting = "1 arrival is" if left == 1 else f"{left} arrivals are"
+    pending = client.queue.pending()
+    outcomes = sum(1 for e in pending if "outcome" in e)
+    parts = [
+        _count(len(pending) - outcomes, "arrival") if len(pending) > outcomes else "",
+        _count(outcomes, "officer's outcome") if outcomes else "",
+    ]
+    if pending:
+        waiting = " and ".join(p for p in parts if p)
+        verb, kept = ("is", "it stays") if len(pending) == 1 else ("are", "they stay")
         console.print(
-            f"[yellow]{waiting} still without a verdict; the pipeline is not answering yet.[/]"
+            f"[yellow]{waiting} {verb} still waiting for the pipeline, which is not answering "
+            f"yet; {kept} queued on disk.[/]"
         )
-    return 0 if not left else MANUAL
+    return 0 if not pending else MANUAL
 
 
 def _batch(console: Console, client: GateClient, gate_id: str, manifest: Path) -> int:
@@ -162,6 +170,10 @@ def _batch(console: Console, client: GateClient, gate_id: str, manifest: Path) -
             "; ".join(o.verdict["reasons"]) if o.verdict else "",
         )
     console.print(table)
+    for o in outcomes:
+        if o.verdict is not None and o.verdict.get("declaration_id") is None:
+            a = o.arrival
+            console.print(undeclared_sentence(a["lock_id"], a["gate_id"]), style="bold red")
     released = sum(1 for o in outcomes if o.verdict and o.verdict["verdict"] == "release")
     manual = sum(1 for o in outcomes if o.verdict is None)
     console.print(
@@ -176,30 +188,54 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+_FIELDS = ("vehicle_plate", "lock_id", "container_no")
+
+
+def watched_arrival(gate_id: str, line: str) -> dict[str, Any]:
+    """One camera line ('PLATE LOCK CONTAINER' or a JSON object) as a GateArrival.
+
+    Raises:
+        ValueError: the line is not an arrival; the message says why, as a sentence.
+    """
+    shown = json.dumps(line, ensure_ascii=False)
+    fields: Any
+    if line.startswith("{"):
+        try:
+            fields = json.loads(line)
+        except ValueError:
+            raise ValueError(f"The line {shown} is not a JSON object.") from None
+        missing = [k for k in _FIELDS if not isinstance(fields, dict) or k not in fields]
+        if missing:
+            lacks = " and ".join(f'"{k}"' for k in missing)
+            raise ValueError(f"The line {shown} lacks {lacks}.")
+    else:
+        words = line.split()
+        if len(words) != 3:
+            raise ValueError(
+                f"The line {shown} has {len(words)} word{'s' if len(words) != 1 else ''}, "
+                "not 3 (PLATE LOCK CONTAINER)."
+            )
+        fields = dict(zip(_FIELDS, words, strict=True))
+    try:
+        return make_arrival(
+            gate_id, fields["vehicle_plate"], fields["lock_id"], fields["container_no"],
+            fields.get("ts"),
+        )  # fmt: skip
+    except ValidationError as exc:
+        raise ValueError(invalid_sentence("arrival", exc)) from None
+
+
 def _watch(console: Console, client: GateClient, gate_id: str) -> int:
     for line in sys.stdin:
         line = line.strip()
         if not line:
             continue
         try:
-            fields: dict[str, Any] = (
-                json.loads(line)
-                if line.startswith("{")
-                else dict(
-                    zip(("vehicle_plate", "lock_id", "container_no"), line.split(), strict=True)
-                )
-            )
-            arrival = make_arrival(
-                gate_id,
-                fields["vehicle_plate"],
-                fields["lock_id"],
-                fields["container_no"],
-                fields.get("ts"),
-            )
-        except (ValueError, KeyError) as exc:
+            arrival = watched_arrival(gate_id, line)
+        except ValueError as exc:
             console.print(
-                f"Unreadable arrival {json.dumps(line, ensure_ascii=False)} ({exc}); give "
-                "'PLATE LOCK CONTAINER' or a JSON object per line.",
+                f"Unreadable arrival, skipped: {exc} Give 'PLATE LOCK CONTAINER' or a JSON "
+                "object per line.",
                 style="red",
                 markup=False,
             )

@@ -20,7 +20,9 @@ _HINTS = {
     "lock_id": "an identifier (letters, digits and . _ : -), e.g. LK-0001",
     "officer": "the officer's identity (letters, digits and . _ : -), e.g. chen.wei",
     "ts": "an RFC 3339 UTC time to the second, e.g. 2026-11-24T09:00:00Z",
-    "note": "what was found, 1 to 1000 characters",
+    "note": "a note of 1 to 1000 characters",
+    "alert_id": "the alert id as the console or the gate shows it, e.g. al-5c83e5a80efb1c5598df",
+    "declaration_id": "an identifier (letters, digits and . _ : -), e.g. DCL-02",
 }
 
 

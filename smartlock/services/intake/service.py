@@ -30,7 +30,7 @@ from smartlock.contract.models import (
     normalise_plate,
 )
 from smartlock.contract.topics import CANCELLATIONS, DECLARATIONS, TRANSFERS, WRITEOFFS
-from smartlock.core.declaration import check_plate
+from smartlock.core.declaration import as_sentence, check_plate
 from smartlock.errors import InfrastructureError, MessageError
 from smartlock.services.intake.auth import (
     AUTHENTICATE,
@@ -180,7 +180,8 @@ class IntakeService:
                 [
                     FieldError(
                         "status",
-                        f"status: {status!r} is not a status; use one of {', '.join(STATUSES)}.",
+                        f"status: {json.dumps(status, ensure_ascii=False)} is not a status; "
+                        f"use one of {', '.join(STATUSES)}.",
                     )
                 ]
             )
@@ -558,8 +559,8 @@ async def _json_body(request: web.Request) -> Any:
         raise web.HTTPBadRequest(
             text=json.dumps(
                 {
-                    "error": f"body is not valid JSON ({exc.reason}: {exc.detail}); send a JSON "
-                    "object with Content-Type application/json"
+                    "error": f"The body is not valid JSON ({exc.detail.removeprefix('not JSON: ')}); "
+                    "send a JSON object with Content-Type application/json."
                 }
             ),
             content_type="application/json",
@@ -568,6 +569,8 @@ async def _json_body(request: web.Request) -> Any:
 
 def _reply(result: tuple[int, dict[str, Any]]) -> web.Response:
     status, body = result
+    if isinstance(body.get("error"), str):  # what a person reads is a sentence
+        body = body | {"error": as_sentence(body["error"])}
     return web.json_response(body, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 
@@ -651,6 +654,27 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 @web.middleware
+async def unknown_route(request: web.Request, handler: Any) -> web.StreamResponse:
+    """An unknown path or method answers JSON with a sentence, like every other refusal."""
+    try:
+        return await handler(request)
+    except web.HTTPNotFound as exc:
+        if exc.content_type == "application/json":
+            raise
+        return web.json_response(
+            {"error": f"There is nothing at {request.path}; GET /openapi.json lists the API."},
+            status=404,
+        )
+    except web.HTTPMethodNotAllowed as exc:
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return web.json_response(
+            {"error": f"{request.method} is not allowed on {request.path}; use {allowed}."},
+            status=405,
+            headers={"Allow": allowed},
+        )
+
+
+@web.middleware
 async def outage(request: web.Request, handler: Any) -> web.StreamResponse:
     """A storage outage is a 503 with a JSON reason and Retry-After, never a bare 500."""
     from redis.exceptions import ConnectionError as RedisConnectionError
@@ -661,7 +685,7 @@ async def outage(request: web.Request, handler: Any) -> web.StreamResponse:
     except (RedisConnectionError, RedisTimeoutError) as exc:
         log.warning("intake: Redis unavailable for %s %s: %s", request.method, request.path, exc)
         return web.json_response(
-            {"error": "declaration storage is unavailable; nothing was stored, retry later"},
+            {"error": "Declaration storage is unavailable; nothing was stored, retry later."},
             status=503,
             headers={"Retry-After": "5"},
         )
@@ -674,7 +698,9 @@ def build_app(service: IntakeService, authenticate: Authenticate) -> web.Applica
         service: the logic.
         authenticate: bearer token -> caller (see :mod:`smartlock.services.intake.auth`).
     """
-    app = web.Application(middlewares=[outage, guard], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[unknown_route, outage, guard], client_max_size=MAX_BODY_BYTES
+    )
     app[SERVICE] = service
     app[AUTHENTICATE] = authenticate
     app.router.add_post("/declarations", _submit)
