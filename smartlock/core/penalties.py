@@ -132,5 +132,5 @@ def undeclared_consignment(lock_id: str, gate_id: str) -> dict[str, Any]:
             f"HK${UNDECLARED_MAX_FINE:,.0f}."
         ),
         "basis": "Hong Kong road cargo system (ROCARS): an undeclared consignment is detained "
-        "and its consignor fined up to HK$50,000",
+        "and its consignor fined up to HK$50,000.",
     }

@@ -290,7 +290,11 @@ def test_a_recorded_outcome_is_told_in_a_sentence() -> None:
         "the audit trail."
     )
     undeclared = outcome_sentence(seized | {"declaration_id": None}, _an_outcome("seized"))
-    assert "covers; the container under lock L1 arrived at beilun-gate" in undeclared
+    assert undeclared == (
+        "Recorded: officer chen.wei seized the container under lock L1 at beilun-gate, which no "
+        "open declaration covers. It is an undeclared consignment: detain the goods; the "
+        "consignor faces a fine of up to HK$50,000."
+    )
     assert undeclared.endswith("up to HK$50,000.")
 
 

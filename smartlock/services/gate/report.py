@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 from rich.console import Console
 
-from smartlock.core.penalties import undeclared_consignment
+from smartlock.core.penalties import UNDECLARED_MAX_FINE, undeclared_consignment
 from smartlock.services.gate.client import Outcome
 
 #: Exit codes of ``smartlock gate``.
@@ -145,11 +145,11 @@ def outcome_clause(verdict: dict[str, Any], outcome: dict[str, Any]) -> str:
     """The recorded outcome, from "officer ..." to the full stop."""
     who = f"officer {outcome['officer']}"
     if verdict.get("declaration_id") is None:
-        undeclared = undeclared_sentence(outcome["lock_id"], outcome["gate_id"])
         return (
             f"{who} {outcome['outcome']} the container under lock {outcome['lock_id']} "
-            f"at {outcome['gate_id']}, which no open declaration covers; "
-            f"{undeclared[:1].lower()}{undeclared[1:]}"
+            f"at {outcome['gate_id']}, which no open declaration covers. It is an undeclared "
+            "consignment: detain the goods; the consignor faces a fine of up to "
+            f"HK${UNDECLARED_MAX_FINE:,.0f}."
         )
     if verdict["verdict"] == "release":
         return (
