@@ -424,7 +424,7 @@ def test_the_write_off_notice_writes_the_declaration_off_once_and_shows_in_its_h
         assert (await s.service.get(reference, ACME))[1]["status"] == "released"
         said = await s.written_off(reference)
         assert said == (
-            f"declaration {reference} ({reference}): container CSQU3054383 under lock LK-01 "
+            f"declaration {reference}: container CSQU3054383 under lock LK-01 "
             "written off at beilun-gate at 2026-11-23T12:00:00Z; the notice is recorded."
         )
         record = (await s.service.get(reference, ACME))[1]

@@ -376,10 +376,13 @@ class IntakeService:
                 f"write-off notice for declaration {notice.declaration_id}, lock "
                 f"{notice.lock_id}, received again; it was already recorded."
             )
+        named = record["reference"]
+        if notice.declaration_id != named:
+            named += f" (declaration id {notice.declaration_id})"
         return (
-            f"declaration {record['reference']} ({notice.declaration_id}): container "
-            f"{notice.container_no} under lock {notice.lock_id} written off at {notice.gate_id} "
-            f"at {format_ts(notice.written_off_at)}; the notice is recorded."
+            f"declaration {named}: container {notice.container_no} under lock {notice.lock_id} "
+            f"written off at {notice.gate_id} at {format_ts(notice.written_off_at)}; the notice "
+            "is recorded."
         )
 
     async def cancel(
