@@ -1,7 +1,8 @@
 """Issue 14 as its author tried it, on real servers (Redis, Mosquitto; the pipeline for
 ``customs/declarations``): special goods without a permit, with one of the wrong kind and with
 the right one; the vague examples, over HTTP and on MQTT; a late declaration and ``POST /fees``
-at every boundary of the late-charge schedule."""
+at every boundary of the late-charge schedule; an undeclared container at an unknown gate, read
+with a bad check digit: all three reasons, and the detain/fine flag in the audit trail."""
 
 from __future__ import annotations
 
