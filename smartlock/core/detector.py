@@ -191,9 +191,15 @@ class Detector:
         themselves) and returned in the result; pass a copy to keep the old one.
         """
         state = state if state is not None else LockState(lock_id=lock_id)
-        before = _status_key(state.trip)
+        trip = state.trip
+        before = _status_key(trip) if trip is not None else None
         effects = rules.Effects()
         msg = env.message
+        if type(msg) in _LOCK_MESSAGES:  # most messages: no verdict, so no records
+            rejection = self._admit_seq(state, msg)  # type: ignore[arg-type]
+            if rejection is None:
+                self._lock_message(state, msg, clock, effects)  # type: ignore[arg-type]
+            return self._result(state, before, effects, (), rejection)
         outputs: list[Output] = []
         if isinstance(msg, (LockTelemetry, LockEvent)):
             rejection = self._admit_seq(state, msg)
@@ -487,15 +493,17 @@ class Detector:
         state: LockState,
         before: tuple[Any, ...] | None,
         effects: rules.Effects,
-        outputs: list[Output],
+        outputs: list[Output] | tuple[()],
         rejection: Rejection | None,
     ) -> StepResult:
-        result = [_alert_output(a) for a in effects.alerts]
-        result.extend(outputs)
+        alerts = effects.alerts
+        result = [_alert_output(a) for a in alerts] if alerts else []
+        if outputs:
+            result.extend(outputs)
         trip = state.trip
         if trip is not None and _status_key(trip) != before:
             result.append(_status_output(state.lock_id, trip))
-        return StepResult(state=state, outputs=result, rejection=rejection)
+        return StepResult(state, result, rejection)
 
 
 def _alert_output(a: rules.RaisedAlert) -> Output:
