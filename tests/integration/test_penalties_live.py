@@ -1,7 +1,8 @@
 """Issue 14 as its author tried it, on real servers (Redis, Mosquitto; the pipeline for
 ``customs/declarations``): special goods without a permit, with one of the wrong kind and with
 the right one; the vague examples, over HTTP and on MQTT; a late declaration and ``POST /fees``
-at every boundary of the late-charge schedule."""
+at every boundary of the late-charge schedule; an undeclared container at an unknown gate, read
+with a bad check digit: all three reasons, and the detain/fine flag in the audit trail."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import asyncio
 import json
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from aiohttp.test_utils import TestClient
 from smartlock.adapters.credentials import CredentialStore
 from smartlock.services.intake.rules import Accepted, validate_submission
 from tests.integration.procs import Pipeline
+from tests.integration.test_gate_loop import audit, smartlock
 from tests.integration.test_gate_loop import pipeline as pipeline  # noqa: F401  (fixture)
 from tests.integration.test_intake_service import NOW, Clock, _run, _settings
 from tests.integration.test_pipeline_live import publish
@@ -164,3 +167,30 @@ def test_vague_cargo_published_on_customs_declarations_is_dead_lettered(
         letter = refused[f"DCL-{unique}-{n}"]
         assert letter["topic"] == "customs/declarations"
         assert f'"{description}" is too vague' in letter["detail"]
+
+
+def test_an_undeclared_container_at_an_unknown_gate_is_detained_with_all_three_reasons(
+    pipeline: Pipeline,  # noqa: F811
+    tmp_path: Path,
+    unique: str,
+) -> None:
+    p = pipeline
+    assert p.mqtt is not None
+    p.mqtt.login("gate", "nowhere-gate")  # a gate identity whose id is no destination gate
+    lock = f"LK-{unique}-x"
+    shown = smartlock(
+        p, "gate", "nowhere-gate", "--plate", "浙B99999", "--lock", lock,
+        "--container", "CSQU3054384", "--timeout", "10", "--queue-dir", str(tmp_path / "q"),
+    )  # fmt: skip
+    assert shown.returncode == 1, shown.stdout + shown.stderr
+    assert shown.stdout.splitlines()[1:5] == [
+        "  • Gate nowhere-gate is not a known destination gate.",
+        f"  • No open declaration binds lock {lock}.",
+        "  • Container number CSQU3054384 read at the gate has check digit 4, expected 3.",
+        f"  The container under lock {lock} arrived at nowhere-gate with no open declaration: "
+        "detain the goods; the consignor faces a fine of up to HK$50,000.",
+    ]
+    [entry] = [e for e in audit(p, "undeclared") if e["lock_id"] == lock]
+    assert entry["verdict"] == "inspect" and len(entry["reasons"]) == 3
+    assert entry["penalty"]["kind"] == "undeclared_consignment"
+    assert (entry["penalty"]["action"], entry["penalty"]["max_fine_hkd"]) == ("detain", "50000.00")
