@@ -396,16 +396,28 @@ class Detector:
         said = f"officer {msg.officer} {msg.outcome} the container by hand: {msg.note}"
         if (
             trip is not None
-            and trip.state is TripState.RELEASED
+            and not trip.is_open
+            and trip.verdict is not None
             and trip.container_no == msg.container_no
         ):
-            # Fallback mode: the gate sent the truck to the officer, and the pipeline, back,
-            # judged the queued arrival before it read the officer's outcome. The outcome
-            # belongs to that declaration: cleared confirms the release (its write-off stands,
-            # no second one), seized closes the trip and overrules the release.
-            manual["after_release"] = True
+            # The container's trip was judged already. Fallback mode: the gate sent the truck
+            # to the officer, and the pipeline, back, released the queued arrival before it
+            # read the officer's outcome; or the officer records a seizure again. The outcome
+            # belongs to that declaration, never to an undeclared consignment: after a release,
+            # cleared confirms it (its write-off stands, no second one) and seized overrules it;
+            # after a seizure, cleared releases and writes off, seized is recorded again.
+            declaration_id = trip.declaration_id
+            released = trip.verdict == "release"
+            if released:
+                manual["after_release"] = True
             if msg.outcome == "cleared":
                 verdict, reasons = Verdict.RELEASE, []
+                if not released:
+                    trip.state, trip.verdict, trip.verdict_reasons = (
+                        TripState.RELEASED,
+                        "release",
+                        [],
+                    )
             else:
                 verdict, reasons = Verdict.INSPECT, [said]
                 trip.state, trip.verdict, trip.verdict_reasons = (
@@ -413,7 +425,6 @@ class Detector:
                     "inspect",
                     reasons,
                 )
-            declaration_id = trip.declaration_id
         elif trip is None or not trip.is_open:
             verdict, reasons, declaration_id = (
                 Verdict.INSPECT,

@@ -218,10 +218,14 @@ def test_fallback_the_officers_outcome_is_queued_and_recorded_once_the_pipeline_
 
     p.start("worker")
     p.wait_worker_ready()
-    shown = smartlock(p, "gate", "beilun-gate", "--reconcile", "--queue-dir", str(queue_dir))
-    assert shown.returncode == 0, shown.stdout + shown.stderr
+    told = ""
+    for _ in range(3):  # each run waits 10 s; on a loaded machine the officer may run it again
+        shown = smartlock(p, "gate", "beilun-gate", "--reconcile", "--queue-dir", str(queue_dir))
+        told += shown.stdout
+        if shown.returncode != 3:  # 3: some still wait for the pipeline, kept on disk
+            break
+    assert shown.returncode == 0, told + shown.stderr
     assert FallbackQueue(queue_dir).pending() == []
-    told = shown.stdout
     assert told.count("Reconciled: the outcome of the hand inspection at ") == 2, told
     assert (
         f"is recorded: officer chen.wei seized container {kept.container} (lock {kept.lock_id}); "

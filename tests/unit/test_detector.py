@@ -661,6 +661,32 @@ def test_fallback_an_outcome_after_the_pipelines_own_release_belongs_to_that_dec
     assert "penalty" not in trail[-1][1]  # not an undeclared consignment
 
 
+def test_a_seizure_recorded_again_or_reversed_stays_with_its_declaration() -> None:
+    trip = _outcome(Trip().declare().arrive(plate="浙B88888"), "seized")
+    trip.messages.append(
+        (trip.messages[-1][0], trip.messages[-1][1] | {"ts": "2026-11-22T12:05:00Z"})
+    )
+    again = _records(trip)[-1][1]  # the officer records the seizure a second time
+    assert (again["declaration_id"], again["verdict"], "penalty" in again) == (
+        "D1",
+        "inspect",
+        False,
+    )
+    assert "after_release" not in again["manual_outcome"]
+    trip.messages.append(
+        (
+            trip.messages[-1][0],
+            trip.messages[-1][1] | {"outcome": "cleared", "ts": "2026-11-22T12:09:00Z"},
+        )
+    )
+    records = _records(trip)
+    assert [(k, p["kind"]) for k, p in records[-2:]] == [
+        ("audit", "manual_outcome"),
+        ("writeoff", "writeoff"),  # the officer reversed the seizure: released and written off
+    ]
+    assert run(trip.messages).statuses()[-1]["state"] == "released"
+
+
 def test_an_outcome_for_an_undeclared_lock_is_recorded_as_undeclared_and_duplicates_are_refused() -> (
     None
 ):
