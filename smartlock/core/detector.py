@@ -244,11 +244,18 @@ class Detector:
     def _admit_seq(self, state: LockState, msg: LockTelemetry | LockEvent) -> Rejection | None:
         """The anti-replay window of CONTRACT section 6 (v2), as in IPsec."""
         window = self.ctx.limits.seq_window
-        full = (1 << window) - 1
         high = state.last_seq
         if high is None:
-            state.last_seq, state.seq_seen = msg.seq, "1"
+            state.last_seq, state.seq_seen = msg.seq, _run_hex(1)
             return None
+        run = _RUN_LENGTH.get(state.seq_seen)
+        if run is not None and msg.seq == high + 1:
+            # Most messages: the next seq after an unbroken run of accepted ones. The bitmap
+            # stays a run, one longer (up to the window): no big-number arithmetic.
+            state.last_seq = msg.seq
+            state.seq_seen = _run_hex(min(run + 1, window))
+            return None
+        full = (1 << window) - 1
         seen = int(state.seq_seen, 16) if state.seq_seen else full
         if msg.seq > high:
             gap = msg.seq - high
@@ -264,7 +271,8 @@ class Detector:
             return Rejection("duplicate", f"lock {msg.lock_id} seq {msg.seq} was already accepted")
         else:
             seen |= 1 << (high - msg.seq)  # never accepted and inside the window: a late message
-        state.seq_seen = format(seen, "x")
+        run = seen.bit_length()
+        state.seq_seen = _run_hex(run) if seen == (1 << run) - 1 else format(seen, "x")
         return None
 
     def _lock_message(
@@ -504,6 +512,25 @@ class Detector:
         if trip is not None and _status_key(trip) != before:
             result.append(_status_output(state.lock_id, trip))
         return StepResult(state, result, rejection)
+
+
+#: Anti-replay bitmaps that are a run of ones (every seq of the window accepted), as hex,
+#: by length: one shared string each, found by value (up to _RUN_MAX bits; longer runs
+#: take the arithmetic).
+_RUN_HEX: dict[int, str] = {}
+_RUN_LENGTH: dict[str, int] = {}
+_RUN_MAX = 4096
+
+
+def _run_hex(bits: int) -> str:
+    """``format((1 << bits) - 1, "x")``, one shared string per length."""
+    text = _RUN_HEX.get(bits)
+    if text is None:
+        text = format((1 << bits) - 1, "x")
+        if bits <= _RUN_MAX:
+            _RUN_HEX[bits] = text
+            _RUN_LENGTH[text] = bits
+    return text
 
 
 def _alert_output(a: rules.RaisedAlert) -> Output:

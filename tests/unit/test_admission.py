@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smartlock.contract.codec import (
     MAX_PAYLOAD_BYTES,
@@ -24,6 +26,7 @@ from smartlock.core.detector import Detector
 from smartlock.core.engine import Engine
 from smartlock.core.evaluate import evaluate
 from smartlock.core.limits import DetectionSettings
+from smartlock.core.state import LockState
 from smartlock.errors import MessageError
 from smartlock.stream.inbound import Forwarder, sign
 from smartlock.stream.lock_table import LockTable
@@ -210,6 +213,35 @@ def test_a_state_saved_before_the_window_refuses_everything_below_its_last_seq()
     state.seq_seen = ""  # as saved by a version without the window
     again = run([trip.messages[-2]], engine=first.engine)
     assert again.reasons() == ["duplicate"]
+
+
+@given(
+    window=st.sampled_from([1, 2, 3, 8, 64, 1024]),
+    steps=st.lists(st.integers(-70, 70), min_size=1, max_size=400),
+)
+@settings(max_examples=60, deadline=None)
+def test_the_window_bitmap_is_the_set_of_accepted_seqs(window: int, steps: list[int]) -> None:
+    """The bitmap (and the fast path for runs of consecutive seqs) against a plain set."""
+    detector = Detector(DetectionSettings(seq_window=window), synthetic_geofences())
+    state = LockState(lock_id="L1")
+    accepted: set[int] = set()
+    seq = 100
+    for step in steps:
+        for _ in range(step if step > 40 else 1):  # long runs of consecutive seqs too
+            seq = max(0, seq + (1 if step > 40 else step))
+            msg = type("Msg", (), {"lock_id": "L1", "seq": seq})()
+            high = max(accepted) if accepted else None
+            refused = detector._admit_seq(state, msg)  # type: ignore[arg-type]
+            if high is not None and seq <= high - window:
+                assert refused is not None and refused.reason == "stale_seq"
+            elif seq in accepted:
+                assert refused is not None and refused.reason == "duplicate"
+            else:
+                assert refused is None
+                accepted.add(seq)
+            high = max(accepted)
+            bits = sum(1 << (high - s) for s in accepted if high - s < window)
+            assert (state.last_seq, state.seq_seen) == (high, format(bits, "x"))
 
 
 # ------------------------------------------------------------------ gate arrivals
