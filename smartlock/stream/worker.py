@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import faust
@@ -34,35 +32,29 @@ from smartlock.core.detector import Detector
 from smartlock.core.writeoff import stamped, writeoff_notice
 from smartlock.settings import Settings
 from smartlock.stream.faust_settings import faust_app_kwargs, shorten_fetch_wait
-from smartlock.stream.lock_table import Change, LockTable
+from smartlock.stream.lock_table import LockTable
 from smartlock.stream.processor import BatchProcessor, BatchResult, Record
 from smartlock.stream.retry import Outage, exit_on_outage, retrying
 
 log = logging.getLogger(__name__)
 
-#: Records per batch, and how long after the last hand-over a smaller batch is handed over:
-#: an idle worker's gate verdict waits at most that long for its batch. 0.05 rather than
-#: 0.02 since batches are judged while the previous batch is written (shorter cycles, so
-#: smaller batches, each with its round trips): 40-90 records a batch under a backlog at
-#: 0.02, 100-160 at 0.05, on a loaded machine.
+#: Records per batch and how long to wait to fill one; bounds the gate's latency too.
 BATCH_MAX = 1000
-BATCH_WITHIN_S = 0.05
+BATCH_WITHIN_S = 0.02
 #: How often the worker logs where its time went (:class:`BatchStats`).
 STATS_EVERY_S = 10.0
 
 
 class BatchStats:
-    """Where a worker's time goes, printed every :data:`STATS_EVERY_S` seconds: records and
-    batches, the process's CPU use, and the share of wall time spent judging, waiting for the
-    previous batch's writes to finish (``writes``: what judging did not hide) and waiting for
-    the next batch (Faust's consumer and stream). A batch's writes run while the next batch is
-    judged; their own mean durations per batch (outputs, then changelog) are printed too."""
+    """Where a worker's time goes, printed every :data:`STATS_EVERY_S` seconds: records
+    and batches, the process's CPU time (all threads) as a share of wall time, and the share
+    of wall time spent judging, writing outputs, writing the changelog and waiting for the
+    next batch (Faust's consumer and stream)."""
 
     def __init__(self, role: str) -> None:
         self.role = role
         self.records = self.batches = 0
-        self.spent: dict[str, float] = {"judge": 0.0, "writes": 0.0, "wait": 0.0}
-        self.writing: dict[str, float] = {"outputs": 0.0, "changelog": 0.0}
+        self.spent: dict[str, float] = {"judge": 0.0, "outputs": 0.0, "changelog": 0.0, "wait": 0.0}
         self.mark = self.since = time.perf_counter()
         self.cpu = time.process_time()
 
@@ -71,72 +63,23 @@ class BatchStats:
         self.records += records
         self.batches += 1
 
-    def wrote(self, outputs: float, changelog: float) -> None:
-        self.writing["outputs"] += outputs
-        self.writing["changelog"] += changelog
-
     def lap(self, phase: str) -> None:
         now = time.perf_counter()
         self.spent[phase] += now - self.mark
         self.mark = now
-        if phase == "writes" and now - self.since >= STATS_EVERY_S:
+        if phase == "changelog" and now - self.since >= STATS_EVERY_S:
             total = now - self.since
             cpu = time.process_time()
             shares = ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in self.spent.items())
-            batches = max(self.batches, 1)
             print(
                 f"{self.role}: {self.records} records in {self.batches} batches "
-                f"({self.records / total:.0f}/s, {self.records / batches:.0f} per "
-                f"batch); cpu {100 * (cpu - self.cpu) / total:.0f}%; {shares}; a batch's "
-                f"writes (beside judging) outputs {1000 * self.writing['outputs'] / batches:.0f} ms, "
-                f"changelog {1000 * self.writing['changelog'] / batches:.0f} ms",
+                f"({self.records / total:.0f}/s, {self.records / max(self.batches, 1):.0f} per "
+                f"batch); cpu {100 * (cpu - self.cpu) / total:.0f}%; {shares}",
                 flush=True,
             )
             self.records = self.batches = 0
             self.spent = dict.fromkeys(self.spent, 0.0)
-            self.writing = dict.fromkeys(self.writing, 0.0)
             self.since, self.cpu = now, cpu
-
-
-async def batches(
-    stream: faust.StreamT, max_: int, within: float
-) -> AsyncIterator[list[faust.EventT]]:
-    """The stream's events in batches, like Faust's ``stream.take_events(max_, within)`` with
-    two differences: no event is acked here (the caller acks a batch's events once its writes
-    are done, see :func:`create_app`), and events keep being buffered while the caller works,
-    so a batch waiting in full is handed over at once.
-
-    A batch holds at most ``max_`` events; a smaller one is handed over ``within`` seconds
-    after the last hand-over (gate verdicts wait at most that long for their batch).
-    """
-    events: list[faust.EventT] = []
-    full = asyncio.Event()
-    room = asyncio.Event()
-    room.set()
-
-    async def add(value: Any) -> Any:  # runs on Faust's passive drain of the stream
-        event = stream.current_event
-        if event is None:
-            raise RuntimeError("batch buffer found current_event is None")
-        events.append(event)
-        if len(events) >= max_:
-            full.set()
-            room.clear()
-            await stream.wait(room)  # type: ignore[arg-type]  # until this batch is taken
-        return value
-
-    stream.enable_acks = False  # acked by the caller, after the batch's writes
-    stream.add_processor(add)
-    stream._enable_passive(aiter(stream.channel))  # type: ignore[attr-defined]
-    while not stream.should_stop:
-        if len(events) < max_:
-            await stream.wait_for_stopped(full, timeout=within)  # type: ignore[attr-defined]
-        if events:
-            batch = events[:max_]
-            del events[: len(batch)]
-            full.clear()
-            room.set()
-            yield batch
 
 
 def _dumps(value: Any) -> bytes:
@@ -282,16 +225,6 @@ class KafkaWriter:
         await asyncio.gather(*futures)
 
 
-def _exit_on_failure(task: asyncio.Future[None]) -> None:
-    """A batch's writes failed with something other than an outage (handled by
-    :func:`~smartlock.stream.retry.exit_on_outage`): its events can never be acked, so the
-    worker exits non-zero for a restart rather than stall; the batch is processed again."""
-    if not task.cancelled() and task.exception() is not None:
-        log.critical("batch writes failed", exc_info=task.exception())
-        logging.shutdown()
-        os._exit(1)
-
-
 def create_app(
     settings: Settings, detector: Detector, name: str = "1", *, local: bool = True
 ) -> faust.App:
@@ -357,38 +290,11 @@ def create_app(
             RedisKeys(settings.redis.prefix).workers, name, json.dumps(sorted(assigned))
         )
 
-    async def write(
-        stream: faust.StreamT, result: BatchResult, changes: list[Change], events: list[Any]
-    ) -> None:
-        """A batch's writes: every output, then the table's changelog; only then are its events
-        acked, so Faust commits their offsets (a killed worker re-processes the batch)."""
-        try:
-            started = time.perf_counter()
-            await outputs.publish(result)
-            published = time.perf_counter()
-            await retrying(
-                f"worker {name}: Kafka table changelog",
-                lambda: store.write_changes(kafka.producer, changes),
-                give_up_s=k.output_give_up_s,
-            )
-            stats.wrote(published - started, time.perf_counter() - published)
-        except Outage as exc:
-            exit_on_outage(f"worker {name}", exc)
-        for event in events:
-            await stream.ack(event)  # the offsets may be committed
-
-    stats = BatchStats(f"worker {name}")
-
     @app.agent(inbound)
     async def judge(stream: faust.StreamT) -> None:
         await outputs.start()
-        # Two stages: batch N+1 is judged while batch N's outputs and changelog are written.
-        # One batch's writes at a time, in batch order: a lock's outputs and table records go
-        # out in the order they were made. A rebalance or stop waits for every event taken
-        # here to be acked (Faust's stream_wait_empty), i.e. for the writes in flight.
-        writing: asyncio.Future[None] | None = None
-        stats.mark = time.perf_counter()
-        async for events in batches(stream, BATCH_MAX, BATCH_WITHIN_S):
+        stats = BatchStats(f"worker {name}")
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             stats.got(len(events))
             processor.stream_keys = credentials.stream_keys()  # re-read if rotated
             records = [
@@ -398,10 +304,16 @@ def create_app(
             result = processor.process(records)
             changes = store.take_changes()
             stats.lap("judge")
-            if writing is not None:
-                await writing
-            stats.lap("writes")
-            writing = asyncio.ensure_future(write(stream, result, changes, events))
-            writing.add_done_callback(_exit_on_failure)
+            try:  # every output written, then the table: only then may the offsets be committed
+                await outputs.publish(result)
+                stats.lap("outputs")
+                await retrying(
+                    f"worker {name}: Kafka table changelog",
+                    lambda changes=changes: store.write_changes(kafka.producer, changes),  # type: ignore[misc]
+                    give_up_s=k.output_give_up_s,
+                )
+                stats.lap("changelog")
+            except Outage as exc:
+                exit_on_outage(f"worker {name}", exc)
 
     return app
