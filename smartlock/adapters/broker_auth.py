@@ -46,7 +46,12 @@ def role_acls(identity: Identity) -> list[tuple[str, str]]:
     monitoring = topics.MONITORING_ALL
     templates: dict[str, list[tuple[str, str]]] = {
         "lock": [(SEND, topics.LOCK_TELEMETRY.topic(n)), (SEND, topics.LOCK_EVENTS.topic(n))],
-        "gate": [(SEND, topics.GATE_ARRIVALS.topic(n)), (SUB, topics.GATE_VERDICTS.topic(n))],
+        # The destination office at a gate reads the transfers approved for that gate.
+        "gate": [
+            (SEND, topics.GATE_ARRIVALS.topic(n)),
+            (SUB, topics.GATE_VERDICTS.topic(n)),
+            (SUB, topics.TRANSFERS.topic(n)),
+        ],
         # A customs officer records a hand inspection's outcome in its own name only
         # (customs/outcomes/{officer}, an addition to the contract).
         "officer": [(SEND, topics.OUTCOMES.topic(n))],
@@ -56,6 +61,8 @@ def role_acls(identity: Identity) -> list[tuple[str, str]]:
             (SEND, topics.DECLARATIONS.topic()),
             (SEND, topics.CANCELLATIONS.topic()),
             (SEND, topics.TRANSFERS.subscription),
+            # The intake is the origin office's system: it receives the write-off notices.
+            (SUB, topics.WRITEOFFS.subscription),
         ],
         # Only the bridges may subscribe to the inbound topics: the one inbound session that
         # the active bridge holds (plain subscriptions) or a shared subscription (any group).

@@ -229,8 +229,9 @@ class CredentialStore:
         identity = self.identities().get(name)
         if identity is None:
             raise CredentialError(
-                f"no credentials for {name!r} in {self.directory}; issue them with "
-                f"`smartlock credentials issue ROLE {name}`",
+                f"There are no credentials for {name} in {self.directory}; issue them with "
+                f"`smartlock credentials issue ROLE {name}` (ROLE: the identity's role, e.g. gate, "
+                "operator or officer).",
                 name,
             )
         return identity
@@ -389,5 +390,5 @@ class CredentialStore:
         with self._locked() as identities:
             identity = identities.pop(name, None)
             if identity is None:
-                raise CredentialError(f"no credentials for {name!r} to revoke", name)
+                raise CredentialError(f"There are no credentials for {name} to revoke.", name)
         return identity

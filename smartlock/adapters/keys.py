@@ -156,8 +156,8 @@ class RedisKeys:
         """(read-write, read-only) key patterns of ``account``'s Redis user; ((), ()) if none.
 
         The worker writes the live state; a bridge only its own heartbeat and the inbound
-        session's lease; the intake its declarations and reads the trips and write-offs it
-        reports; the console reads everything and writes only its own keys; ``gates`` (the
+        session's lease; the intake its declarations (and the write-off notices kept on them) and
+        reads the trips it reports; the console reads everything and writes only its own keys; ``gates`` (the
         gate clients) appends their event log and reads the verdict stream; ``reader``
         (``resolve``, ``stack status``, the demo's displays) reads only; ``admin`` may do
         anything.
@@ -187,7 +187,8 @@ class RedisKeys:
         table: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "worker": (pipeline, ()),
             "bridge": ((f"{p}:alive:bridge:*", self.members, self.lease("bridge")), ()),
-            "intake": ((f"{p}:intake:*",), (self.trip("*"), self.writeoff("*"))),
+            # The write-off reaches the intake as a notice on MQTT, not from this record.
+            "intake": ((f"{p}:intake:*",), (self.trip("*"),)),
             "console": ((f"{p}:console:*",), everything),
             "reader": ((), everything),
             # The gate clients (one account for all): their event log, and the verdict

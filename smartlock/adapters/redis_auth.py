@@ -9,7 +9,7 @@ user       may
 =========  ==================================================================================
 worker     read and write the live state (trips, streams, write-offs, audit, its heartbeat)
 bridge     write its own heartbeat and name (``alive:bridge:*``, ``members``)
-intake     read and write the intake's declarations; read trips and write-offs
+intake     read and write the intake's declarations (with the write-off notices); read trips
 console    read everything; write only its own keys (``console:*``)
 reader     read only (``smartlock resolve``, ``stack status``, the demo's displays)
 gates      append the gate clients' events (``gate:events``); read the verdict stream

@@ -288,8 +288,11 @@ _EVENT_REQUIRED = frozenset({"lock_id", "seq", "ts", "type"})
 _LOCK_PREFIX = LOCK_TELEMETRY.address.split("{")[0]
 _TELEMETRY_TOPIC = LOCK_TELEMETRY.address.replace("{lock_id}", "{}")
 _EVENTS_TOPIC = LOCK_EVENTS.address.replace("{lock_id}", "{}")
-_TELEMETRY_SUFFIX = _TELEMETRY_TOPIC.split("{}")[1]
-_EVENTS_SUFFIX = _EVENTS_TOPIC.split("{}")[1]
+_TELEMETRY_HEAD, _TELEMETRY_SUFFIX = _TELEMETRY_TOPIC.split("{}")
+_EVENTS_HEAD, _EVENTS_SUFFIX = _EVENTS_TOPIC.split("{}")
+#: Lock ids already found to match _IDENT (a set lookup instead of a regex per message).
+_GOOD_IDS: set[str] = set()
+_GOOD_IDS_MAX = 1 << 20
 _new = object.__new__
 _set = object.__setattr__
 
@@ -304,12 +307,18 @@ def _model(cls: type[BaseModel], values: dict[str, Any], given: set[str]) -> Any
     return model
 
 
+def _good_id(lock_id: str) -> bool:
+    """``_IDENT.fullmatch(lock_id)``, remembered when it matches."""
+    if not _IDENT.fullmatch(lock_id):
+        return False
+    if len(_GOOD_IDS) >= _GOOD_IDS_MAX:
+        _GOOD_IDS.clear()
+    _GOOD_IDS.add(lock_id)
+    return True
+
+
 def _bounded(value: Any, low: float, high: float) -> bool:
     return type(value) is float and low <= value <= high
-
-
-def _optional(value: Any, low: float, high: float) -> bool:
-    return value is None or (type(value) is float and low <= value <= high)
 
 
 def fast_lock_message(
@@ -330,7 +339,7 @@ def fast_lock_message(
         type(lock_id) is not str
         or type(ts_text) is not str
         or colons != len(raw) + lock_id.count(":") + ts_text.count(":")
-        or not _IDENT.fullmatch(lock_id)
+        or (lock_id not in _GOOD_IDS and not _good_id(lock_id))
     ):
         return None
     seq = raw.get("seq")
@@ -352,17 +361,19 @@ def fast_lock_message(
         lat, lon = raw.get("lat"), raw.get("lon")
         if (
             seal is None
-            or topic != _TELEMETRY_TOPIC.format(lock_id)
+            or topic != _TELEMETRY_HEAD + lock_id + _TELEMETRY_SUFFIX
             or not _fields_ok(raw, _TELEMETRY_FIELDS, _TELEMETRY_REQUIRED)
-            or not _bounded(lat, -90.0, 90.0)
-            or not _bounded(lon, -180.0, 180.0)
+            or type(lat) is not float  # _bounded, inlined (every telemetry message)
+            or not -90.0 <= lat <= 90.0
+            or type(lon) is not float
+            or not -180.0 <= lon <= 180.0
         ):
             return None
         speed, hdop, battery = raw.get("speed_kmh"), raw.get("hdop"), raw.get("battery_pct")
         if not (
-            _optional(speed, 0.0, 1000.0)
-            and _optional(hdop, 0.0, 100.0)
-            and _optional(battery, 0.0, 100.0)
+            (speed is None or (type(speed) is float and 0.0 <= speed <= 1000.0))
+            and (hdop is None or (type(hdop) is float and 0.0 <= hdop <= 100.0))
+            and (battery is None or (type(battery) is float and 0.0 <= battery <= 100.0))
         ):
             return None
         values = {
@@ -384,7 +395,7 @@ def fast_lock_message(
         lat, lon = raw.get("lat"), raw.get("lon")
         if (
             kind is None
-            or topic != _EVENTS_TOPIC.format(lock_id)
+            or topic != _EVENTS_HEAD + lock_id + _EVENTS_SUFFIX
             or not _fields_ok(raw, _EVENT_FIELDS, _EVENT_REQUIRED)
         ):
             return None
@@ -413,7 +424,9 @@ _GOOD_KEYS: dict[frozenset[str], set[tuple[str, ...]]] = {}
 
 def _fields_ok(raw: dict[str, Any], fields: frozenset[str], required: frozenset[str]) -> bool:
     """Every key of ``raw`` is one of ``fields`` and every one of ``required`` is there."""
-    good = _GOOD_KEYS.setdefault(fields, set())
+    good = _GOOD_KEYS.get(fields)  # (setdefault would build an empty set per call)
+    if good is None:
+        good = _GOOD_KEYS[fields] = set()
     order = tuple(raw)
     if order in good:
         return True

@@ -176,7 +176,8 @@ TRANSFERS = Channel(
     "send",
     False,
     "The origin office approved and sealed a declaration; its record goes to the destination "
-    "office (addition to the contract, published by the intake).",
+    "office (addition to the contract, published by the intake; only the gate's own identity "
+    "may subscribe to its gate's topic).",
 )
 WRITEOFFS = Channel(
     "writeoffs",
@@ -185,7 +186,8 @@ WRITEOFFS = Channel(
     "send",
     False,
     "The destination wrote a container off; the notice goes back to the origin office "
-    "(addition to the contract).",
+    "(addition to the contract, published by the worker, QoS 1; the intake, the origin "
+    "office's system, subscribes with a persistent session and writes the declaration off).",
 )
 
 #: Every topic of the contract, inbound first.

@@ -20,12 +20,26 @@ from typing import Any
 from smartlock.contract.models import Mode, TransitDeclaration, normalise_plate
 
 
+def as_sentence(text: str) -> str:
+    """A message a person reads as a sentence: capital first letter, final full stop."""
+    text = text.strip()
+    if text and text[0].islower():
+        text = text[0].upper() + text[1:]
+    return text if not text or text[-1] in ".!?" else text + "."
+
+
 @dataclass(frozen=True)
 class FieldError:
-    """One broken rule: the field's dotted path and what to fix (the message starts with the path)."""
+    """One broken rule: the field's dotted path and what to fix (the message starts with the
+    path, and is a sentence: it ends with a full stop, added here when the rule left it out)."""
 
     field: str
     message: str
+
+    def __post_init__(self) -> None:
+        text = self.message.rstrip()
+        if text and text[-1] not in ".!?":
+            object.__setattr__(self, "message", text + ".")
 
     def to_dict(self) -> dict[str, str]:
         return {"field": self.field, "message": self.message}

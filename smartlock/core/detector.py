@@ -154,7 +154,7 @@ class Detector:
         # straight on MQTT too, not only for those that came through the HTTP intake.
         broken = check_contract_declaration(decl)
         if broken:
-            return Rejection("declaration_rules", "; ".join(e.message for e in broken))
+            return Rejection("declaration_rules", " ".join(e.message for e in broken))
         return None
 
     @staticmethod
@@ -191,9 +191,15 @@ class Detector:
         themselves) and returned in the result; pass a copy to keep the old one.
         """
         state = state if state is not None else LockState(lock_id=lock_id)
-        before = _status_key(state.trip)
+        trip = state.trip
+        before = _status_key(trip) if trip is not None else None
         effects = rules.Effects()
         msg = env.message
+        if type(msg) in _LOCK_MESSAGES:  # most messages: no verdict, so no records
+            rejection = self._admit_seq(state, msg)  # type: ignore[arg-type]
+            if rejection is None:
+                self._lock_message(state, msg, clock, effects)  # type: ignore[arg-type]
+            return self._result(state, before, effects, (), rejection)
         outputs: list[Output] = []
         if isinstance(msg, (LockTelemetry, LockEvent)):
             rejection = self._admit_seq(state, msg)
@@ -386,9 +392,40 @@ class Detector:
             )
         state.judged_arrivals = [*state.judged_arrivals, key][-MEMORY:]
         trip = state.trip
-        manual = {"outcome": msg.outcome, "officer": msg.officer, "note": msg.note}
+        manual: dict[str, Any] = {"outcome": msg.outcome, "officer": msg.officer, "note": msg.note}
         said = f"officer {msg.officer} {msg.outcome} the container by hand: {msg.note}"
-        if trip is None or not trip.is_open:
+        if (
+            trip is not None
+            and not trip.is_open
+            and trip.verdict is not None
+            and trip.container_no == msg.container_no
+        ):
+            # The container's trip was judged already. Fallback mode: the gate sent the truck
+            # to the officer, and the pipeline, back, released the queued arrival before it
+            # read the officer's outcome; or the officer records a seizure again. The outcome
+            # belongs to that declaration, never to an undeclared consignment: after a release,
+            # cleared confirms it (its write-off stands, no second one) and seized overrules it;
+            # after a seizure, cleared releases and writes off, seized is recorded again.
+            declaration_id = trip.declaration_id
+            released = trip.verdict == "release"
+            if released:
+                manual["after_release"] = True
+            if msg.outcome == "cleared":
+                verdict, reasons = Verdict.RELEASE, []
+                if not released:
+                    trip.state, trip.verdict, trip.verdict_reasons = (
+                        TripState.RELEASED,
+                        "release",
+                        [],
+                    )
+            else:
+                verdict, reasons = Verdict.INSPECT, [said]
+                trip.state, trip.verdict, trip.verdict_reasons = (
+                    TripState.CLOSED,
+                    "inspect",
+                    reasons,
+                )
+        elif trip is None or not trip.is_open:
             verdict, reasons, declaration_id = (
                 Verdict.INSPECT,
                 [f"no open declaration binds lock {msg.lock_id}", said],
@@ -456,15 +493,17 @@ class Detector:
         state: LockState,
         before: tuple[Any, ...] | None,
         effects: rules.Effects,
-        outputs: list[Output],
+        outputs: list[Output] | tuple[()],
         rejection: Rejection | None,
     ) -> StepResult:
-        result = [_alert_output(a) for a in effects.alerts]
-        result.extend(outputs)
+        alerts = effects.alerts
+        result = [_alert_output(a) for a in alerts] if alerts else []
+        if outputs:
+            result.extend(outputs)
         trip = state.trip
         if trip is not None and _status_key(trip) != before:
             result.append(_status_output(state.lock_id, trip))
-        return StepResult(state=state, outputs=result, rejection=rejection)
+        return StepResult(state, result, rejection)
 
 
 def _alert_output(a: rules.RaisedAlert) -> Output:

@@ -97,8 +97,9 @@ def evaluate(
         detector.prepare([env for env in decoded if env is not None])
         for (number, line), fast in zip(batch, decoded, strict=True):
             _line(engine, number, line, fast, out, err, summary, records)
-            for failure in engine.take_timer_failures():  # as the worker dead-letters them
-                err.write(f"line {number}: internal error: {failure.describe()}\n")
+            if engine.timer_failures:  # as the worker dead-letters them
+                for failure in engine.take_timer_failures():
+                    err.write(f"line {number}: internal error: {failure.describe()}\n")
     return summary
 
 
@@ -148,9 +149,10 @@ def _line(
     for lock_id, rejection in outcome.rejections:
         summary.rejected += 1
         err.write(f"line {number}: rejected ({lock_id}): {rejection.reason}: {rejection.detail}\n")
-    for output in outcome.outputs:
-        out.write(dumps_line(output) + "\n")
-    summary.outputs += len(outcome.outputs)
+    if outcome.outputs:
+        for output in outcome.outputs:
+            out.write(dumps_line(output) + "\n")
+        summary.outputs += len(outcome.outputs)
     if records:
         for record in outcome.records:
             out.write(dumps_line(record) + "\n")

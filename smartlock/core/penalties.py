@@ -68,14 +68,33 @@ class LateCharge:
         """What the declarant reads."""
         if not self.late:
             return "The declaration is on time; there is no late charge."
-        days = self.late_by.total_seconds() / 86400
+        late = f"The declaration is {duration(self.late_by)} late"
+        if not self.fee:
+            return f"{late}, but the consignment is exempt (no fee), so there is no late charge."
         periods = "1 started period" if self.periods == 1 else f"{self.periods} started periods"
         times = "once more" if self.multiplier == 1 else f"{self.multiplier} more times"
         capped = " (the cap: ten times the fee)" if self.periods >= MAX_MULTIPLIER else ""
         return (
-            f"The declaration is {days:.1f} days late ({periods} of 14 days), so the fee of "
-            f"HK${self.fee} is charged {times}{capped}: a late charge of HK${self.charge}."
+            f"{late} ({periods} of 14 days), so the fee of HK${self.fee} is charged "
+            f"{times}{capped}: a late charge of HK${self.charge}."
         )
+
+
+def duration(span: timedelta) -> str:
+    """A length of time as a person says it: "45 minutes", "3 hours and 5 minutes", "15 days",
+    "1 day and 12 hours" (days and hours from a day on; under a minute counts as 1 minute)."""
+
+    def unit(n: int, name: str) -> str:
+        return f"{n} {name}" if n == 1 else f"{n} {name}s"
+
+    minutes = max(1, int(span.total_seconds() // 60))
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    if days:
+        return unit(days, "day") + (f" and {unit(hours, 'hour')}" if hours else "")
+    if hours:
+        return unit(hours, "hour") + (f" and {unit(minutes, 'minute')}" if minutes else "")
+    return unit(minutes, "minute")
 
 
 def late_periods(late_by: timedelta) -> int:
@@ -113,5 +132,5 @@ def undeclared_consignment(lock_id: str, gate_id: str) -> dict[str, Any]:
             f"HK${UNDECLARED_MAX_FINE:,.0f}."
         ),
         "basis": "Hong Kong road cargo system (ROCARS): an undeclared consignment is detained "
-        "and its consignor fined up to HK$50,000",
+        "and its consignor fined up to HK$50,000.",
     }

@@ -16,8 +16,8 @@ TypeAdapter over the same classes) checks a state read back from the changelog, 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from operator import attrgetter
 from typing import Any, ClassVar, Literal
 
 from pydantic import ConfigDict, TypeAdapter, with_config
@@ -46,13 +46,15 @@ class _Dumpable:
 
 
 @with_config(_FORBID)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True)
 class Fix(_Dumpable):
     """One accepted position of a lock.
 
     ``x`` and ``y`` are the position in the geofences' local metric frame (metres), set
     once when the fix is judged so no rule projects it again; None in a state saved before
     they were kept (the rules then project it).
+
+    Positional arguments allowed (one is built per fix: keywords cost twice as much).
     """
 
     seq: int
@@ -180,33 +182,51 @@ MEMORY = 32
 _LOCK_FIELDS = LockState.__slots__
 _TRIP_FIELDS = Trip.__slots__
 _ALERT_FIELDS = AlertRecord.__slots__
-_lock_values = attrgetter(*_LOCK_FIELDS)
-_trip_values = attrgetter(*_TRIP_FIELDS)
-_alert_values = attrgetter(*_ALERT_FIELDS)
 
 Snapshot = tuple[Any, ...]
 
 
-def snapshot(state: LockState) -> Snapshot:
-    """What :func:`restore` needs to put ``state`` back as it is now."""
+def _fields(obj: str, names: tuple[str, ...]) -> str:
+    return "(" + "".join(f"{obj}.{name}, " for name in names) + ")"
+
+
+def _assign(obj: str, names: tuple[str, ...], values: str) -> str:
+    return "(" + "".join(f"{obj}.{name}, " for name in names) + f") = {values}"
+
+
+# Generated from the slots (as dataclasses generates ``__init__``): a plain attribute read per
+# field costs half of what ``operator.attrgetter`` over the same names does.
+_SOURCE = f"""
+def snapshot(state):
+    "What restore needs to put the state back as it is now."
     trip = state.trip
     if trip is None:
-        return (_lock_values(state), None, None, None)
+        return ({_fields("state", _LOCK_FIELDS)}, None, None, None)
     alerts = list(trip.alerts)
-    return (_lock_values(state), _trip_values(trip), alerts, [_alert_values(a) for a in alerts])
+    return (
+        {_fields("state", _LOCK_FIELDS)},
+        {_fields("trip", _TRIP_FIELDS)},
+        alerts,
+        [{_fields("a", _ALERT_FIELDS)} for a in alerts],
+    )
 
 
-def restore(state: LockState, saved: Snapshot) -> None:
-    """Puts ``state`` (and the trip and alerts it had) back as :func:`snapshot` saw them."""
+def restore(state, saved):
+    "Puts the state (and the trip and alerts it had) back as snapshot saw them."
     lock_values, trip_values, alerts, alert_values = saved
-    for name, value in zip(_LOCK_FIELDS, lock_values, strict=True):
-        setattr(state, name, value)
+    {_assign("state", _LOCK_FIELDS, "lock_values")}
     trip = state.trip
     if trip is None or trip_values is None:
         return
-    for name, value in zip(_TRIP_FIELDS, trip_values, strict=True):
-        setattr(trip, name, value)
+    {_assign("trip", _TRIP_FIELDS, "trip_values")}
     trip.alerts = alerts
-    for record, values in zip(alerts, alert_values, strict=True):
-        for name, value in zip(_ALERT_FIELDS, values, strict=True):
-            setattr(record, name, value)
+    for a, values in zip(alerts, alert_values, strict=True):
+        {_assign("a", _ALERT_FIELDS, "values")}
+"""
+_generated: dict[str, Any] = {}
+exec(compile(_SOURCE, f"<{__name__} snapshots>", "exec"), _generated)  # noqa: S102 - our own text
+
+#: What :func:`restore` needs to put ``state`` back as it is now.
+snapshot: Callable[[LockState], Snapshot] = _generated["snapshot"]
+#: Puts ``state`` (and the trip and alerts it had) back as :func:`snapshot` saw them.
+restore: Callable[[LockState, Snapshot], None] = _generated["restore"]

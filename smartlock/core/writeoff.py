@@ -151,7 +151,8 @@ def verdict_records(
 ) -> list[VerdictRecord]:
     """Every verdict's audit entry, and a release's write-off (trip: just after the verdict)."""
     records = [VerdictRecord("audit", audit_entry(trip, verdict, manual))]
-    if verdict["verdict"] == "release" and trip is not None:
+    confirms = manual is not None and manual.get("after_release")  # written off already
+    if verdict["verdict"] == "release" and trip is not None and not confirms:
         records.append(
             VerdictRecord("writeoff", writeoff_record(trip, verdict, manual), trip.origin_site)
         )

@@ -168,6 +168,7 @@ def _narrate(
     keys = RedisKeys(settings.redis.prefix)
     store = CredentialStore(settings.credentials_dir)
     declarant = store.ensure("declarant", "loop-forwarder")
+    office = store.ensure("customs", "yiwu-office")  # the origin office
     for role, name in (("gate", "beilun-gate"), ("operator", OPERATOR)):
         # Issued while the broker runs: admitted at once, no restart.
         apply_credentials(run_dir, store, store.ensure(role, name))
@@ -188,6 +189,17 @@ def _narrate(
             raise InfrastructureError(f"binding refused: {bound}")
         console.print(
             f"2. driver bound {body['reference']} to {plate}; the declaration is now on customs/declarations"
+        )
+        status, approved = _http(
+            f"{base}/declarations/{body['reference']}/approve",
+            office.secret.get_secret_value(),
+            {},
+        )
+        if status != 200:
+            raise InfrastructureError(f"approval refused: {approved}")
+        console.print(
+            f"   The Yiwu office approved and sealed {body['reference']}; the transfer record "
+            f"went to {approved['approval']['transfer_topic']}."
         )
         declarations[lock] = body["declaration_id"]
         references[lock] = body["reference"]
@@ -272,11 +284,24 @@ def _narrate(
         for record in records.values():
             console.print(f"7. {writeoff_sentence(record)}", markup=False)
     seen = {}
-    for lock, reference in references.items():  # the write-off reaches the declarant
-        _, record = _http(f"{base}/declarations/{reference}", token)
-        seen[lock] = record.get("status")
+    for lock, reference in references.items():  # the write-off notice reaches the intake
+        deadline = time.monotonic() + 15
+        while True:
+            _, record = _http(f"{base}/declarations/{reference}", token)
+            seen[lock] = record.get("status")
+            if seen[lock] == "written_off" or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        heard = " ".join(
+            f"The write-off notice for {c} reached the Yiwu office on {c_topic};"
+            for c, c_topic in [
+                (n["container_no"], f"customs/writeoffs/{n['origin_site']}")
+                for n in (record.get("writeoffs") or {}).values()
+            ]
+        )
         console.print(
-            f"8. The declarant looks up {reference} and reads: {str(seen[lock]).replace('_', ' ')}."
+            f"8. {heard + ' t' if heard else 'T'}he declarant looks up {reference} and reads: "
+            f"{str(seen[lock]).replace('_', ' ')}."
         )
     return {"verdicts": verdicts, "writeoffs": writeoffs, "declarant_sees": seen}
 

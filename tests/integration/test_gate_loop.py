@@ -336,7 +336,10 @@ def test_rail_batch_one_bad_container_goes_to_inspection_alone(
         p, "gate", "beilun-rail-gate", "--batch", str(manifest), "--queue-dir", str(tmp_path / "q")
     )
     assert shown.returncode == 1, shown.stdout + shown.stderr  # not all released
-    assert "released and written off: 3; inspect: 1; manual (queued): 0" in shown.stdout
+    assert (
+        "3 containers released and written off, 1 sent to inspection, 0 to manual inspection "
+        "without a verdict (queued)." in shown.stdout
+    )
     written = writeoffs(p, declaration["declaration_id"])
     assert sorted(written) == sorted(locks[:2] + locks[3:])
     trail = {e["lock_id"]: e for e in audit(p, declaration["declaration_id"])}
@@ -373,13 +376,23 @@ def test_pipeline_stopped_the_gate_falls_back_to_manual_inspection_then_reconcil
 
     p.start("worker")
     p.wait_worker_ready()
-    shown = smartlock(
-        p, "gate", "daxie-gate", "--reconcile", "--queue-dir", str(tmp_path / "queue-daxie-gate")
-    )
-    assert shown.returncode == 0, shown.stdout + shown.stderr
-    assert f"Reconciled: lock LK-{unique}-b " in shown.stdout
-    assert "was sent to manual inspection; the pipeline's verdict is inspect: " in shown.stdout
-    assert "manual manual" not in shown.stdout
+    told = ""
+    for _ in range(3):  # each run waits 10 s; on a loaded machine the officer may run it again
+        shown = smartlock(
+            p,
+            "gate",
+            "daxie-gate",
+            "--reconcile",
+            "--queue-dir",
+            str(tmp_path / "queue-daxie-gate"),
+        )
+        told += shown.stdout
+        if shown.returncode != 3:  # 3: still waiting for the pipeline, kept on disk
+            break
+    assert shown.returncode == 0, told + shown.stderr
+    assert f"Reconciled: lock LK-{unique}-b " in told
+    assert "was sent to manual inspection; the pipeline's verdict is inspect: " in told
+    assert "manual manual" not in told
     assert FallbackQueue(tmp_path / "queue-daxie-gate").pending() == []
     [done] = [
         d for d in FallbackQueue(tmp_path / "queue-daxie-gate").done() if d["arrival"] == arrival

@@ -1,7 +1,7 @@
 """The declarant's side of the loop on real servers: the status follows the trip to the
-write-off, a plate amended mid-trip is republished and released at the gate, a bound
-declaration cancelled before sealing is withdrawn from the pipeline, another declarant sees
-nothing."""
+write-off, a plate amended mid-trip is republished and released at the gate, a detour ends in
+inspect with the verdict's reason, a bound declaration cancelled before sealing is withdrawn
+from the pipeline, another declarant sees nothing."""
 
 from __future__ import annotations
 
@@ -67,6 +67,14 @@ def test_status_amend_cancel_and_write_off_reach_the_declarant(
         t=DEPART,
         route=BEILUN,
     )
+    detoured = Trip(
+        f"LK-{unique}-d",
+        f"DCL-{unique}-d",
+        plate="浙G01347",
+        container="TGHU1234567",
+        t=DEPART,
+        route=BEILUN,
+    )
     new_plate = "浙G07777"
 
     def form(t: Trip) -> dict[str, Any]:
@@ -84,12 +92,12 @@ def test_status_amend_cancel_and_write_off_reach_the_declarant(
         other = TestClient(me.server, headers=_bearer(theirs))
         try:
             refs = {}
-            for t in (clean, withdrawn):
+            for t in (clean, withdrawn, detoured):
                 resp = await me.post("/declarations", json=form(t))
                 assert resp.status == 201, await resp.text()
                 refs[t.lock_id] = (await resp.json())["reference"]
             now[0] = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
-            for t in (clean, withdrawn):
+            for t in (clean, withdrawn, detoured):
                 bound = await me.post(
                     f"/declarations/{refs[t.lock_id]}/bind", json={"vehicle_plate": t.plate}
                 )
@@ -142,8 +150,23 @@ def test_status_amend_cancel_and_write_off_reach_the_declarant(
             await asyncio.to_thread(publish, p.mqtt, merge(clean))
             wait_heard(p, clean)
 
+            # A detour off the expressway and back: the declarant reads the verdict's reason.
+            detoured.event("sealed", at=(0, 0)).drive(0, 60)
+            for i, y in enumerate((700, 1500, 2500, 2500, 2500, 1500, 700, 50)):
+                detoured.fix(60 + 0.5 * (i + 1), y, dt=150)
+            detoured.drive(64.5, BEILUN.length_km)
+            await asyncio.to_thread(publish, p.mqtt, merge(detoured))
+            wait_heard(p, detoured)
+            assert (await status(detoured))["status"] == "in_transit"
+
             client = gate(p, "beilun-gate", tmp_path)
             try:
+                held = client.arrive(arrival_after(detoured, "beilun-gate"))
+                assert held.verdict is not None and held.verdict["verdict"] == "inspect"
+                inspected = await status(detoured)
+                assert inspected["status"] == "inspect"
+                assert inspected["reasons"] == held.verdict["reasons"]
+                assert "route_deviation" in inspected["reasons"][0]
                 released = client.arrive(arrival_after(clean, "beilun-gate"))
                 assert released.verdict is not None and released.verdict["verdict"] == "release", (
                     released.verdict
@@ -166,7 +189,25 @@ def test_status_amend_cancel_and_write_off_reach_the_declarant(
             assert [d["reference"] for d in listed["declarations"]] == [refs[clean.lock_id]]
             listed = await (await me.get("/declarations?status=cancelled")).json()
             assert [d["reference"] for d in listed["declarations"]] == [refs[withdrawn.lock_id]]
+            listed = await (await me.get("/declarations?status=inspect")).json()
+            assert [d["reference"] for d in listed["declarations"]] == [refs[detoured.lock_id]]
+            # Arrived and written off: no more amendments, no cancellation.
+            late = await me.patch(
+                f"/declarations/{refs[clean.lock_id]}", json={"vehicle_plate": "浙G01111"}
+            )
+            assert late.status == 409
+            assert "already reached the gate (status written_off)" in (await late.json())["error"]
+            gone = await me.post(f"/declarations/{refs[clean.lock_id]}/cancel", json={})
+            assert gone.status == 409
+            assert "the lock was sealed and the container departed" in (await gone.json())["error"]
             assert (await other.get(f"/declarations/{refs[clean.lock_id]}")).status == 404
+            for refused in (
+                await other.patch(
+                    f"/declarations/{refs[detoured.lock_id]}", json={"vehicle_plate": "浙G01111"}
+                ),
+                await other.post(f"/declarations/{refs[detoured.lock_id]}/cancel", json={}),
+            ):
+                assert refused.status == 404
             assert (await (await other.get("/declarations")).json())["declarations"] == []
         finally:
             await other.close()

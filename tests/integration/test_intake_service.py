@@ -175,7 +175,7 @@ def test_a_late_bind_is_refused_and_publishes_nothing(
                 "field": "arrival",
                 "message": (
                     "arrival: too late to bind; the driver binds at least 30 minutes before arrival at the control point, "
-                    "i.e. by 2026-11-23 19:05 Asia/Shanghai; declare again with a later arrival"
+                    "i.e. by 2026-11-23 19:05 Asia/Shanghai; declare again with a later arrival."
                 ),
             }
         ]
@@ -216,7 +216,7 @@ def test_a_redis_outage_is_a_503_with_a_reason_and_healthz_says_so(
         healthy = await client.get("/healthz")
         assert (healthy.status, await healthy.json()) == (
             200,
-            {"status": "ok", "mqtt": "ok", "redis": "ok"},
+            {"status": "ok", "mqtt": "ok", "writeoff_notices": "ok", "redis": "ok"},
         )
         stack.stop_servers(run_dir)  # Redis goes away
         down = await client.get("/healthz")

@@ -85,7 +85,11 @@ def test_each_service_writes_only_its_own_keys_and_no_one_runs_admin_commands(
         with pytest.raises(redis.exceptions.NoPermissionError):
             worker.hset(keys.intake("CCRN-1"), "status", "bound")  # not the intake's store
         with pytest.raises(redis.exceptions.NoPermissionError):
-            intake.get(keys.declaration("DCL-1"))  # reads only trips and write-offs
+            intake.get(keys.declaration("DCL-1"))  # reads only trips
+        assert intake.hgetall(keys.trip("LK-1")) == {}
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            # the write-off reaches the intake as a notice on MQTT, not from the worker's record
+            intake.hgetall(keys.writeoff("DCL-1"))
         for client in (console, reader, intake, worker):
             with pytest.raises(redis.exceptions.NoPermissionError):
                 client.flushall()

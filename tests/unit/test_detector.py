@@ -8,7 +8,7 @@ from datetime import datetime
 import pytest
 
 from smartlock.core.limits import DetectionSettings
-from tests.builders import CONTAINER, Trip, merge, run
+from tests.builders import CONTAINER, Trip, decode, merge, run
 
 
 def test_normal_trip_raises_nothing_and_is_released() -> None:
@@ -427,6 +427,16 @@ def test_a_vague_declaration_published_on_mqtt_is_refused_with_the_intake_rules(
     ]  # never bound: the lock is undeclared
 
 
+@pytest.mark.parametrize(
+    "description", ["goods for sale", "FAK freight all kinds", "plastic toys and related items"]
+)
+def test_the_issues_vague_examples_on_mqtt_are_refused(description: str) -> None:
+    line = {"description": description, "quantity": 10, "unit": "pcs", "value": 100.0}
+    r = run(Trip().declare(cargo=[line | {"currency": "USD"}]).messages)
+    assert r.reasons() == ["declaration_rules"]
+    assert f'"{description}" is too vague' in r.rejections[0][1].detail
+
+
 @pytest.mark.parametrize("case", ["missing", "wrong", "unknown_key"])
 def test_signing_rejections_change_nothing(case: str) -> None:
     keys = {"L1": "k1-secret"}
@@ -617,6 +627,64 @@ def test_an_officer_seizes_a_container_and_the_trip_closes_without_release() -> 
         "officer chen.wei seized the container by hand: opened and checked against the declaration"
     ]
     assert r.statuses()[-1]["state"] == "closed"
+
+
+def _records(trip: Trip) -> list[tuple[str, dict]]:
+    """Every audit entry and write-off the core makes for the trip's messages, in order."""
+    engine = run([]).engine
+    out = []
+    for topic, payload in trip.messages:
+        out += [(r.kind, r.payload) for r in engine.feed(decode(topic, payload)).records]
+    return out
+
+
+def test_fallback_an_outcome_after_the_pipelines_own_release_belongs_to_that_declaration() -> None:
+    # The gate fell back to manual inspection; the pipeline, back, judged the queued arrival
+    # (release, written off) before it read the officer's outcome for the same container.
+    cleared = _records(_outcome(Trip().normal().arrive(), "cleared"))
+    assert [(k, p["kind"]) for k, p in cleared] == [
+        ("audit", "verdict"),
+        ("writeoff", "writeoff"),
+        ("audit", "manual_outcome"),  # confirmed: no second write-off
+    ]
+    confirmed = cleared[-1][1]
+    assert (confirmed["declaration_id"], confirmed["verdict"]) == ("D1", "release")
+    assert confirmed["manual_outcome"]["after_release"] is True and "penalty" not in confirmed
+
+    r = run(_outcome(Trip().normal().arrive(), "seized").messages)
+    seized = r.verdicts()[-1]
+    assert (seized["verdict"], seized["declaration_id"]) == ("inspect", "D1")
+    assert seized["reasons"][0].startswith("officer chen.wei seized the container by hand")
+    assert r.statuses()[-1]["state"] == "closed"  # the officer's seizure overrules the release
+    trail = _records(_outcome(Trip().normal().arrive(), "seized"))
+    assert [p["kind"] for _, p in trail][-1] == "manual_outcome"
+    assert "penalty" not in trail[-1][1]  # not an undeclared consignment
+
+
+def test_a_seizure_recorded_again_or_reversed_stays_with_its_declaration() -> None:
+    trip = _outcome(Trip().declare().arrive(plate="浙B88888"), "seized")
+    trip.messages.append(
+        (trip.messages[-1][0], trip.messages[-1][1] | {"ts": "2026-11-22T12:05:00Z"})
+    )
+    again = _records(trip)[-1][1]  # the officer records the seizure a second time
+    assert (again["declaration_id"], again["verdict"], "penalty" in again) == (
+        "D1",
+        "inspect",
+        False,
+    )
+    assert "after_release" not in again["manual_outcome"]
+    trip.messages.append(
+        (
+            trip.messages[-1][0],
+            trip.messages[-1][1] | {"outcome": "cleared", "ts": "2026-11-22T12:09:00Z"},
+        )
+    )
+    records = _records(trip)
+    assert [(k, p["kind"]) for k, p in records[-2:]] == [
+        ("audit", "manual_outcome"),
+        ("writeoff", "writeoff"),  # the officer reversed the seizure: released and written off
+    ]
+    assert run(trip.messages).statuses()[-1]["state"] == "released"
 
 
 def test_an_outcome_for_an_undeclared_lock_is_recorded_as_undeclared_and_duplicates_are_refused() -> (

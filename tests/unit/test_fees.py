@@ -166,3 +166,26 @@ def test_late_charge_on_an_estimate_at_the_boundaries(days: float, multiplier: i
     assert fee.fee == Decimal("1.00")
     assert fee.late_charge == Decimal("1.00") * multiplier
     assert fee.total == Decimal("1.00") * (1 + multiplier)
+
+
+@pytest.mark.parametrize(
+    ("days", "times"),
+    [(0, 0), (1, 1), (14, 1), (15, 2), (28, 2), (29, 3), (126, 9), (127, 10), (140, 10), (141, 10)],
+)
+def test_fees_command_late_charge_at_every_boundary(
+    days: int, times: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = argparse.ArgumentParser()
+    fees_command.configure(parser)
+    args = ["--value", "47001", "--days-late", str(days)]
+    assert fees_command.run(parser.parse_args([*args, "--json"])) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert (body["late_charge"], body["total"]) == (f"{times}.00", f"{1 + times}.00")
+    assert fees_command.run(parser.parse_args(args)) == 0
+    said = capsys.readouterr().out.rstrip().splitlines()[-1]
+    if times:
+        assert said.startswith(f"The declaration is {days} day{'s' if days > 1 else ''} late (")
+        assert said.endswith(f"a late charge of HK${times}.00.")
+        assert ("(the cap: ten times the fee)" in said) is (days > 126)
+    else:
+        assert said.startswith("total")

@@ -6,13 +6,30 @@ import json
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
+from smartlock.adapters.credentials import CredentialError, CredentialStore
+from smartlock.cli.commands.gate import watched_arrival
 from smartlock.contract.models import AlertType, Severity, TripState
 from smartlock.core.state import AlertRecord, Fix, Trip
 from smartlock.core.writeoff import audit_entry, stamped, writeoff_record
-from smartlock.services.gate.client import MANUAL, gate_event, make_arrival, manual_reason
+from smartlock.services.gate.client import (
+    MANUAL,
+    GateClient,
+    Outcome,
+    gate_event,
+    make_arrival,
+    make_outcome,
+    manual_reason,
+)
 from smartlock.services.gate.queue import FallbackQueue, arrival_key
-from smartlock.services.gate.report import reconciled_sentence, writeoff_sentence
+from smartlock.services.gate.report import (
+    outcome_sentence,
+    reconciled_sentence,
+    show_outcome,
+    writeoff_sentence,
+)
+from smartlock.settings import load_settings
 
 
 def trip(**changes: object) -> Trip:
@@ -215,3 +232,132 @@ def test_a_gate_event_says_what_the_gate_saw_and_why_it_fell_back() -> None:
     )
     assert manual["reason"] == "no signed verdict within 1 s" and "round_trip_ms" not in manual
     assert manual_reason(False, 1.0) == "the broker did not take the arrival"
+
+
+def _shown(outcome: Outcome) -> str:
+    console = Console(record=True, width=400)
+    show_outcome(console, outcome, 1.0)
+    return console.export_text()
+
+
+def test_what_the_officer_reads_at_the_gate_is_sentences() -> None:
+    arrival = make_arrival(
+        "nowhere-gate", "浙B99999", "LK-9", "CSQU3054384", "2026-11-23T03:00:00Z"
+    )
+    reasons = [
+        "gate nowhere-gate is not a known destination gate",
+        "no open declaration binds lock LK-9",
+        "container number CSQU3054384 read at the gate has check digit 4, expected 3",
+    ]
+    verdict = VERDICT | {"verdict": "inspect", "declaration_id": None, "reasons": reasons}
+    lines = _shown(Outcome(arrival, verdict, 0.013, True)).splitlines()
+    assert lines[0] == (
+        "INSPECT → inspection lane (lock LK-9, container CSQU3054384, plate 浙B99999; 13 ms). "
+        "The 3 reasons:"
+    )
+    assert lines[1:4] == [
+        "  • Gate nowhere-gate is not a known destination gate.",
+        "  • No open declaration binds lock LK-9.",
+        "  • Container number CSQU3054384 read at the gate has check digit 4, expected 3.",
+    ]
+    assert lines[4].strip().startswith("The container under lock LK-9 arrived at nowhere-gate")
+    released = _shown(Outcome(arrival, VERDICT, 0.18, True))
+    assert released.strip() == (
+        "RELEASE → fast lane: declaration D1 written off (lock LK-9, container CSQU3054384, "
+        "plate 浙B99999; 180 ms)."
+    )
+    forged = _shown(Outcome(arrival, VERDICT, 0.2, True, forged=[{"verdict": "release"}]))
+    assert forged.splitlines()[0].endswith("(no signature); report it to security.")
+    for text in (released, forged, "\n".join(lines)):
+        assert "{" not in text and "True" not in text and "'" not in text
+
+
+def _an_outcome(result: str) -> dict:
+    return make_outcome(
+        "beilun-gate", "浙G01345", "L1", "CSQU3054383", result, "chen.wei", "opened",
+        "2026-11-23T03:10:00Z",
+    )  # fmt: skip
+
+
+def test_a_recorded_outcome_is_told_in_a_sentence() -> None:
+    assert outcome_sentence(VERDICT, _an_outcome("cleared")) == (
+        "Recorded: officer chen.wei cleared container CSQU3054383 (lock L1); declaration D1 is "
+        "written off."
+    )
+    seized = VERDICT | {"verdict": "inspect", "reasons": ["officer chen.wei seized ..."]}
+    assert outcome_sentence(seized, _an_outcome("seized")).endswith(
+        "declaration D1 is closed: the container is seized, not released, and the seizure is in "
+        "the audit trail."
+    )
+    undeclared = outcome_sentence(seized | {"declaration_id": None}, _an_outcome("seized"))
+    assert undeclared == (
+        "Recorded: officer chen.wei seized the container under lock L1 at beilun-gate, which no "
+        "open declaration covers. It is an undeclared consignment: detain the goods; the "
+        "consignor faces a fine of up to HK$50,000."
+    )
+    assert undeclared.endswith("up to HK$50,000.")
+
+
+def test_an_officers_outcome_waits_in_the_queue_until_the_pipeline_records_it(
+    tmp_path: Path,
+) -> None:
+    arrival = make_arrival("beilun-gate", "浙G01345", "L1", "CSQU3054383", "2026-11-23T03:00:00Z")
+    outcome = _an_outcome("seized")
+    queue = FallbackQueue(tmp_path)
+    queue.add_outcome(outcome, published=False, queued_at="2026-11-23T03:10:11Z")
+    queue.add(arrival, published=True, queued_at="2026-11-23T03:00:01Z", decision=MANUAL)
+    again = FallbackQueue(tmp_path)  # a restarted gate client sees both, the arrival first
+    first, second = again.pending()
+    assert first["arrival"] == arrival and second["outcome"] == outcome
+    assert second["published"] is False
+    again.mark_published(second["key"])
+    verdict = VERDICT | {"verdict": "inspect", "ts": outcome["ts"], "reasons": ["seized"]}
+    again.reconcile(second["key"], verdict, "2026-11-23T03:20:00Z")
+    assert [e["arrival"] for e in again.pending()] == [arrival]
+    [done] = again.done()
+    assert done["outcome"] == outcome and done["verdict"] == verdict and done["published"]
+    text = reconciled_sentence(second | {"verdict": verdict})
+    assert text.startswith(
+        "Reconciled: the outcome of the hand inspection at 2026-11-23T03:10:00Z, queued while the "
+        "pipeline did not answer, is recorded: officer chen.wei seized container CSQU3054383"
+    )
+    assert text.endswith("the seizure is in the audit trail.")
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        ("nonsense line", 'The line "nonsense line" has 2 words, not 3 (PLATE LOCK CONTAINER).'),
+        ('{"vehicle_plate": "X"}', 'lacks "lock_id" and "container_no".'),
+        ("{bad", 'The line "{bad" is not a JSON object.'),
+        ("浙G01345 LK 1 CSQU3054383", "has 4 words, not 3 (PLATE LOCK CONTAINER)."),
+        (
+            "浙G01345 LK/1 CSQU3054383",
+            'The arrival was not sent: lock_id "LK/1" is not valid; give an identifier',
+        ),
+    ],
+)
+def test_an_unreadable_camera_line_is_told_in_a_sentence(line: str, said: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        watched_arrival("beilun-gate", line)
+    assert said in str(refused.value) and str(refused.value).endswith(".")
+    assert "zip()" not in str(refused.value) and "KeyError" not in str(refused.value)
+
+
+def test_only_an_officers_own_identity_records_an_outcome(tmp_path: Path) -> None:
+    store = CredentialStore(tmp_path / "credentials")
+    store.issue("gate", "beilun-gate")
+    settings = load_settings(credentials={"dir": store.directory})
+    with pytest.raises(CredentialError, match="Gate daxie-gate has no credentials") as no_gate:
+        GateClient("daxie-gate", settings, FallbackQueue(tmp_path / "q"))
+    assert "`smartlock credentials issue gate daxie-gate`." in str(no_gate.value)
+    client = GateClient("beilun-gate", settings, FallbackQueue(tmp_path / "q"))
+    with pytest.raises(CredentialError) as unknown:
+        client.check_officer("chen.wei")
+    assert str(unknown.value).startswith("Officer chen.wei has no credentials in ")
+    assert str(unknown.value).endswith("`smartlock credentials issue officer chen.wei`.")
+    with pytest.raises(CredentialError, match="beilun-gate is a gate, not an officer"):
+        client.check_officer("beilun-gate")
+    store.issue("officer", "chen.wei")
+    client.check_officer("chen.wei")
+    client.close()

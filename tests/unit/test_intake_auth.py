@@ -122,3 +122,32 @@ def test_bodies_are_json_only_and_limited(tmp_path: Path) -> None:
         assert resp.status == 413
 
     assert _run(tmp_path, scenario) == []
+
+
+def test_every_refusal_a_person_reads_is_a_sentence(tmp_path: Path) -> None:
+    async def scenario(client: TestClient[Any, Any], store: CredentialStore) -> None:
+        token = _auth(store.issue("declarant", "acme").secret.get_secret_value())
+        json_type = {"Content-Type": "application/json"}
+        answers = [
+            await client.post("/declarations", json=road_form()),  # 401
+            await client.post("/declarations", data="x=1", headers=token),  # 415
+            await client.post("/declarations", data="{bad", headers=token | json_type),  # 400
+            await client.post("/declarations", json=[1], headers=token),  # 400
+            await client.get("/declarations/CCRN-2611-0000-0000-0", headers=token),  # 404
+            await client.get("/declarations?status=foo", headers=token),  # 422
+            await client.delete("/declarations/CCRN-2611-0000-0000-0", headers=token),  # 405
+            await client.get("/nothing/here", headers=token),  # 404
+            await client.post("/declarations", json={}, headers=token),  # 422
+        ]
+        assert [a.status for a in answers] == [401, 415, 400, 400, 404, 422, 405, 404, 422]
+        for answer in answers:
+            body = await answer.json()
+            said = [body["error"]] if "error" in body else [e["message"] for e in body["errors"]]
+            for text in said:
+                assert text.endswith("."), text
+                assert "'" not in text.split(";")[0] or "Bearer" in text, text  # no Python repr
+            if "error" in body:
+                assert body["error"][0].isupper(), body["error"]
+        assert answers[6].headers["Allow"]
+
+    _run(tmp_path, scenario)

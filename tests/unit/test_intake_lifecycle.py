@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from smartlock.contract.models import WriteOffNotice
 from smartlock.services.intake.auth import Principal
 from smartlock.services.intake.lifecycle import live_status
-from smartlock.services.intake.service import IntakeService
+from smartlock.services.intake.service import IntakeService, claim_inbox, take_notice
 from smartlock.services.intake.store import MemoryStore
-from tests.unit.test_intake_rules import road_form
+from tests.unit.test_intake_rules import rail_form, road_form
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 ACME = Principal("acme-forwarding", "declarant")
@@ -51,15 +54,25 @@ class Setup:
             "verdict_reasons": json.dumps(reasons or []),
         }
 
-    def written_off(self, reference: str) -> None:
+    async def written_off(self, reference: str, lock_id: str | None = None) -> str:
+        """The destination's write-off notice reaches the intake (as on customs/writeoffs/...)."""
         decl = self.store.records[reference]["declaration"]
-        self.store.writeoffs[decl["declaration_id"]] = {
-            decl["lock_id"]: {
-                "processed_at": "2026-11-23T12:00:00Z",
-                "decided_by": "smartlock automatic gate verification (worker w1)",
-                "gate_id": "beilun-gate",
-            }
-        }
+        lock = lock_id or decl["lock_id"]
+        container = next(c for c in decl.get("locks") or [decl] if c["lock_id"] == lock)
+        return await self.service.record_writeoff(notice(decl, lock, container["container_no"]))
+
+
+def notice(decl: dict[str, Any], lock_id: str, container_no: str) -> WriteOffNotice:
+    return WriteOffNotice(
+        declaration_id=decl["declaration_id"],
+        lock_id=lock_id,
+        container_no=container_no,
+        origin_site=decl["origin_site"],
+        gate_id="beilun-gate",
+        arrival_ts="2026-11-23T11:59:00Z",
+        written_off_at="2026-11-23T12:00:00Z",
+        decided_by="smartlock automatic gate verification (worker w1)",
+    )
 
 
 def run(coro: Any) -> Any:
@@ -85,7 +98,7 @@ def test_status_follows_the_loop_to_the_write_off() -> None:
         ]:
             s.pipeline(reference, trip_state)
             assert (await s.service.get(reference, ACME))[1]["status"] == status, trip_state
-        s.written_off(reference)
+        await s.written_off(reference)
         code, record = await s.service.get(reference, ACME)
         assert code == 200 and record["status"] == "written_off"
         [container] = record["containers"]
@@ -354,6 +367,13 @@ def test_the_origin_office_approves_a_bound_declaration_and_the_transfer_goes_to
             "office": "ningbo-officer",
             "at": "2026-11-23T02:00:00Z",
             "transfer_topic": "customs/transfers/beilun-gate",
+            "seals": [{"lock_id": "LK-01", "container_no": "CSQU3054383", "seal_no": "LK-01"}],
+        }
+        assert record["history"][-1] == {
+            "event": "approved",
+            "at": "2026-11-23T02:00:00Z",
+            "by": "ningbo-officer",
+            "transfer": "customs/transfers/beilun-gate",
         }
         topic, transfer = s.sent[-1]
         assert topic == "customs/transfers/beilun-gate"
@@ -369,3 +389,147 @@ def test_the_origin_office_approves_a_bound_declaration_and_the_transfer_goes_to
         assert code == 409 and "before its lock is sealed" in body["error"]
 
     run(scenario())
+
+
+def test_the_office_records_its_seal_numbers_on_the_transfer() -> None:
+    async def scenario() -> None:
+        s = Setup()
+        reference = await s.bound()
+        for seals, field in (
+            ("YW-1", "seals"),
+            ({"LK-77": "YW-1"}, "seals.LK-77"),
+            ({"LK-01": ""}, "seals.LK-01"),
+            ({"LK-01": 7}, "seals.LK-01"),
+        ):
+            code, body = await s.service.approve(reference, CUSTOMS, seals)
+            assert code == 422 and body["errors"][0]["field"] == field, (seals, body)
+            assert body["errors"][0]["message"].endswith(".")
+        assert s.sent[-1][0] == "customs/declarations"  # nothing transferred yet
+        code, record = await s.service.approve(reference, CUSTOMS, {"LK-01": " YW-2611-000123 "})
+        assert code == 200, record
+        topic, transfer = s.sent[-1]
+        assert transfer["seals"] == [
+            {"lock_id": "LK-01", "container_no": "CSQU3054383", "seal_no": "YW-2611-000123"}
+        ]
+
+    run(scenario())
+
+
+# --------------------------------------------------------------------------- write-off notices
+
+
+def test_the_write_off_notice_writes_the_declaration_off_once_and_shows_in_its_history() -> None:
+    async def scenario() -> None:
+        s = Setup()
+        reference = await s.bound()
+        s.pipeline(reference, "released")
+        assert (await s.service.get(reference, ACME))[1]["status"] == "released"
+        said = await s.written_off(reference)
+        assert said == (
+            f"declaration {reference}: container CSQU3054383 under lock LK-01 "
+            "written off at beilun-gate at 2026-11-23T12:00:00Z; the notice is recorded."
+        )
+        record = (await s.service.get(reference, ACME))[1]
+        assert record["status"] == "written_off"
+        assert [e["event"] for e in record["history"]] == ["submitted", "bound", "written_off"]
+        assert record["history"][-1] == {
+            "event": "written_off",
+            "at": "2026-11-23T12:00:00Z",
+            "lock_id": "LK-01",
+            "gate_id": "beilun-gate",
+            "by": "smartlock automatic gate verification (worker w1)",
+        }
+        again = await s.written_off(reference)
+        assert again.endswith("received again; it was already recorded.")
+        assert len((await s.service.get(reference, ACME))[1]["history"]) == 3
+        listed = (await s.service.list(ACME, "written_off"))[1]["declarations"]
+        assert [(d["reference"], d["version"]) for d in listed] == [(reference, 1)]
+
+    run(scenario())
+
+
+def test_a_notice_for_a_declaration_not_filed_here_or_a_foreign_lock_changes_nothing() -> None:
+    async def scenario() -> None:
+        s = Setup()
+        reference = await s.bound()
+        decl = s.store.records[reference]["declaration"]
+        elsewhere = notice(decl | {"declaration_id": "DCL-ELSEWHERE"}, "LK-01", "CSQU3054383")
+        said = await s.service.record_writeoff(elsewhere)
+        assert said == (
+            "write-off notice for declaration DCL-ELSEWHERE ignored: it was not filed at this intake."
+        )
+        said = await s.service.record_writeoff(notice(decl, "LK-99", "CSQU3054383"))
+        assert said.endswith("lock LK-99 is not one of its locks (LK-01).")
+        assert (await s.service.get(reference, ACME))[1]["status"] == "bound"
+
+    run(scenario())
+
+
+def test_a_train_is_written_off_when_every_containers_notice_arrived() -> None:
+    async def scenario() -> None:
+        s = Setup()
+        status, body = await s.service.submit(rail_form(), ACME)
+        assert status == 201, body
+        reference = body["reference"]
+        assert (await s.service.bind(reference, "X9011", ACME))[0] == 200
+        locks = [c["lock_id"] for c in s.store.records[reference]["declaration"]["locks"]]
+        for lock in locks:
+            s.store.trips[lock] = {"declaration_id": reference, "state": "released"}
+        for n, lock in enumerate(locks, 1):
+            await s.written_off(reference, lock)
+            record = (await s.service.get(reference, ACME))[1]
+            done = [c["status"] for c in record["containers"]].count("written_off")
+            assert done == n
+            assert record["status"] == ("written_off" if n == len(locks) else "released")
+
+    run(scenario())
+
+
+def test_a_notice_is_stored_even_while_storage_is_down_and_a_bad_one_is_dropped_with_a_reason(
+    caplog: Any,
+) -> None:
+    async def scenario() -> None:
+        s = Setup()
+        reference = await s.bound()
+        decl = s.store.records[reference]["declaration"]
+        real_add, failures = s.store.add_writeoff, [2]
+
+        async def flaky(*args: Any) -> bool:
+            if failures[0]:
+                failures[0] -= 1
+                raise ConnectionError("Redis is down")
+            return await real_add(*args)
+
+        s.store.add_writeoff = flaky  # type: ignore[method-assign,assignment]
+        payload = json.dumps(notice(decl, "LK-01", "CSQU3054383").to_payload()).encode()
+        await take_notice(s.service, Message("customs/writeoffs/yiwu-origin", payload), 0.01)
+        assert failures == [0]
+        assert (await s.service.get(reference, ACME))[1]["writeoffs"]["LK-01"]["gate_id"] == (
+            "beilun-gate"
+        )
+        await take_notice(s.service, Message("customs/writeoffs/yiwu-origin", b'{"lock_id": 1}'))
+
+    with caplog.at_level("INFO"):
+        run(scenario())
+    assert "not stored yet (Redis is down); retrying" in caplog.text
+    assert "is not a write-off notice" in caplog.text and "dropped" in caplog.text
+
+
+class Message:
+    def __init__(self, topic: str, payload: bytes) -> None:
+        self.topic, self.payload = topic, payload
+
+
+def test_two_intakes_on_one_host_take_two_write_off_sessions(tmp_path: Path) -> None:
+    host = socket.gethostname()
+    first, held = claim_inbox(tmp_path, None)
+    second, also_held = claim_inbox(tmp_path, None)
+    assert (first, second) == (host, f"{host}-2")
+    assert held is not None and also_held is not None
+    held.close()  # the first intake stopped: a new one resumes its session
+    again, held_again = claim_inbox(tmp_path, None)
+    assert again == host
+    assert claim_inbox(tmp_path, "yiwu-1") == ("yiwu-1", None)  # a name given is used as is
+    for handle in (also_held, held_again):
+        assert handle is not None
+        handle.close()

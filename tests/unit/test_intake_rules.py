@@ -214,68 +214,71 @@ def test_accepted_time_zones(departure: str) -> None:
 
 
 MISSING = [
-    ("consignor", "consignor: missing; give the consignor (shipper): name and address"),
-    ("consignee", "consignee: missing; give the consignee (receiver): name and address"),
-    ("consignor.name", "consignor.name: missing; give the consignor (shipper)'s name"),
+    ("consignor", "consignor: missing; give the consignor (shipper): name and address."),
+    ("consignee", "consignee: missing; give the consignee (receiver): name and address."),
+    ("consignor.name", "consignor.name: missing; give the consignor (shipper)'s name."),
     (
         "consignee.address",
-        "consignee.address: missing; give street, number, district, city, postal code and country",
+        "consignee.address: missing; give street, number, district, city, postal code and country.",
     ),
     (
         "consignee.address.street",
-        "consignee.address.street: missing; give the street name, e.g. Canton Road",
+        "consignee.address.street: missing; give the street name, e.g. Canton Road.",
     ),
     (
         "consignee.address.number",
-        "consignee.address.number: missing; give the building or house number, e.g. 3",
+        "consignee.address.number: missing; give the building or house number, e.g. 3.",
     ),
     (
         "consignee.address.district",
-        "consignee.address.district: missing; give the district, e.g. Tsim Sha Tsui",
+        "consignee.address.district: missing; give the district, e.g. Tsim Sha Tsui.",
     ),
     (
         "consignee.address.city",
-        "consignee.address.city: missing; give the city, e.g. Hong Kong or Yiwu",
+        "consignee.address.city: missing; give the city, e.g. Hong Kong or Yiwu.",
     ),
     (
         "consignee.address.country",
-        "consignee.address.country: missing; give the ISO country code, e.g. HK or CN",
+        "consignee.address.country: missing; give the ISO country code, e.g. HK or CN.",
     ),
     (
         "consignor.address.postal_code",
-        "consignor.address.postal_code: missing; addresses outside Hong Kong need a postal code, e.g. 322000",
+        "consignor.address.postal_code: missing; addresses outside Hong Kong need a postal code, e.g. 322000.",
     ),
     (
         "cargo",
         "cargo: missing; list at least one cargo line with description, packaging, packages, quantity, unit, "
-        "value, currency and origin",
+        "value, currency and origin.",
     ),
     (
         "cargo.0.description",
         "cargo[0].description: missing; describe the goods by name, model and material, "
-        f"e.g. {EXAMPLE}",
+        f"e.g. {EXAMPLE}.",
     ),
     (
         "cargo.0.packaging",
-        "cargo[0].packaging: missing; give the packaging material and type, e.g. corrugated carton",
+        "cargo[0].packaging: missing; give the packaging material and type, e.g. corrugated carton.",
     ),
-    ("cargo.0.packages", "cargo[0].packages: missing; give the number of packages, e.g. 120"),
-    ("cargo.0.quantity", "cargo[0].quantity: missing; give the quantity, e.g. 1200"),
-    ("cargo.0.unit", "cargo[0].unit: missing; give the unit of the quantity, e.g. pcs, kg, pairs"),
-    ("cargo.0.value", "cargo[0].value: missing; give the value of this line, e.g. 5400.00"),
-    ("cargo.0.currency", "cargo[0].currency: missing; give the currency code, e.g. HKD"),
+    ("cargo.0.packages", "cargo[0].packages: missing; give the number of packages, e.g. 120."),
+    ("cargo.0.quantity", "cargo[0].quantity: missing; give the quantity, e.g. 1200."),
+    ("cargo.0.unit", "cargo[0].unit: missing; give the unit of the quantity, e.g. pcs, kg, pairs."),
+    ("cargo.0.value", "cargo[0].value: missing; give the value of this line, e.g. 5400.00."),
+    ("cargo.0.currency", "cargo[0].currency: missing; give the currency code, e.g. HKD."),
     (
         "cargo.0.origin",
-        "cargo[0].origin: missing; give the place of origin as an ISO country code, e.g. CN or HK",
+        "cargo[0].origin: missing; give the place of origin as an ISO country code, e.g. CN or HK.",
     ),
-    ("lock_id", "lock_id: missing; give the id of the smart lock on the container"),
-    ("container_no", "container_no: missing; give the ISO 6346 container number, e.g. CSQU3054383"),
-    ("vehicle_plate", "vehicle_plate: missing; give the vehicle plate, e.g. 浙G12345 or AB1234"),
-    ("corridor_id", "corridor_id: missing; give the approved route corridor"),
-    ("origin_site", "origin_site: missing; give the origin site zone"),
-    ("destination_gate", "destination_gate: missing; give the destination gate zone"),
-    ("departure", f"departure: missing; {FORMAT}"),
-    ("arrival", f"arrival: missing; {FORMAT}"),
+    ("lock_id", "lock_id: missing; give the id of the smart lock on the container."),
+    (
+        "container_no",
+        "container_no: missing; give the ISO 6346 container number, e.g. CSQU3054383.",
+    ),
+    ("vehicle_plate", "vehicle_plate: missing; give the vehicle plate, e.g. 浙G12345 or AB1234."),
+    ("corridor_id", "corridor_id: missing; give the approved route corridor."),
+    ("origin_site", "origin_site: missing; give the origin site zone."),
+    ("destination_gate", "destination_gate: missing; give the destination gate zone."),
+    ("departure", f"departure: missing; {FORMAT}."),
+    ("arrival", f"arrival: missing; {FORMAT}."),
 ]
 
 
@@ -290,184 +293,184 @@ INVALID = [
         "cargo.0.description",
         "electronics",
         'cargo[0].description: "electronics" is too vague; say what the goods are: name, model and material, '
-        f"e.g. {EXAMPLE}",
+        f"e.g. {EXAMPLE}.",
     ),
     (
         "cargo.0.description",
         "Food.",
-        f'cargo[0].description: "Food." is too vague; say what the goods are: name, model and material, e.g. {EXAMPLE}',
+        f'cargo[0].description: "Food." is too vague; say what the goods are: name, model and material, e.g. {EXAMPLE}.',
     ),
     (
         "cargo.0.description",
         "  GOODS ",
-        f'cargo[0].description: "GOODS" is too vague; say what the goods are: name, model and material, e.g. {EXAMPLE}',
+        f'cargo[0].description: "GOODS" is too vague; say what the goods are: name, model and material, e.g. {EXAMPLE}.',
     ),
     (
         "cargo.0.description",
         "Electrical appliances",
         'cargo[0].description: "Electrical appliances" is too vague; say what the goods are: name, model and '
-        f"material, e.g. {EXAMPLE}",
+        f"material, e.g. {EXAMPLE}.",
     ),
     (
         "cargo.0.description",
         "电子设备",
-        f'cargo[0].description: "电子设备" is too vague; say what the goods are: name, model and material, e.g. {EXAMPLE}',
+        f'cargo[0].description: "电子设备" is too vague; say what the goods are: name, model and material, e.g. {EXAMPLE}.',
     ),
     (
         "cargo.0.description",
         "assorted electronic goods",
         'cargo[0].description: "assorted electronic goods" is too vague; say what the goods are: name, model and '
-        f"material, e.g. {EXAMPLE}",
+        f"material, e.g. {EXAMPLE}.",
     ),
     (
         "cargo.0.description",
         "electronics and other goods",
         'cargo[0].description: "electronics and other goods" is too vague; say what the goods are: name, model and '
-        f"material, e.g. {EXAMPLE}",
+        f"material, e.g. {EXAMPLE}.",
     ),
     (
         "cargo.0.description",
         "mobile phones",
         'cargo[0].description: "mobile phones" is not specific enough; give at least the name and the model or '
-        f"material (a model number, or three words or more), e.g. {EXAMPLE}",
+        f"material (a model number, or three words or more), e.g. {EXAMPLE}.",
     ),
     (
         "cargo.0.description",
         "scarves",
         'cargo[0].description: "scarves" is not specific enough; give at least the name and the model or '
-        f"material (a model number, or three words or more), e.g. {EXAMPLE}",
+        f"material (a model number, or three words or more), e.g. {EXAMPLE}.",
     ),
     (
         "cargo.0.packages",
         2.5,
-        "cargo[0].packages: 2.5 must be a whole number; give the number of packages, e.g. 120",
+        "cargo[0].packages: 2.5 must be a whole number; give the number of packages, e.g. 120.",
     ),
-    ("cargo.0.quantity", 0, "cargo[0].quantity: must be above 0; give the quantity, e.g. 1200"),
+    ("cargo.0.quantity", 0, "cargo[0].quantity: must be above 0; give the quantity, e.g. 1200."),
     (
         "cargo.0.value",
         "lots",
-        "cargo[0].value: 'lots' is not a number; give the value of this line, e.g. 5400.00",
+        "cargo[0].value: 'lots' is not a number; give the value of this line, e.g. 5400.00.",
     ),
     (
         "cargo.0.value",
         True,
-        "cargo[0].value: True is not a number; give the value of this line, e.g. 5400.00",
+        "cargo[0].value: True is not a number; give the value of this line, e.g. 5400.00.",
     ),
     (
         "cargo.0.currency",
         "JPY",
-        'cargo[0].currency: "JPY" is not accepted; use one of CNY, EUR, HKD, USD',
+        'cargo[0].currency: "JPY" is not accepted; use one of CNY, EUR, HKD, USD.',
     ),
     (
         "cargo.0.origin",
         "China",
-        'cargo[0].origin: "China" is not an ISO 3166 country code; use two letters, e.g. CN or HK',
+        'cargo[0].origin: "China" is not an ISO 3166 country code; use two letters, e.g. CN or HK.',
     ),
     (
         "cargo.0.garment_or_footwear",
         "yes",
-        "cargo[0].garment_or_footwear: must be true or false (garments or footwear)",
+        "cargo[0].garment_or_footwear: must be true or false (garments or footwear).",
     ),
     (
         "cargo.0",
         "scarves",
         "cargo[0]: must be an object with description, packaging, packages, quantity, unit, "
-        "value, currency and origin",
+        "value, currency and origin.",
     ),
     (
         "consignee.address.country",
         "Hong Kong",
-        'consignee.address.country: "Hong Kong" is not an ISO 3166 country code; use two capital letters, e.g. HK or CN',
+        'consignee.address.country: "Hong Kong" is not an ISO 3166 country code; use two capital letters, e.g. HK or CN.',
     ),
     (
         "vehicle_plate",
         "ABC-12345",
-        f'vehicle_plate: "ABC-12345" is not a vehicle plate; {PLATE_HINT}',
+        f'vehicle_plate: "ABC-12345" is not a vehicle plate; {PLATE_HINT}.',
     ),
     (
         "vehicle_plate",
         "浙I12345",
-        f'vehicle_plate: "浙I12345" is not a vehicle plate; {PLATE_HINT}',
+        f'vehicle_plate: "浙I12345" is not a vehicle plate; {PLATE_HINT}.',
     ),
-    ("vehicle_plate", "IO1234", f'vehicle_plate: "IO1234" is not a vehicle plate; {PLATE_HINT}'),
+    ("vehicle_plate", "IO1234", f'vehicle_plate: "IO1234" is not a vehicle plate; {PLATE_HINT}.'),
     (
         "container_no",
         "CSQU3054384",
-        "container_no: container number 'CSQU3054384' has check digit 4, expected 3",
+        "container_no: container number 'CSQU3054384' has check digit 4, expected 3.",
     ),
     (
         "container_no",
         "CSQ3054383",
         "container_no: container number 'CSQ3054383' is not ISO 6346 (3-letter owner "
-        "code, category U/J/Z, 6-digit serial, check digit), e.g. CSQU3054383",
+        "code, category U/J/Z, 6-digit serial, check digit), e.g. CSQU3054383.",
     ),
     (
         "lock_id",
         "lock 1",
         'lock_id: "lock 1" may hold only letters, digits and . _ : - (up to 64, starting with a '
-        "letter or digit)",
+        "letter or digit).",
     ),
-    ("mode", "air", 'mode: "air" is not a transport mode; use "road" or "rail"'),
+    ("mode", "air", 'mode: "air" is not a transport mode; use "road" or "rail".'),
     (
         "train_id",
         "X9011",
-        'train_id: only a rail declaration names a train; remove it or set mode to "rail"',
+        'train_id: only a rail declaration names a train; remove it or set mode to "rail".',
     ),
     (
         "corridor_id",
         "g60-yiwu-shanghai",
         'corridor_id: "g60-yiwu-shanghai" is not a known corridor; use one of '
-        "g1512-yiwu-beilun, g1512-yiwu-daxie, rail-yiwu-beilun",
+        "g1512-yiwu-beilun, g1512-yiwu-daxie, rail-yiwu-beilun.",
     ),
     (
         "corridor_id",
         "rail-yiwu-beilun",
         'corridor_id: "rail-yiwu-beilun" is a rail corridor but the declaration is '
-        "road; use one of g1512-yiwu-beilun, g1512-yiwu-daxie",
+        "road; use one of g1512-yiwu-beilun, g1512-yiwu-daxie.",
     ),
     (
         "origin_site",
         "beilun-gate",
         'origin_site: "beilun-gate" is not a known origin site; use one of yiwu-origin, '
-        "yiwu-rail-origin",
+        "yiwu-rail-origin.",
     ),
     (
         "destination_gate",
         "rest-fenghua",
         'destination_gate: "rest-fenghua" is not a known destination gate; use '
-        "one of beilun-gate, beilun-rail-gate, daxie-gate",
+        "one of beilun-gate, beilun-rail-gate, daxie-gate.",
     ),
     (
         "departure",
         "2026-11-23 16:05:00 +08:00",
-        f'departure: "2026-11-23 16:05:00 +08:00" has seconds; give the time to the minute: {FORMAT}',
+        f'departure: "2026-11-23 16:05:00 +08:00" has seconds; give the time to the minute: {FORMAT}.',
     ),
-    ("departure", "2026-11-23 16:05", f'departure: "2026-11-23 16:05" has no time zone; {FORMAT}'),
+    ("departure", "2026-11-23 16:05", f'departure: "2026-11-23 16:05" has no time zone; {FORMAT}.'),
     (
         "departure",
         "2026-11-23T08:05:00Z",
-        f'departure: "2026-11-23T08:05:00Z" is not a time to the minute; {FORMAT}',
+        f'departure: "2026-11-23T08:05:00Z" is not a time to the minute; {FORMAT}.',
     ),
     (
         "departure",
         "23/11/2026 16:05 +08:00",
-        f'departure: "23/11/2026 16:05 +08:00" is not a time to the minute; {FORMAT}',
+        f'departure: "23/11/2026 16:05 +08:00" is not a time to the minute; {FORMAT}.',
     ),
     (
         "departure",
         "2026-02-30 16:05 +08:00",
-        f'departure: "2026-02-30 16:05 +08:00" is not a valid date and time; {FORMAT}',
+        f'departure: "2026-02-30 16:05 +08:00" is not a valid date and time; {FORMAT}.',
     ),
     (
         "departure",
         "2026-11-23 16:05 Mars/Olympus",
         'departure: "Mars/Olympus" is not a time zone; use an offset such as +08:00 or an IANA name such as '
-        "Asia/Shanghai",
+        "Asia/Shanghai.",
     ),
     (
         "arrival",
         "2026-11-23 15:05 +08:00",
-        "arrival: must be after departure; give the expected arrival at the control point",
+        "arrival: must be after departure; give the expected arrival at the control point.",
     ),
 ]
 
@@ -487,7 +490,7 @@ def test_submission_earlier_than_14_days_before_departure_is_refused() -> None:
             "departure",
             "departure: too early to declare; submit no earlier than "
             "14 days before departure, i.e. from 2026-11-09 16:05 "
-            "Asia/Shanghai",
+            "Asia/Shanghai.",
         )
     ]
     assert isinstance(validate_submission(road_form(), now + timedelta(minutes=1)), Accepted)
@@ -516,7 +519,7 @@ def test_every_error_is_reported_at_once() -> None:
 
 def test_not_an_object_is_refused() -> None:
     assert errors_of(["not", "a", "form"]) == [
-        ("", "the declaration must be a JSON object; see GET /openapi.json")
+        ("", "the declaration must be a JSON object; see GET /openapi.json.")
     ]
 
 
@@ -525,7 +528,7 @@ def test_rail_rules() -> None:
         (
             "locks",
             'locks: missing; a rail declaration lists its containers as [{"lock_id": ..., "container_no": ...}, '
-            "...]",
+            "...].",
         )
     ]
     twice = [
@@ -533,23 +536,23 @@ def test_rail_rules() -> None:
         {"lock_id": "LK-R1", "container_no": "MSCU1234566"},
     ]
     assert errors_of(rail_form(locks=twice)) == [
-        ("locks", "locks: a lock id appears twice; list each lock once")
+        ("locks", "locks: a lock id appears twice; list each lock once.")
     ]
     assert errors_of(rail_form(train_id=None)) == [
-        ("train_id", "train_id: missing; give the train number, e.g. X9011")
+        ("train_id", "train_id: missing; give the train number, e.g. X9011.")
     ]
     assert errors_of(rail_form(corridor_id="g1512-yiwu-beilun")) == [
         (
             "corridor_id",
             'corridor_id: "g1512-yiwu-beilun" is a road corridor but the declaration is rail; use one of '
-            "rail-yiwu-beilun",
+            "rail-yiwu-beilun.",
         )
     ]
     bad = [{"lock_id": "LK-R1", "container_no": "CSQU3054384"}]
     assert errors_of(rail_form(locks=bad)) == [
         (
             "locks[0].container_no",
-            "locks[0].container_no: container number 'CSQU3054384' has check digit 4, expected 3",
+            "locks[0].container_no: container number 'CSQU3054384' has check digit 4, expected 3.",
         )
     ]
 
@@ -608,7 +611,7 @@ def test_vague_contract_declaration_is_flagged() -> None:
     payload["vehicle_plate"] = "TRUCK-1"
     errors = check_contract_declaration(TransitDeclaration.model_validate(payload))
     assert [e.field for e in errors] == ["cargo[0].description", "cargo[0].value", "vehicle_plate"]
-    assert errors[1].message == "cargo[0].value: must be above 0; declare the value of the goods"
+    assert errors[1].message == "cargo[0].value: must be above 0; declare the value of the goods."
 
 
 # --------------------------------------------------------------------------- reference numbers
@@ -703,7 +706,7 @@ def test_a_late_declaration_is_accepted_with_its_late_charge_but_cannot_be_bound
             "1.50",
         )
         assert (fee["late"]["periods"], fee["late"]["multiplier"]) == (2, 2)
-        assert fee["late"]["message"].startswith("The declaration is 15.0 days late")
+        assert fee["late"]["message"].startswith("The declaration is 15 days late")
         assert (await service.bind(body["reference"], "浙G01345", DECLARANT))[0] == 422
         assert sent == []
         on_time, _ = _service()
@@ -753,7 +756,7 @@ def test_fee_endpoint_logic() -> None:
             "errors": [
                 {
                     "field": "cargo",
-                    "message": "cargo: missing; list the cargo lines with value and currency",
+                    "message": "cargo: missing; list the cargo lines with value and currency.",
                 }
             ]
         },

@@ -10,6 +10,7 @@ import pytest
 from smartlock.core.penalties import (
     MAX_MULTIPLIER,
     UNDECLARED_MAX_FINE,
+    duration,
     late_charge,
     late_periods,
     undeclared_consignment,
@@ -67,7 +68,7 @@ def test_late_charge_record_and_sentence() -> None:
         "message": charge.sentence(),
     }
     assert charge.sentence() == (
-        "The declaration is 15.0 days late (2 started periods of 14 days), so the fee of HK$1.00 is "
+        "The declaration is 15 days late (2 started periods of 14 days), so the fee of HK$1.00 is "
         "charged 2 more times: a late charge of HK$2.00."
     )
     capped = late_charge(Decimal("1.00"), 200 * DAY).sentence()
@@ -84,4 +85,30 @@ def test_undeclared_consignment_is_detained_with_a_fine_of_up_to_50000() -> None
     assert flag["message"] == (
         "The container under lock LK-09 arrived at beilun-gate with no open declaration: detain "
         "the goods; the consignor faces a fine of up to HK$50,000."
+    )
+
+
+@pytest.mark.parametrize(
+    ("late_by", "said"),
+    [
+        (timedelta(seconds=82), "1 minute"),
+        (45 * MINUTE, "45 minutes"),
+        (timedelta(hours=7, minutes=12), "7 hours and 12 minutes"),
+        (DAY, "1 day"),
+        (timedelta(days=1, hours=12), "1 day and 12 hours"),
+        (14 * DAY + MINUTE, "14 days"),
+        (15 * DAY, "15 days"),
+    ],
+)
+def test_how_late_is_said_as_a_person_says_it(late_by: timedelta, said: str) -> None:
+    assert duration(late_by) == said
+    sentence = late_charge(Decimal("0.50"), late_by).sentence()
+    assert sentence.startswith(f"The declaration is {said} late (")
+    assert ".0 " not in sentence and sentence.endswith(".")
+
+
+def test_an_exempt_late_declaration_is_told_it_pays_nothing() -> None:
+    assert late_charge(Decimal("0.00"), 20 * DAY).sentence() == (
+        "The declaration is 20 days late, but the consignment is exempt (no fee), so there is no "
+        "late charge."
     )

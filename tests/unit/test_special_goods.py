@@ -45,8 +45,9 @@ def test_special_goods_without_a_permit_are_refused_at_the_field(
     [error] = result.errors
     assert error.field == "cargo[0].permits"
     title = special_goods().classes[cls].title
-    assert error.message.startswith(f'cargo[0].permits: "{description}" falls under {title} (')
-    assert f'needs a permit of kind "{kind}"' in error.message
+    assert error.message.startswith(f'cargo[0].permits: "{description}" names "')
+    assert f'so the line falls under {title} and needs a permit of kind "{kind}"' in error.message
+    assert error.message.count("(") == error.message.count(")")
     assert error.message.endswith(").")
 
 
@@ -97,6 +98,8 @@ def test_a_line_in_two_classes_needs_both_permits() -> None:
         "orchid-print silk scarves, 90x90 cm",
         "medicine cabinets, steel, wall-mounted",
         "lighter weight cotton shirts, 100% cotton",
+        "ivory white ceramic mugs, 350 ml",
+        "ivory-coloured cotton bed sheets, 200x230 cm",
     ],
 )
 def test_ordinary_goods_need_no_permit(description: str) -> None:
@@ -120,7 +123,8 @@ def test_ordinary_goods_need_no_permit(description: str) -> None:
         (
             [{"kind": "licence", "reference": "AB-1234"}],
             "cargo[0].permits[0].kind",
-            "cargo[0].permits[0].kind: 'licence' is not a permit kind; use one of cites, dangerous_goods, medicine.",
+            'cargo[0].permits[0].kind: "licence" is not a permit kind; use one of cites, dangerous_goods, '
+            "medicine.",
         ),
         (
             [{"kind": "cites", "reference": " "}],
@@ -190,4 +194,29 @@ def test_catch_all_message_says_what_opens_the_line() -> None:
         'cargo[0].description: "plastic toys and related items" is too vague: "and related items" lets the line '
         "cover anything; list each kind of goods on its own cargo line by name, model and material, e.g. "
         '"Bluetooth earphones, model X12, ABS plastic".'
+    )
+
+
+@pytest.mark.parametrize(
+    ("description", "cls"),
+    [
+        ("ivory white ivory carvings, 10 cm", "cites"),
+        ("paint brushes and spray paint 400 ml, model S1", "dangerous_goods"),
+        ("e-cigarettes with lithium battery, model V2", "dangerous_goods"),
+    ],
+)
+def test_a_harmless_phrase_hides_only_itself(description: str, cls: str) -> None:
+    assert [m.goods_class.id for m in special_goods().classify(description)] == [cls]
+
+
+def test_the_permit_message_names_the_match_the_class_and_the_law_without_nested_brackets() -> None:
+    result = validate_submission(form_with("carved ivory figurines, 10 cm"), NOW)
+    assert isinstance(result, Refused)
+    assert result.errors[0].message == (
+        'cargo[0].permits: "carved ivory figurines, 10 cm" names "ivory" (elephant ivory, CITES '
+        "Appendix I: Loxodonta africana, Elephas maximus; some African populations in II, ivory "
+        "trade suspended), so the line falls under endangered species (CITES) and needs a permit "
+        'of kind "cites" (a CITES export permit or re-export certificate; in Hong Kong an AFCD '
+        'licence under Cap. 586). Add {"kind": "cites", "reference": "CN/2026/00123"} with your '
+        "permit number (CITES and Hong Kong Cap. 586)."
     )

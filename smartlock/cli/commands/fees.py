@@ -49,16 +49,20 @@ def _items(args: argparse.Namespace) -> list[FeeItem] | list[FieldError]:
         try:
             body = json.loads(args.form.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else f"not JSON: {exc}"
             raise SmartlockError(
-                f"cannot read {args.form}: {exc}; give a JSON declaration form"
+                f"Cannot read {args.form} ({why}); give a JSON declaration form or "
+                '{"cargo": [...]}.'
             ) from exc
         return fee_items(body.get("cargo") if isinstance(body, dict) else None, limits)
     if args.value is None:
-        raise SmartlockError("give --value AMOUNT or a form FILE")
+        raise SmartlockError("Give --value AMOUNT or a form FILE.")
     try:
         value = Decimal(args.value)
     except InvalidOperation as exc:
-        raise SmartlockError(f"--value {args.value!r} is not a number") from exc
+        raise SmartlockError(
+            f"--value {args.value} is not a number; give the amount, e.g. --value 47001."
+        ) from exc
     line = {
         "value": str(value),
         "currency": args.currency,
@@ -97,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
     limits = limits_from(settings_from_args(args))
     if not 0 <= args.days_late <= 3650:
         raise SmartlockError(
-            f"--days-late {args.days_late:g} is not a number of days from 0 to 3650"
+            f"--days-late {args.days_late:g} is not a number of days from 0 to 3650; give how "
+            "long after its deadline the declaration comes, e.g. --days-late 15."
         )
     fee = estimate_fee(items, limits.hkd_rates)  # type: ignore[arg-type]
     fee = with_late_charge(fee, timedelta(days=args.days_late))

@@ -18,6 +18,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--port", type=int, default=None, help="listen port (default: setting intake.port, 8080)"
     )
     parser.add_argument(
+        "--name",
+        default=None,
+        help="this intake's name; a restarted intake of the same name resumes its MQTT session "
+        "and receives the write-off notices sent meanwhile (default: the host name, or "
+        "<host>-2, -3 ... while another intake on this host has it)",
+    )
+    parser.add_argument(
         "--write-openapi",
         type=Path,
         default=None,
@@ -41,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
     host = args.host or settings.intake.host
     port = args.port or settings.intake.port
     web.run_app(
-        create_app(settings), host=host, port=port, print=lambda msg: logging.info("%s", msg)
+        create_app(settings, name=args.name),
+        host=host,
+        port=port,
+        print=lambda msg: logging.info("%s", msg),
     )
     return 0

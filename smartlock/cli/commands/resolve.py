@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import argparse
 
+from pydantic import ValidationError
+
 from smartlock.cli.commands.common import add_server_args, settings_with_servers
 from smartlock.errors import ConfigError
+from smartlock.services.gate.report import invalid_sentence
 from smartlock.services.gate.resolution import confirm_resolution, publish_resolution
 
 
@@ -38,18 +41,22 @@ def run(args: argparse.Namespace) -> int:
         resolution = publish_resolution(
             settings, args.alert_id, args.declaration, args.lock, args.operator, args.note, args.ts
         )
-    except ValueError as exc:
-        raise ConfigError(f"resolution: {exc}") from None
-    what = f"{args.alert_id} ({args.declaration}, {args.lock}) by {args.operator}"
+    except ValidationError as exc:
+        raise ConfigError(invalid_sentence("resolution", exc)) from None
+    what = (
+        f"alert {args.alert_id} of declaration {args.declaration} (lock {args.lock}) by operator "
+        f"{args.operator}"
+    )
     confirmation = confirm_resolution(settings, resolution, args.operator, args.wait)
     if confirmation.accepted:
-        print(f"resolved {what}: {confirmation.detail}")
+        print(f"Resolved {what}: {confirmation.detail}.")
         return 0
     if confirmation.accepted is False:
-        print(f"NOT resolved {what}: the pipeline refused it: {confirmation.detail}")
+        print(f"NOT resolved {what}: the pipeline refused it ({confirmation.detail}).")
         return 1
     print(
-        f"published {what}, but not confirmed: {confirmation.detail}; it waits on the broker and is "
-        "processed when the pipeline runs (check with the console or `smartlock resolve` again)"
+        f"Published the resolution of {what}, but the pipeline has not confirmed it: "
+        f"{confirmation.detail}. It waits on the broker and is processed when the pipeline runs; "
+        "check with the console or run `smartlock resolve` again."
     )
     return 3

@@ -242,6 +242,16 @@ def _run_declaration(args: argparse.Namespace, settings: Any) -> int:
             f"At the gate: smartlock gate {trip.destination_gate} --plate {trip.plate} "
             f"--lock {locks[0]} --container {container}"
         )
+    else:  # a train: the gate verifies it as a batch
+        batch = {
+            "vehicle_plate": trip.plate,
+            "containers": [
+                {"lock_id": lock, "container_no": container}
+                for lock, container in zip(trip.lock_ids, trip.containers, strict=True)
+            ],
+        }
+        print(f"At the gate: smartlock gate {trip.destination_gate} --batch train.json")
+        print(f"  where train.json holds {json.dumps(batch, ensure_ascii=False)}")
     return 0 if report.acked == report.sent else 1
 
 

@@ -37,7 +37,7 @@ from smartlock.contract.models import GateArrival, ManualOutcome, format_ts
 from smartlock.contract.timestamps import epoch
 from smartlock.contract.topics import OUTCOMES, arrival_topic, verdict_topic
 from smartlock.errors import InfrastructureError
-from smartlock.services.gate.queue import FallbackQueue, arrival_key
+from smartlock.services.gate.queue import FallbackQueue, entry_message
 from smartlock.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -217,7 +217,12 @@ class GateClient:
     ) -> None:
         self.gate_id, self.settings, self.queue, self.timeout = gate_id, settings, queue, timeout
         self._credentials = CredentialStore(settings.credentials_dir)
-        self._credentials.get(gate_id)  # fail early, saying how to issue them
+        if self._credentials.find(gate_id) is None:  # fail early, saying how to issue them
+            raise CredentialError(
+                f"Gate {gate_id} has no credentials in {settings.credentials_dir}; issue them "
+                f"with `smartlock credentials issue gate {gate_id}`.",
+                gate_id,
+            )
         self._verdicts: dict[tuple[str, float], dict[str, Any]] = {}
         self._received_at: dict[tuple[str, float], float] = {}  # monotonic, first genuine verdict
         self._forged: dict[tuple[str, float], list[dict[str, Any]]] = {}
@@ -304,6 +309,22 @@ class GateClient:
         except (InfrastructureError, RuntimeError, ValueError):
             return False
 
+    def check_officer(self, officer: str) -> None:
+        """Raises CredentialError, saying what to do, unless ``officer`` is an officer's identity."""
+        identity = self._credentials.find(officer)
+        if identity is None:
+            raise CredentialError(
+                f"Officer {officer} has no credentials in {self.settings.credentials_dir}; "
+                f"customs issues them with `smartlock credentials issue officer {officer}`.",
+                officer,
+            )
+        if identity.role != "officer":
+            raise CredentialError(
+                f"{officer} is a {identity.role}, not an officer: only an officer's own identity "
+                f"records a hand inspection (`smartlock credentials issue officer NAME`).",
+                officer,
+            )
+
     def _publish_as_officer(self, outcome: dict[str, Any]) -> bool:
         """Publishes a ManualOutcome logged in as its officer (QoS 1): only that identity may
         write ``customs/outcomes/{officer}``. The verdict still comes on the gate's topic."""
@@ -389,6 +410,8 @@ class GateClient:
         key = _match_key(outcome)
         found = self._wait([key], start + wait_s) if published and key is not None else {}
         verdict = found.get(key) if key is not None else None
+        if verdict is None:  # fallback: kept on disk, delivered and confirmed by reconcile()
+            self.queue.add_outcome(outcome, published, format_ts(datetime.now(UTC)))
         return Outcome(outcome, verdict, time.monotonic() - start, published)
 
     # ----------------------------------------------------------------- fallback
@@ -422,11 +445,15 @@ class GateClient:
         entries = self.queue.pending()
         if not entries:
             return []
-        undelivered = [e for e in entries if not e["published"]]
+        undelivered = [e for e in entries if not e["published"] and "arrival" in e]
         if undelivered and self._publish([e["arrival"] for e in undelivered]):
             for entry in undelivered:
                 self.queue.mark_published(entry["key"])
-        wanted = {k for e in entries if (k := _match_key(e["arrival"])) is not None}
+        for entry in entries:  # an officer's outcome goes out in the officer's own name
+            unsent = not entry["published"] and "outcome" in entry
+            if unsent and self._publish_as_officer(entry["outcome"]):
+                self.queue.mark_published(entry["key"])
+        wanted = {k for e in entries if (k := _match_key(entry_message(e))) is not None}
         deadline = time.monotonic() + wait_s
         found: dict[tuple[str, float], dict[str, Any]] = {}
         while True:
@@ -439,11 +466,15 @@ class GateClient:
         now = format_ts(datetime.now(UTC))
         settled = []
         for entry in entries:
-            verdict = found.get(_match_key(entry["arrival"]))  # type: ignore[arg-type]
+            verdict = found.get(_match_key(entry_message(entry)))  # type: ignore[arg-type]
             if verdict is not None:
-                self.queue.reconcile(arrival_key(entry["arrival"]), verdict, now)
+                self.queue.reconcile(entry["key"], verdict, now)
                 settled.append(entry | {"verdict": verdict})
         self.events.write(
-            [gate_event("reconciled", e["arrival"], now, verdict=e["verdict"]) for e in settled]
+            [
+                gate_event("reconciled", e["arrival"], now, verdict=e["verdict"])
+                for e in settled
+                if "arrival" in e
+            ]
         )
         return settled

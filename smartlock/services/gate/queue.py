@@ -1,7 +1,8 @@
-"""The gate's fallback queue: arrivals the pipeline did not judge in time, kept on disk.
+"""The gate's fallback queue: what the pipeline did not answer in time, kept on disk.
 
-One JSON file per arrival under ``pending/`` (written to a temporary name, fsync'd, then
-renamed, so a crash never leaves half an entry); once its verdict is known it moves to
+One JSON file per arrival (``{"arrival": ...}``) or officer's outcome of a hand inspection
+(``{"outcome": ...}``) under ``pending/`` (written to a temporary name, fsync'd, then renamed,
+so a crash never leaves half an entry); once the pipeline's verdict for it is known it moves to
 ``done/`` with the verdict. Nothing leaves ``pending/`` without a verdict.
 """
 
@@ -18,6 +19,17 @@ def arrival_key(arrival: dict[str, Any]) -> str:
     """Stable name of an arrival (gate, lock, time)."""
     raw = f"{arrival['gate_id']}|{arrival['lock_id']}|{arrival['ts']}"
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+
+def outcome_key(outcome: dict[str, Any]) -> str:
+    """Stable name of an officer's outcome (gate, lock, officer, time)."""
+    raw = f"outcome|{outcome['gate_id']}|{outcome['lock_id']}|{outcome['officer']}|{outcome['ts']}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+
+def entry_message(entry: dict[str, Any]) -> dict[str, Any]:
+    """The message a queue entry holds: its arrival, or its officer's outcome."""
+    return entry["arrival"] if "arrival" in entry else entry["outcome"]
 
 
 def _write_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -52,14 +64,24 @@ class FallbackQueue:
         )
         return key
 
+    def add_outcome(self, outcome: dict[str, Any], published: bool, queued_at: str) -> str:
+        """Queues an officer's outcome the pipeline did not confirm in time; returns its key."""
+        key = outcome_key(outcome)
+        _write_atomic(
+            self.pending_dir / f"{key}.json",
+            {"outcome": outcome, "published": published, "queued_at": queued_at},
+        )
+        return key
+
     def pending(self) -> list[dict[str, Any]]:
-        """Every pending entry (with its ``key``), oldest arrival first."""
+        """Every pending entry (with its ``key``), oldest first (an arrival before the outcome
+        of its hand inspection)."""
         entries = []
         for path in sorted(self.pending_dir.glob("*.json")):
             entry = json.loads(path.read_text(encoding="utf-8"))
             entry["key"] = path.stem
             entries.append(entry)
-        return sorted(entries, key=lambda e: (e["arrival"]["ts"], e["key"]))
+        return sorted(entries, key=lambda e: (entry_message(e)["ts"], "outcome" in e, e["key"]))
 
     def mark_published(self, key: str) -> None:
         path = self.pending_dir / f"{key}.json"
@@ -68,7 +90,7 @@ class FallbackQueue:
         _write_atomic(path, entry)
 
     def reconcile(self, key: str, verdict: dict[str, Any], reconciled_at: str) -> None:
-        """Records the pipeline's verdict for a queued arrival and takes it off the pending list."""
+        """Records the pipeline's verdict for a queued entry and takes it off the pending list."""
         source = self.pending_dir / f"{key}.json"
         entry = json.loads(source.read_text(encoding="utf-8"))
         entry.update(verdict=verdict, reconciled_at=reconciled_at)

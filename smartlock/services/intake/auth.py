@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from smartlock.adapters.credentials import CredentialStore
+from smartlock.core.declaration import as_sentence
 
 #: Largest request body accepted, in bytes (a declaration form is a few KiB).
 MAX_BODY_BYTES = 64 * 1024
@@ -55,7 +56,7 @@ AUTHENTICATE = web.AppKey("authenticate", Callable[[str], Principal | None])
 
 
 def _problem(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=headers)
+    return web.json_response({"error": as_sentence(message)}, status=status, headers=headers)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

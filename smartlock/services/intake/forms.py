@@ -224,9 +224,32 @@ class ContainerStatus(_Doc):
     gate_id: str | None = None
 
 
+class HistoryEntry(_Doc):
+    """One thing that happened to a declaration: ``submitted``, ``amended`` (with ``version``),
+    ``bound`` (``vehicle_plate``), ``approved`` (``by`` the origin office, ``transfer`` topic),
+    ``cancelled`` (``reason``) or ``written_off`` (``lock_id``, ``gate_id``, ``by``: from the
+    WriteOffNotice the destination sent back on customs/writeoffs/{origin_site})."""
+
+    model_config = ConfigDict(extra="allow")
+    event: Literal["submitted", "amended", "bound", "approved", "cancelled", "written_off"]
+    at: str
+
+
+class Approval(_Doc):
+    """``POST /declarations/{reference}/approve``: optionally the seal number the origin office
+    recorded for each lock (default: the smart lock's id; the lock is the electronic seal)."""
+
+    seals: dict[str, str] | None = Field(
+        None, description='lock id -> seal number, e.g. {"LK-0001": "YW-2611-000123"}'
+    )
+
+
 class Record(_Doc):
     """A declaration, with its status following the loop: accepted, cancelled, or once bound
-    bound, sealed, in_transit, released, written_off or inspect (with the verdict's reasons)."""
+    bound, sealed, in_transit, released, written_off or inspect (with the verdict's reasons).
+    The trip's progress comes from the pipeline's live state; ``written_off`` from the
+    WriteOffNotice that the intake, as the origin office's system, received for every container
+    (kept in ``writeoffs``)."""
 
     model_config = ConfigDict(extra="allow")
     reference: str
@@ -242,6 +265,13 @@ class Record(_Doc):
     reasons: list[str] | None = Field(None, description="inspect: the verdict's reasons")
     version: int | None = Field(None, description="after an amendment: 2, 3, ...")
     versions: list[dict[str, Any]] | None = Field(None, description="every earlier version")
+    history: list[HistoryEntry] = Field(description="what happened to it, oldest first")
+    approval: dict[str, Any] | None = Field(
+        None, description="the origin office's approval: office, at, transfer_topic, seals"
+    )
+    writeoffs: dict[str, Any] | None = Field(
+        None, description="lock id -> the WriteOffNotice received for that container"
+    )
 
 
 class Summary(_Doc):
@@ -252,7 +282,7 @@ class Summary(_Doc):
     status: Status
     submitted_at: str
     vehicle_plate: str
-    version: int | None
+    version: int = Field(description="1, then 2, 3, ... after each amendment")
 
 
 class DeclarationList(_Doc):
@@ -315,6 +345,8 @@ def openapi() -> dict[str, Any]:
         Accepted,
         BindRequest,
         Record,
+        HistoryEntry,
+        Approval,
         DeclarationList,
         Amendment,
         CancelRequest,
@@ -393,19 +425,23 @@ def openapi() -> dict[str, Any]:
         },
         "/declarations/{reference}/approve": {
             "post": {
-                "summary": "The origin office approves a bound declaration before sealing",
-                "description": "Customs staff only; body {}. The transfer record (declaration, "
-                "seals, time, approving office) is published on MQTT "
-                "customs/transfers/{destination_gate} for the destination office (see "
-                "docs/asyncapi.yaml); the destination's write-off comes back on "
-                "customs/writeoffs/{origin_site}.",
+                "summary": "The origin office approves a bound declaration and seals it",
+                "description": 'Customs staff only; body {} or {"seals": {lock: seal '
+                "number}}. The transfer record (declaration, seal numbers, locks, time, "
+                "approving office) is published on MQTT customs/transfers/{destination_gate}, "
+                "which only that gate's identity may read (the destination office; see "
+                "docs/asyncapi.yaml). The destination's write-off comes back on "
+                "customs/writeoffs/{origin_site}; the intake receives it and the declaration "
+                "becomes written_off.",
                 "operationId": "approveDeclaration",
                 "parameters": _REF,
+                "requestBody": _body("Approval"),
                 "responses": _guarded(
                     {
                         "200": _response("approved; the record carries 'approval'", "Record"),
                         "404": _response("unknown reference", "Problem"),
                         "409": _response("already approved, or not bound, or sealed", "Problem"),
+                        "422": _response("a seal number for a lock not declared", "Errors"),
                         "503": _response("MQTT broker did not acknowledge; retry", "Problem"),
                     },
                     body=True,

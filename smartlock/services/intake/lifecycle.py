@@ -1,15 +1,17 @@
 """A declaration's life after submission, as the declarant sees it (pure).
 
 Stored status (the intake's own): ``accepted`` (filed), ``bound`` (reference and plate bound,
-published to the pipeline), ``cancelled``. Once bound, the status follows the loop, read from
-the pipeline's live state (one trip per lock, and the write-off records):
+published to the pipeline), ``cancelled``. Once bound, the status follows the loop: the trip's
+progress from the pipeline's live state (one trip hash per lock), the write-off from the
+WriteOffNotice the destination sent back to the origin office (``customs/writeoffs/{origin}``),
+which the intake receives and keeps on the record:
 
 ==============  ====================================================================
 ``bound``       the pipeline knows the declaration; the lock is not sealed yet
 ``sealed``      sealed at the origin site
 ``in_transit``  on its way (also while deviating, or arrived but not yet judged)
-``released``    the gate released the container (write-off being recorded)
-``written_off`` released and written off: the declaration is closed
+``released``    the gate released the container (its write-off notice not received yet)
+``written_off`` written off: the destination's notice reached the origin office
 ``inspect``     sent to inspection at the gate, with the verdict's reasons
 ==============  ====================================================================
 
@@ -48,19 +50,29 @@ _FROM_TRIP = {
 def container_status(
     declaration_id: str, trip: Mapping[str, str] | None, writeoff: Mapping[str, Any] | None
 ) -> dict[str, Any]:
-    """One container's status from the lock's live trip hash and its write-off record."""
+    """One container's status from the lock's live trip hash and the write-off notice the
+    origin office received for it (a WriteOffNotice payload).
+
+    A container an officer seized is ``inspect`` with the officer's reason, even when the
+    pipeline wrote it off first (fallback mode: the queued arrival was judged before the
+    officer's outcome reached the pipeline; both stay in the audit trail).
+    """
+    if (
+        trip
+        and trip.get("declaration_id") == declaration_id
+        and (trip.get("state"), trip.get("verdict")) == ("closed", "inspect")
+    ):
+        return {"status": "inspect", "reasons": _reasons(trip.get("verdict_reasons"))}
     if writeoff is not None:
         return {
             "status": "written_off",
-            "written_off_at": writeoff.get("processed_at"),
+            "written_off_at": writeoff.get("written_off_at"),
             "decided_by": writeoff.get("decided_by"),
             "gate_id": writeoff.get("gate_id"),
         }
     if not trip or trip.get("declaration_id") != declaration_id:
         return {"status": "bound"}  # the pipeline has not reported on this lock for it yet
     status = _FROM_TRIP.get(trip.get("state", ""), "bound")
-    if trip.get("state") == "closed" and trip.get("verdict") == "inspect":
-        status = "inspect"  # closed after inspection: seized by an officer, never released
     out: dict[str, Any] = {"status": status}
     if status == "inspect":
         out["reasons"] = _reasons(trip.get("verdict_reasons"))
@@ -85,7 +97,8 @@ def live_status(
     Args:
         record: the intake record.
         trips: lock id -> the pipeline's live trip hash (``<p>:trip:<lock>``).
-        writeoffs: lock id -> write-off record (``<p>:writeoff:<declaration>``).
+        writeoffs: lock id -> the WriteOffNotice received on ``customs/writeoffs/{origin_site}``
+            (the record's ``writeoffs``).
 
     Returns:
         ``{"status": ..., "containers": [...], "reasons": [...]?}``; for an unbound or cancelled

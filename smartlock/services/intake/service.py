@@ -9,21 +9,30 @@ the broker acknowledged it: that is how the pipeline learns of a declaration.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
+import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from aiohttp import web
 
 from smartlock.adapters.credentials import CredentialStore
 from smartlock.contract.codec import load_json
-from smartlock.contract.models import TransferRecord, TransitDeclaration, format_ts, normalise_plate
-from smartlock.contract.topics import CANCELLATIONS, DECLARATIONS, TRANSFERS
-from smartlock.core.declaration import check_plate
+from smartlock.contract.models import (
+    TransferRecord,
+    TransitDeclaration,
+    WriteOffNotice,
+    format_ts,
+    normalise_plate,
+)
+from smartlock.contract.topics import CANCELLATIONS, DECLARATIONS, TRANSFERS, WRITEOFFS
+from smartlock.core.declaration import as_sentence, check_plate
 from smartlock.errors import InfrastructureError, MessageError
 from smartlock.services.intake.auth import (
     AUTHENTICATE,
@@ -137,11 +146,22 @@ class IntakeService:
         return record, None
 
     async def _with_status(self, record: dict[str, Any]) -> dict[str, Any]:
-        """The record with ``status`` following the loop (and ``containers``, ``reasons``)."""
-        trips, writeoffs = (
-            await self.store.pipeline_view(record) if record["status"] == "bound" else ({}, {})
-        )
-        return {**record, **live_status(record, trips, writeoffs)}
+        """The record with ``status`` following the loop (and ``containers``, ``reasons``): the
+        trip's progress from the pipeline's trip hashes, the write-off from the notices the
+        intake received (``writeoffs``)."""
+        trips = await self.store.pipeline_view(record) if record["status"] == "bound" else {}
+        writeoffs = record.get("writeoffs") or {}
+        history = [*record.get("history", [])] + [
+            {
+                "event": "written_off",
+                "at": notice.get("written_off_at"),
+                "lock_id": lock,
+                "gate_id": notice.get("gate_id"),
+                "by": notice.get("decided_by"),
+            }
+            for lock, notice in writeoffs.items()
+        ]
+        return {**record, "history": history, **live_status(record, trips, writeoffs)}
 
     async def get(self, reference: str, caller: Principal) -> tuple[int, dict[str, Any]]:
         """200 with the record and its status following the loop, or 404 (also for another
@@ -162,7 +182,8 @@ class IntakeService:
                 [
                     FieldError(
                         "status",
-                        f"status: {status!r} is not a status; use one of {', '.join(STATUSES)}.",
+                        f"status: {json.dumps(status, ensure_ascii=False)} is not a status; "
+                        f"use one of {', '.join(STATUSES)}.",
                     )
                 ]
             )
@@ -171,7 +192,10 @@ class IntakeService:
         for record in await self.store.list_records(owner):
             current = await self._with_status(record)
             if status is None or current["status"] == status:
-                rows.append({key: current.get(key) for key in SUMMARY})
+                rows.append(
+                    {key: current.get(key) for key in SUMMARY}
+                    | {"version": current.get("version", 1)}
+                )
         rows.sort(key=lambda r: (r["submitted_at"], r["reference"]), reverse=True)
         return 200, {"declarations": rows}
 
@@ -261,16 +285,23 @@ class IntakeService:
         }
         return 200, await self._with_status(await self.store.save(amended))
 
-    async def approve(self, reference: str, caller: Principal) -> tuple[int, dict[str, Any]]:
-        """The origin office (a customs identity) approves a bound declaration before sealing;
-        the transfer record (declaration, seals, time, approving office) goes to the destination
-        office on ``customs/transfers/{destination_gate}``. 200, 403, 404, 409 or 503."""
+    async def approve(
+        self, reference: str, caller: Principal, seals: Any = None
+    ) -> tuple[int, dict[str, Any]]:
+        """The origin office (a customs identity) approves a bound declaration and seals it; the
+        transfer record (declaration, seal numbers, locks, time, approving office) goes to the
+        destination office on ``customs/transfers/{destination_gate}``. ``seals`` maps a lock id
+        to the seal number the office recorded (default: the smart lock's id, the lock being
+        the electronic seal). 200, 403, 404, 409, 422 or 503."""
         if caller.role != CUSTOMS:
-            return 403, {"error": "only customs staff of the origin office approve a declaration"}
+            return 403, {"error": "only customs staff of the origin office approve a declaration."}
         record, problem = await self._own(reference, caller)
         if record is None:
             assert problem is not None
             return problem
+        seal_numbers, errors = _seal_numbers(record, seals)
+        if errors:
+            return 422, _errors(errors)
         status = (await self._with_status(record))["status"]
         if record.get("approval"):
             return 409, {"error": f"declaration {record['reference']} is already approved."}
@@ -295,7 +326,7 @@ class IntakeService:
                     {
                         "lock_id": c["lock_id"],
                         "container_no": c["container_no"],
-                        "seal_no": c["lock_id"],
+                        "seal_no": seal_numbers.get(c["lock_id"], c["lock_id"]),
                     }
                     for c in decl.get("locks") or [decl]
                 ],
@@ -308,8 +339,53 @@ class IntakeService:
             return 503, {
                 "error": f"declaration {record['reference']} not approved: {exc}; try again"
             }
-        approval = {"office": caller.name, "at": format_ts(now), "transfer_topic": topic}
-        return 200, await self._with_status(await self.store.save(record | {"approval": approval}))
+        approval = {
+            "office": caller.name,
+            "at": format_ts(now),
+            "transfer_topic": topic,
+            "seals": transfer["seals"],
+        }
+        event = {"event": "approved", "at": format_ts(now), "by": caller.name, "transfer": topic}
+        approved = record | {"approval": approval, "history": [*record.get("history", []), event]}
+        return 200, await self._with_status(await self.store.save(approved))
+
+    async def record_writeoff(self, notice: WriteOffNotice) -> str:
+        """Keeps a write-off notice the destination sent back to the origin office on the
+        declaration it writes off; the declarant then reads ``written_off``.
+
+        Returns:
+            what happened, as a sentence for the log: recorded, already recorded (a notice
+            delivered twice), or why it concerns no declaration filed here.
+        """
+        reference = await self.store.reference_of(notice.declaration_id)
+        record = await self.store.get(reference) if reference else None
+        if record is None:
+            return (
+                f"write-off notice for declaration {notice.declaration_id} ignored: it was not "
+                "filed at this intake."
+            )
+        decl = record["declaration"]
+        locks = [c["lock_id"] for c in decl.get("locks") or [decl]]
+        if notice.lock_id not in locks:
+            return (
+                f"write-off notice for declaration {notice.declaration_id} ignored: lock "
+                f"{notice.lock_id} is not one of its locks ({', '.join(locks)})."
+            )
+        if not await self.store.add_writeoff(
+            record["reference"], notice.lock_id, notice.to_payload()
+        ):
+            return (
+                f"write-off notice for declaration {notice.declaration_id}, lock "
+                f"{notice.lock_id}, received again; it was already recorded."
+            )
+        named = record["reference"]
+        if notice.declaration_id != named:
+            named += f" (declaration id {notice.declaration_id})"
+        return (
+            f"declaration {named}: container {notice.container_no} under lock {notice.lock_id} "
+            f"written off at {notice.gate_id} at {format_ts(notice.written_off_at)}; the notice "
+            "is recorded."
+        )
 
     async def cancel(
         self, reference: str, reason: Any, caller: Principal
@@ -353,6 +429,10 @@ class IntakeService:
             "status": "cancelled",
             "cancelled_at": format_ts(now),
             "cancel_reason": note[:1000],
+            "history": [
+                *record.get("history", []),
+                {"event": "cancelled", "at": format_ts(now), "reason": note[:1000]},
+            ],
         }
         return 200, await self._with_status(await self.store.save(cancelled))
 
@@ -419,11 +499,48 @@ class IntakeService:
 
 def _next_version(record: dict[str, Any], now: datetime) -> dict[str, Any]:
     """The record with its current version kept in ``versions`` and the version number raised."""
+    version = record.get("version", 1) + 1
     return record | {
         "versions": [*record.get("versions", []), snapshot(record)],
-        "version": record.get("version", 1) + 1,
+        "version": version,
         "amended_at": format_ts(now),
+        "history": [
+            *record.get("history", []),
+            {"event": "amended", "at": format_ts(now), "version": version},
+        ],
     }
+
+
+def _seal_numbers(record: dict[str, Any], seals: Any) -> tuple[dict[str, str], list[FieldError]]:
+    """The seal numbers the approving office gave (lock id -> seal number), or the errors."""
+    if seals is None:
+        return {}, []
+    decl = record["declaration"]
+    locks = [c["lock_id"] for c in decl.get("locks") or [decl]]
+    if not isinstance(seals, dict):
+        return {}, [
+            FieldError(
+                "seals",
+                f'seals: give an object of lock id to seal number, e.g. {{"{locks[0]}": "YW-000123"}}.',
+            )
+        ]
+    errors = []
+    for lock, number in seals.items():
+        if lock not in locks:
+            errors.append(
+                FieldError(
+                    f"seals.{lock}",
+                    f"seals.{lock}: {lock} is not a lock of this declaration; its locks are "
+                    f"{', '.join(locks)}.",
+                )
+            )
+        elif not isinstance(number, str) or not 1 <= len(number.strip()) <= 64:
+            errors.append(
+                FieldError(
+                    f"seals.{lock}", f"seals.{lock}: give the seal number, 1 to 64 characters."
+                )
+            )
+    return {k: v.strip() for k, v in seals.items() if isinstance(v, str)}, errors
 
 
 def _is_days(value: Any) -> bool:
@@ -444,8 +561,8 @@ async def _json_body(request: web.Request) -> Any:
         raise web.HTTPBadRequest(
             text=json.dumps(
                 {
-                    "error": f"body is not valid JSON ({exc.reason}: {exc.detail}); send a JSON "
-                    "object with Content-Type application/json"
+                    "error": f"The body is not valid JSON ({exc.detail.removeprefix('not JSON: ')}); "
+                    "send a JSON object with Content-Type application/json."
                 }
             ),
             content_type="application/json",
@@ -454,6 +571,8 @@ async def _json_body(request: web.Request) -> Any:
 
 def _reply(result: tuple[int, dict[str, Any]]) -> web.Response:
     status, body = result
+    if isinstance(body.get("error"), str):  # what a person reads is a sentence
+        body = body | {"error": as_sentence(body["error"])}
     return web.json_response(body, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 
@@ -504,9 +623,13 @@ async def _cancel(request: web.Request) -> web.Response:
 
 
 async def _approve(request: web.Request) -> web.Response:
-    await _json_body(request)  # {} (the approving office is the authenticated caller)
+    # {} or {"seals": {lock: seal number}}; the approving office is the authenticated caller.
+    body = await _json_body(request)
+    seals = body.get("seals") if isinstance(body, dict) else None
     return _reply(
-        await request.app[SERVICE].approve(request.match_info["reference"], request[PRINCIPAL])
+        await request.app[SERVICE].approve(
+            request.match_info["reference"], request[PRINCIPAL], seals
+        )
     )
 
 
@@ -533,6 +656,27 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 @web.middleware
+async def unknown_route(request: web.Request, handler: Any) -> web.StreamResponse:
+    """An unknown path or method answers JSON with a sentence, like every other refusal."""
+    try:
+        return await handler(request)
+    except web.HTTPNotFound as exc:
+        if exc.content_type == "application/json":
+            raise
+        return web.json_response(
+            {"error": f"There is nothing at {request.path}; GET /openapi.json lists the API."},
+            status=404,
+        )
+    except web.HTTPMethodNotAllowed as exc:
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return web.json_response(
+            {"error": f"{request.method} is not allowed on {request.path}; use {allowed}."},
+            status=405,
+            headers={"Allow": allowed},
+        )
+
+
+@web.middleware
 async def outage(request: web.Request, handler: Any) -> web.StreamResponse:
     """A storage outage is a 503 with a JSON reason and Retry-After, never a bare 500."""
     from redis.exceptions import ConnectionError as RedisConnectionError
@@ -543,7 +687,7 @@ async def outage(request: web.Request, handler: Any) -> web.StreamResponse:
     except (RedisConnectionError, RedisTimeoutError) as exc:
         log.warning("intake: Redis unavailable for %s %s: %s", request.method, request.path, exc)
         return web.json_response(
-            {"error": "declaration storage is unavailable; nothing was stored, retry later"},
+            {"error": "Declaration storage is unavailable; nothing was stored, retry later."},
             status=503,
             headers={"Retry-After": "5"},
         )
@@ -556,7 +700,9 @@ def build_app(service: IntakeService, authenticate: Authenticate) -> web.Applica
         service: the logic.
         authenticate: bearer token -> caller (see :mod:`smartlock.services.intake.auth`).
     """
-    app = web.Application(middlewares=[outage, guard], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[unknown_route, outage, guard], client_max_size=MAX_BODY_BYTES
+    )
     app[SERVICE] = service
     app[AUTHENTICATE] = authenticate
     app.router.add_post("/declarations", _submit)
@@ -583,16 +729,26 @@ def limits_from(settings: Any) -> Limits:
 
 
 def create_app(
-    settings: Any, clock: Clock = utc_now, places: Places | None = None
+    settings: Any,
+    clock: Clock = utc_now,
+    places: Places | None = None,
+    name: str | None = None,
 ) -> web.Application:
     """The service with Redis storage and MQTT publishing from ``settings``; connects on start-up.
+
+    The intake is also the origin office's system: it subscribes to the write-off notices on
+    ``customs/writeoffs/+`` (QoS 1, a persistent MQTT session named after ``name``, each notice
+    acknowledged only once it is stored), so a notice sent while the intake is down arrives
+    when it is back, and keeps each on the declaration it writes off.
 
     Args:
         settings: the frozen :class:`smartlock.settings.Settings`.
         clock: the time source (tests pass a fixed clock).
         places: known corridors and zones (default: from ``settings.geofence_dir`` or shipped).
+        name: this intake's name; a restarted intake of the same name resumes its MQTT session
+            and receives the notices sent meanwhile (default: the host name).
     """
-    from smartlock.adapters.mqtt import client_for
+    from smartlock.adapters.mqtt import MqttClient, Received, client_for
     from smartlock.adapters.redis_auth import async_redis_client
     from smartlock.services.intake.store import RedisStore
 
@@ -606,6 +762,9 @@ def create_app(
         resend_s=settings.mqtt.resend_s,
     )  # fmt: skip
     redis = async_redis_client(settings, "intake")
+    # The origin office's inbox (made at start-up): a persistent session, notices acknowledged
+    # once stored.
+    inboxes: list[MqttClient] = []
 
     async def publish(topic: str, payload: bytes) -> None:
         await mqtt.publish_all([(topic, payload, False)], qos=1)
@@ -623,6 +782,14 @@ def create_app(
     async def health() -> dict[str, str]:
         checks = {"mqtt": "ok" if mqtt.connected else "down: not connected to the MQTT broker"}
         try:
+            for inbox in inboxes:
+                inbox.raise_if_failed()
+                checks["writeoff_notices"] = (
+                    "ok" if inbox.connected else "down: not connected to the MQTT broker"
+                )
+        except InfrastructureError as exc:
+            checks["writeoff_notices"] = f"down: {exc}"
+        try:
             await asyncio.wait_for(redis.ping(), 2.0)
             checks["redis"] = "ok"
         except Exception as exc:  # noqa: BLE001 - reported, not raised
@@ -634,12 +801,90 @@ def create_app(
     async def lifecycle(app: web.Application) -> Any:
         await _ping_redis(redis, settings.redis.url)
         mqtt.connect()
+        loop = asyncio.get_running_loop()
+        inbox_name, held = claim_inbox(settings.credentials_dir, name)
+        inbox = client_for(
+            settings, "intake",
+            f"{settings.mqtt.client_id_prefix}-intake-{inbox_name}-writeoffs",
+            persistent=True, manual_ack=True,
+        )  # fmt: skip
+        inbox.session_lock = held  # released when it disconnects
+        inboxes.append(inbox)
+        log.info("intake: write-off notices come to the MQTT session %s", inbox.client_id)
+
+        def on_notice(received: Received) -> None:  # paho's thread
+            stored = asyncio.run_coroutine_threadsafe(take_notice(service, received), loop)
+
+            def ack(done: Any) -> None:
+                if not done.cancelled():  # cancelled at shutdown: the broker delivers it again
+                    inbox.ack(received)
+
+            stored.add_done_callback(ack)
+
+        inbox.subscribe([WRITEOFFS.subscription], on_notice, qos=1)
+        inbox.connect()
         yield
+        inbox.disconnect()
         mqtt.disconnect()
         await redis.aclose()
 
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+def claim_inbox(credentials_dir: Path, requested: str | None) -> tuple[str, IO[str] | None]:
+    """The name of this intake's write-off session, and the lock that holds it.
+
+    ``requested`` (``smartlock intake --name``) as given; otherwise the host name, or
+    ``<host>-2``, ``-3`` ... when another intake on this host (same credentials store) runs
+    under it: two intakes sharing one MQTT session would take it from each other endlessly.
+    The names are agreed through an exclusive ``flock`` per name under
+    ``<credentials dir>/.sessions/``, held while the intake runs.
+    """
+    if requested:
+        return requested, None
+    base = socket.gethostname()
+    folder = credentials_dir / ".sessions"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+    except OSError:
+        return base, None  # a read-only store: the host name, unclaimed
+    for n in range(1, 100):
+        candidate = base if n == 1 else f"{base}-{n}"
+        handle = open(folder / f"intake-inbox-{candidate}.lock", "a")  # noqa: SIM115 - held
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        return candidate, handle
+    raise InfrastructureError(f"99 intakes already run on host {base}; give this one --name")
+
+
+async def take_notice(service: IntakeService, received: Any, retry_s: float = 1.0) -> None:
+    """Stores one write-off notice received on MQTT, retrying while storage is down (the
+    notice is acknowledged to the broker only after this returns: never lost). A payload that
+    is not a WriteOffNotice is logged with the reason and dropped."""
+    try:
+        notice = WriteOffNotice.model_validate(
+            load_json(received.payload, "payload", max_bytes=MAX_BODY_BYTES)
+        )
+    except (MessageError, ValueError) as exc:
+        log.error(
+            "intake: a message on %s is not a write-off notice (%s); dropped: %r",
+            received.topic, exc, received.payload[:2000],
+        )  # fmt: skip
+        return
+    while True:
+        try:
+            log.info("intake: %s", await service.record_writeoff(notice))
+            return
+        except Exception as exc:  # noqa: BLE001 - storage down: keep the notice, try again
+            log.warning(
+                "intake: write-off notice for %s not stored yet (%s); retrying in %.0f s",
+                notice.declaration_id, exc, retry_s,
+            )  # fmt: skip
+            await asyncio.sleep(retry_s)
 
 
 async def _ping_redis(redis: Any, url: str) -> None:

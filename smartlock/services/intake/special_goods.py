@@ -11,6 +11,7 @@ Pure: the list is read once from the package; nothing else is read.
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -60,8 +61,11 @@ class Match:
     matched: str
 
     def label(self) -> str:
-        appendix = f", CITES Appendix {self.good.appendix}" if self.good.appendix else ""
-        return f"{self.good.name}{appendix}"
+        """The listed good, with its CITES appendix: "elephant ivory, CITES Appendix I: ..."."""
+        if not self.good.appendix:
+            return self.good.name
+        appendix = re.sub(r"^(\S+) \((.*)\)$", r"\1: \2", self.good.appendix)
+        return f"{self.good.name}, CITES Appendix {appendix}"
 
 
 @dataclass(frozen=True)
@@ -107,12 +111,23 @@ class SpecialGoods:
                 good = ListedGood("dangerous_goods", f"dangerous goods {un}", (un,), un=(un,))
             found.setdefault(good.cls, Match(good, self.classes[good.cls], un))
         for good in self.goods:
-            if good.cls in found or any(_contains(lowered, u.lower()) for u in good.unless):
+            if good.cls in found:
                 continue
-            hit = next((n for n in good.names if _contains(lowered, n.lower())), None)
+            # An "unless" phrase ("paint brushes", "ivory white") is not the goods: taken out of
+            # the text, it hides only itself ("paint brushes and paint thinner" still matches).
+            rest = lowered
+            for phrase in good.unless:
+                rest = _remove(rest, phrase.lower())
+            hit = next((n for n in good.names if _contains(rest, n.lower())), None)
             if hit is not None:
                 found[good.cls] = Match(good, self.classes[good.cls], hit)
         return [found[c] for c in self.classes if c in found]
+
+
+def _remove(text: str, phrase: str) -> str:
+    if _CJK.search(phrase):
+        return text.replace(phrase, " ")
+    return re.sub(rf"(?<![\w-]){re.escape(phrase)}(?:e?s)?(?![\w-])", " ", text)
 
 
 def _contains(text: str, name: str) -> bool:
@@ -162,10 +177,10 @@ def check_permits(
         errors.append(
             FieldError(
                 where,
-                f'{where}: "{description}" falls under {gc.title} ({match.label()}, matched '
-                f'"{match.matched}"), which needs a permit of kind "{gc.permit}" ({gc.permit_name})'
-                f'{have}. Add {{"kind": "{gc.permit}", "reference": "{gc.example}"}} with your '
-                f"permit number ({gc.law}).",
+                f'{where}: "{description}" names "{match.matched}" ({match.label()}), so the '
+                f'line falls under {gc.title} and needs a permit of kind "{gc.permit}" '
+                f'({gc.permit_name}){have}. Add {{"kind": "{gc.permit}", "reference": '
+                f'"{gc.example}"}} with your permit number ({gc.law}).',
             )
         )
     return given, errors
@@ -199,7 +214,8 @@ def _permit_list(
             errors.append(
                 FieldError(
                     f"{where}.kind",
-                    f"{where}.kind: {kind!r} is not a permit kind; use one of {', '.join(kinds)}.",
+                    f"{where}.kind: {json.dumps(kind, ensure_ascii=False)} is not a permit "
+                    f"kind; use one of {', '.join(kinds)}.",
                 )
             )
         if not isinstance(reference, str) or not _REFERENCE.match(reference.strip()):

@@ -3,7 +3,9 @@
 Redis keys (``<p>`` is ``redis.prefix``, default ``smartlock``):
 
 * ``<p>:intake:<reference>``: hash, field ``record`` = the record as JSON, ``status``
-  (``accepted`` / ``bound``) and, while a bind is publishing, ``binding``;
+  (``accepted`` / ``bound``), while a bind is publishing ``binding``, and one field
+  ``writeoff:<lock_id>`` per write-off notice the origin office received (set once, so
+  notices of a train's containers never overwrite each other);
 * ``<p>:intake:declaration:<declaration_id>``: the reference of that declaration id (unique);
 * ``<p>:intake:by:<declarant>``: set of the references a declarant filed (its list);
 
@@ -15,8 +17,12 @@ filed it, the only one besides customs that may see it), ``status``, ``submitted
 ``bound_at`` (null until bound), ``vehicle_plate``, ``fee``, ``declaration`` (the contract
 payload) and ``intake`` (consignor, consignee, cargo details, local times); after an
 amendment also ``version``, ``amended_at`` and ``versions`` (every earlier version), after a
-cancellation ``cancelled_at`` and ``cancel_reason``. The loop's progress is not stored here: it
-is read from the pipeline's live state in the same Redis (:meth:`RedisStore.pipeline_view`).
+cancellation ``cancelled_at`` and ``cancel_reason``; ``history`` lists what happened to it
+(``submitted``, ``amended``, ``bound``, ``approved``, ``cancelled``, ``written_off``). A read
+record also carries ``writeoffs`` (lock id -> the WriteOffNotice received for it, from the
+``writeoff:`` fields). The trip's progress before the write-off (sealed, in transit, released,
+inspect) is read from the pipeline's live trip hash in the same Redis
+(:meth:`RedisStore.pipeline_view`); the write-off itself only from the notice.
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ from smartlock.contract.models import format_ts
 from smartlock.errors import SmartlockError
 from smartlock.services.intake.reference import make_reference
 from smartlock.services.intake.rules import Accepted
+
+#: The hash field of a container's write-off notice: ``writeoff:<lock_id>``.
+WRITEOFF_FIELD = "writeoff:"
 
 
 class IntakeError(SmartlockError):
@@ -64,7 +73,13 @@ def new_record(
         "fee": fee,
         "declaration": decl.to_payload(),
         "intake": accepted.intake,
+        "history": [{"event": "submitted", "at": format_ts(now), "by": declarant}],
     }
+
+
+def bound_event(plate: str, now: datetime) -> dict[str, Any]:
+    """The history entry of a binding."""
+    return {"event": "bound", "at": format_ts(now), "vehicle_plate": plate}
 
 
 class DeclarationStore(Protocol):
@@ -80,9 +95,8 @@ class DeclarationStore(Protocol):
     async def mark_bound(self, reference: str, plate: str, now: datetime) -> dict[str, Any]: ...
     async def save(self, record: dict[str, Any]) -> dict[str, Any]: ...
     async def list_records(self, declarant: str | None) -> list[dict[str, Any]]: ...
-    async def pipeline_view(
-        self, record: dict[str, Any]
-    ) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, Any]]]: ...
+    async def add_writeoff(self, reference: str, lock_id: str, notice: dict[str, Any]) -> bool: ...
+    async def pipeline_view(self, record: dict[str, Any]) -> dict[str, dict[str, str]]: ...
 
 
 class MemoryStore:
@@ -92,9 +106,9 @@ class MemoryStore:
         self.records: dict[str, dict[str, Any]] = {}
         self.by_declaration: dict[str, str] = {}
         self._binding: set[str] = set()
-        #: What the pipeline reports (tests fill these): lock -> trip hash, and
-        #: declaration id -> lock -> write-off record.
+        #: What the pipeline reports (tests fill it): lock -> trip hash.
         self.trips: dict[str, dict[str, str]] = {}
+        #: reference -> lock -> the write-off notice received.
         self.writeoffs: dict[str, dict[str, dict[str, Any]]] = {}
 
     async def create(
@@ -117,7 +131,9 @@ class MemoryStore:
 
     async def get(self, reference: str) -> dict[str, Any] | None:
         record = self.records.get(reference)
-        return json.loads(json.dumps(record)) if record else None
+        if not record:
+            return None
+        return json.loads(json.dumps(record | {"writeoffs": self.writeoffs.get(reference, {})}))
 
     async def reference_of(self, declaration_id: str) -> str | None:
         return self.by_declaration.get(declaration_id)
@@ -134,25 +150,27 @@ class MemoryStore:
     async def mark_bound(self, reference: str, plate: str, now: datetime) -> dict[str, Any]:
         record = self.records[reference]
         record.update(status="bound", bound_at=format_ts(now), bound_plate=plate)
-        return json.loads(json.dumps(record))
+        record["history"] = [*record.get("history", []), bound_event(plate, now)]
+        return await self.get(reference) or record
 
     async def save(self, record: dict[str, Any]) -> dict[str, Any]:
-        self.records[record["reference"]] = json.loads(json.dumps(record))
-        return json.loads(json.dumps(record))
+        stored = {k: v for k, v in record.items() if k != "writeoffs"}
+        self.records[record["reference"]] = json.loads(json.dumps(stored))
+        return await self.get(record["reference"]) or stored
 
     async def list_records(self, declarant: str | None) -> list[dict[str, Any]]:
-        return [
-            json.loads(json.dumps(r))
-            for r in self.records.values()
-            if declarant is None or r.get("declarant") == declarant
-        ]
+        found = [await self.get(ref) for ref in self.records]
+        return [r for r in found if r and (declarant is None or r.get("declarant") == declarant)]
 
-    async def pipeline_view(
-        self, record: dict[str, Any]
-    ) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, Any]]]:
-        locks = _locks(record)
-        trips = {lock: self.trips[lock] for lock in locks if lock in self.trips}
-        return trips, dict(self.writeoffs.get(record["declaration_id"], {}))
+    async def add_writeoff(self, reference: str, lock_id: str, notice: dict[str, Any]) -> bool:
+        notices = self.writeoffs.setdefault(reference, {})
+        if lock_id in notices:
+            return False
+        notices[lock_id] = json.loads(json.dumps(notice))
+        return True
+
+    async def pipeline_view(self, record: dict[str, Any]) -> dict[str, dict[str, str]]:
+        return {lock: self.trips[lock] for lock in _locks(record) if lock in self.trips}
 
 
 class RedisStore:
@@ -199,11 +217,22 @@ class RedisStore:
         return self.keys.intake_by_declarant(declarant)
 
     async def save(self, record: dict[str, Any]) -> dict[str, Any]:
+        stored = {k: v for k, v in record.items() if k != "writeoffs"}  # kept in their fields
         await self._redis.hset(
             self._key(record["reference"]),
-            mapping={"record": json.dumps(record, ensure_ascii=False), "status": record["status"]},
+            mapping={"record": json.dumps(stored, ensure_ascii=False), "status": record["status"]},
         )
-        return record
+        return await self.get(record["reference"]) or stored
+
+    async def add_writeoff(self, reference: str, lock_id: str, notice: dict[str, Any]) -> bool:
+        """Keeps the write-off notice of ``lock_id``; False if one was kept already."""
+        return bool(
+            await self._redis.hsetnx(
+                self._key(reference),
+                f"{WRITEOFF_FIELD}{lock_id}",
+                json.dumps(notice, ensure_ascii=False),
+            )
+        )
 
     async def list_records(self, declarant: str | None) -> list[dict[str, Any]]:
         if declarant is not None:
@@ -215,22 +244,27 @@ class RedisStore:
         records = [await self.get(r) for r in sorted(references)]
         return [r for r in records if r is not None]
 
-    async def pipeline_view(
-        self, record: dict[str, Any]
-    ) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, Any]]]:
-        """The pipeline's live trip hash of each lock and the declaration's write-offs (same
-        Redis, same prefix: ``<p>:trip:<lock>``, ``<p>:writeoff:<declaration>``)."""
+    async def pipeline_view(self, record: dict[str, Any]) -> dict[str, dict[str, str]]:
+        """The pipeline's live trip hash of each lock (same Redis, same prefix:
+        ``<p>:trip:<lock>``)."""
         trips = {}
         for lock in _locks(record):
             trip = await self._redis.hgetall(self.keys.trip(lock))
             if trip:
                 trips[lock] = trip
-        raw = await self._redis.hgetall(self.keys.writeoff(record["declaration_id"]))
-        return trips, {lock: json.loads(value) for lock, value in raw.items()}
+        return trips
 
     async def get(self, reference: str) -> dict[str, Any] | None:
-        raw = await self._redis.hget(self._key(reference), "record")
-        return json.loads(raw) if raw else None
+        fields = await self._redis.hgetall(self._key(reference))
+        if not fields.get("record"):
+            return None
+        record: dict[str, Any] = json.loads(fields["record"])
+        record["writeoffs"] = {
+            name.removeprefix(WRITEOFF_FIELD): json.loads(value)
+            for name, value in sorted(fields.items())
+            if name.startswith(WRITEOFF_FIELD)
+        }
+        return record
 
     async def reference_of(self, declaration_id: str) -> str | None:
         value = await self._redis.get(self._index(declaration_id))
@@ -250,11 +284,8 @@ class RedisStore:
         if record is None:
             raise IntakeError(f"declaration {reference} vanished while binding", reference)
         record.update(status="bound", bound_at=format_ts(now), bound_plate=plate)
-        await self._redis.hset(
-            self._key(reference),
-            mapping={"record": json.dumps(record, ensure_ascii=False), "status": "bound"},
-        )
-        return record
+        record["history"] = [*record.get("history", []), bound_event(plate, now)]
+        return await self.save(record)
 
 
 def _locks(record: dict[str, Any]) -> list[str]:
