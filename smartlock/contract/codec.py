@@ -424,7 +424,9 @@ _GOOD_KEYS: dict[frozenset[str], set[tuple[str, ...]]] = {}
 
 def _fields_ok(raw: dict[str, Any], fields: frozenset[str], required: frozenset[str]) -> bool:
     """Every key of ``raw`` is one of ``fields`` and every one of ``required`` is there."""
-    good = _GOOD_KEYS.setdefault(fields, set())
+    good = _GOOD_KEYS.get(fields)  # (setdefault would build an empty set per call)
+    if good is None:
+        good = _GOOD_KEYS[fields] = set()
     order = tuple(raw)
     if order in good:
         return True

@@ -120,7 +120,7 @@ class Reading:
                 clock,
                 lat,
                 lon,
-                Fix(seq=seq, ts=ts, lat=lat, lon=lon, x=x, y=y),
+                Fix(seq, ts, lat, lon, x, y),
                 msg.speed_kmh,
                 msg.hdop,
                 msg.battery_pct,
@@ -259,9 +259,13 @@ def distance_m(ctx: Context, a: Fix, b: Fix) -> float:
 
 
 def _zones(ctx: Context, fix: Fix, effects: Effects) -> list[Any]:
-    if effects.zones is None:
-        effects.zones = ctx.geofences.zones_at_xy(*xy(ctx, fix))
-    return effects.zones
+    zones = effects.zones
+    if zones is None:
+        x, y = fix.x, fix.y
+        if x is None or y is None:
+            x, y = xy(ctx, fix)
+        zones = effects.zones = ctx.geofences.zones_at_xy(x, y)
+    return zones
 
 
 def _newest(trip: Trip, fix: Fix) -> bool:
@@ -487,7 +491,10 @@ def corridor_rule(ctx: Context, trip: Trip, reading: Reading, effects: Effects) 
         return
     geo = ctx.geofences
     zones = _zones(ctx, fix, effects)
-    on_route = geo.in_corridor_xy(trip.corridor_id, *xy(ctx, fix)) or any(
+    x, y = fix.x, fix.y
+    if x is None or y is None:
+        x, y = xy(ctx, fix)
+    on_route = geo.in_corridor_xy(trip.corridor_id, x, y) or any(
         z.role == "rest_area" or z.id in (trip.origin_site, trip.destination_gate) for z in zones
     )
     if on_route:

@@ -46,13 +46,15 @@ class _Dumpable:
 
 
 @with_config(_FORBID)
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True)
 class Fix(_Dumpable):
     """One accepted position of a lock.
 
     ``x`` and ``y`` are the position in the geofences' local metric frame (metres), set
     once when the fix is judged so no rule projects it again; None in a state saved before
     they were kept (the rules then project it).
+
+    Positional arguments allowed (one is built per fix: keywords cost twice as much).
     """
 
     seq: int

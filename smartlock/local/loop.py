@@ -294,8 +294,16 @@ def _narrate(
             if seen[lock] == "written_off" or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
+        heard = " ".join(
+            f"The write-off notice for {c} reached the Yiwu office on {c_topic};"
+            for c, c_topic in [
+                (n["container_no"], f"customs/writeoffs/{n['origin_site']}")
+                for n in (record.get("writeoffs") or {}).values()
+            ]
+        )
         console.print(
-            f"8. The declarant looks up {reference} and reads: {str(seen[lock]).replace('_', ' ')}."
+            f"8. {heard + ' t' if heard else 'T'}he declarant looks up {reference} and reads: "
+            f"{str(seen[lock]).replace('_', ' ')}."
         )
     return {"verdicts": verdicts, "writeoffs": writeoffs, "declarant_sees": seen}
 

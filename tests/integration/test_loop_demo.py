@@ -25,6 +25,10 @@ def test_the_closed_loop_releases_writes_off_and_keeps_the_resolution(tmp_path: 
     assert "{'" not in text and " True" not in text  # sentences, not a dict and a bool
     assert result["declarant_sees"] == {clean: "written_off", detour: "written_off"}
     assert "and reads: written off." in text
+    assert text.count("The Yiwu office approved and sealed ") == 2
+    assert (
+        text.count("reached the Yiwu office on customs/writeoffs/yiwu-origin; the declarant") == 2
+    )
     records = {
         lock: rec for per_decl in result["writeoffs"].values() for lock, rec in per_decl.items()
     }

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from smartlock.contract.models import WriteOffNotice
 from smartlock.services.intake.auth import Principal
 from smartlock.services.intake.lifecycle import live_status
-from smartlock.services.intake.service import IntakeService, take_notice
+from smartlock.services.intake.service import IntakeService, claim_inbox, take_notice
 from smartlock.services.intake.store import MemoryStore
 from tests.unit.test_intake_rules import rail_form, road_form
 
@@ -516,3 +518,18 @@ def test_a_notice_is_stored_even_while_storage_is_down_and_a_bad_one_is_dropped_
 class Message:
     def __init__(self, topic: str, payload: bytes) -> None:
         self.topic, self.payload = topic, payload
+
+
+def test_two_intakes_on_one_host_take_two_write_off_sessions(tmp_path: Path) -> None:
+    host = socket.gethostname()
+    first, held = claim_inbox(tmp_path, None)
+    second, also_held = claim_inbox(tmp_path, None)
+    assert (first, second) == (host, f"{host}-2")
+    assert held is not None and also_held is not None
+    held.close()  # the first intake stopped: a new one resumes its session
+    again, held_again = claim_inbox(tmp_path, None)
+    assert again == host
+    assert claim_inbox(tmp_path, "yiwu-1") == ("yiwu-1", None)  # a name given is used as is
+    for handle in (also_held, held_again):
+        assert handle is not None
+        handle.close()

@@ -21,8 +21,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--name",
         default=None,
         help="this intake's name; a restarted intake of the same name resumes its MQTT session "
-        "and receives the write-off notices sent meanwhile (default: the host name; give each "
-        "intake on one host its own)",
+        "and receives the write-off notices sent meanwhile (default: the host name, or "
+        "<host>-2, -3 ... while another intake on this host has it)",
     )
     parser.add_argument(
         "--write-openapi",

@@ -9,6 +9,7 @@ the broker acknowledged it: that is how the pipeline learns of a declaration.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
 import socket
@@ -16,7 +17,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from aiohttp import web
 
@@ -746,7 +748,7 @@ def create_app(
         name: this intake's name; a restarted intake of the same name resumes its MQTT session
             and receives the notices sent meanwhile (default: the host name).
     """
-    from smartlock.adapters.mqtt import Received, client_for
+    from smartlock.adapters.mqtt import MqttClient, Received, client_for
     from smartlock.adapters.redis_auth import async_redis_client
     from smartlock.services.intake.store import RedisStore
 
@@ -760,12 +762,9 @@ def create_app(
         resend_s=settings.mqtt.resend_s,
     )  # fmt: skip
     redis = async_redis_client(settings, "intake")
-    # The origin office's inbox: a persistent session, notices acknowledged once stored.
-    inbox = client_for(
-        settings, "intake",
-        f"{settings.mqtt.client_id_prefix}-intake-{name or socket.gethostname()}-writeoffs",
-        persistent=True, manual_ack=True,
-    )  # fmt: skip
+    # The origin office's inbox (made at start-up): a persistent session, notices acknowledged
+    # once stored.
+    inboxes: list[MqttClient] = []
 
     async def publish(topic: str, payload: bytes) -> None:
         await mqtt.publish_all([(topic, payload, False)], qos=1)
@@ -783,10 +782,11 @@ def create_app(
     async def health() -> dict[str, str]:
         checks = {"mqtt": "ok" if mqtt.connected else "down: not connected to the MQTT broker"}
         try:
-            inbox.raise_if_failed()
-            checks["writeoff_notices"] = (
-                "ok" if inbox.connected else "down: not connected to the MQTT broker"
-            )
+            for inbox in inboxes:
+                inbox.raise_if_failed()
+                checks["writeoff_notices"] = (
+                    "ok" if inbox.connected else "down: not connected to the MQTT broker"
+                )
         except InfrastructureError as exc:
             checks["writeoff_notices"] = f"down: {exc}"
         try:
@@ -802,6 +802,15 @@ def create_app(
         await _ping_redis(redis, settings.redis.url)
         mqtt.connect()
         loop = asyncio.get_running_loop()
+        inbox_name, held = claim_inbox(settings.credentials_dir, name)
+        inbox = client_for(
+            settings, "intake",
+            f"{settings.mqtt.client_id_prefix}-intake-{inbox_name}-writeoffs",
+            persistent=True, manual_ack=True,
+        )  # fmt: skip
+        inbox.session_lock = held  # released when it disconnects
+        inboxes.append(inbox)
+        log.info("intake: write-off notices come to the MQTT session %s", inbox.client_id)
 
         def on_notice(received: Received) -> None:  # paho's thread
             stored = asyncio.run_coroutine_threadsafe(take_notice(service, received), loop)
@@ -821,6 +830,35 @@ def create_app(
 
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+def claim_inbox(credentials_dir: Path, requested: str | None) -> tuple[str, IO[str] | None]:
+    """The name of this intake's write-off session, and the lock that holds it.
+
+    ``requested`` (``smartlock intake --name``) as given; otherwise the host name, or
+    ``<host>-2``, ``-3`` ... when another intake on this host (same credentials store) runs
+    under it: two intakes sharing one MQTT session would take it from each other endlessly.
+    The names are agreed through an exclusive ``flock`` per name under
+    ``<credentials dir>/.sessions/``, held while the intake runs.
+    """
+    if requested:
+        return requested, None
+    base = socket.gethostname()
+    folder = credentials_dir / ".sessions"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+    except OSError:
+        return base, None  # a read-only store: the host name, unclaimed
+    for n in range(1, 100):
+        candidate = base if n == 1 else f"{base}-{n}"
+        handle = open(folder / f"intake-inbox-{candidate}.lock", "a")  # noqa: SIM115 - held
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        return candidate, handle
+    raise InfrastructureError(f"99 intakes already run on host {base}; give this one --name")
 
 
 async def take_notice(service: IntakeService, received: Any, retry_s: float = 1.0) -> None:
