@@ -317,6 +317,6 @@ def _wait_until(check: Any, timeout: float = 60.0) -> None:
 
 
 def _show(console: Console, outcome: Outcome, step: str) -> dict[str, Any]:
-    console.print(f"{step} gate beilun-gate:", end=" ")
+    console.print(f"{step} Gate beilun-gate:", end=" ")
     show_outcome(console, outcome, timeout=1.0)
     return outcome.verdict or {"verdict": None, "reasons": []}
