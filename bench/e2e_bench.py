@@ -11,8 +11,14 @@ steps the pipeline drains: a few undeclared marker locks publish once and the st
 their alerts came back (``drained_after_s``: how far behind the worker was). Stops at the first rate whose p99 is over 500 ms (or at the end
 of ``--rates``).
 
+Gate verdicts are timed the same way: twice a second a gate (``beilun-gate``, logged in as
+itself) reports an arrival of a new undeclared lock among the messages, and the wall time
+from publishing it to receiving its verdict is that verdict's latency (the contract wants it
+under 1 s).
+
 Prints one JSON line per rate: the target and achieved publish rate, alerts with a latency
-sample, median and p99, each with date, machine and load. Everything (fleet, publisher,
+sample, median and p99, gate verdicts with their median and slowest, each with date,
+machine and load. Everything (fleet, publisher,
 subscriber, Mosquitto, bridge, Tansu, worker, Redis) shares this machine's cores.
 
 Run: ``python bench/e2e_bench.py [--rates 250,500,1000,2500,5000,7500] [--seconds 10]``.
@@ -37,13 +43,15 @@ from typing import Any
 from rich.console import Console
 from worker_bench import machine  # same folder: run as `python bench/e2e_bench.py`
 
+from smartlock.adapters.broker_auth import push_identity
 from smartlock.adapters.credentials import CredentialStore
 from smartlock.adapters.keys import RedisKeys
 from smartlock.adapters.mqtt import Login, MqttClient, Received
 from smartlock.adapters.redis_auth import redis_client
-from smartlock.contract.topics import ALERTS, lock_topic
+from smartlock.contract.topics import ALERTS, arrival_topic, lock_topic, verdict_topic
 from smartlock.core.geofence import Geofences, default_geofence_dir
 from smartlock.local.demo import local_stack, stack_settings
+from smartlock.services.gate.client import make_arrival
 from smartlock.settings import settings_env
 from smartlock.simulators.fleet import Fleet, FleetConfig
 from smartlock.simulators.scenarios import parse_scenario
@@ -89,6 +97,45 @@ class AlertTimes:
         return values
 
 
+#: The gate that reports probe arrivals, and every how many 20 ms slices it does (2 a second).
+GATE = "beilun-gate"
+GATE_EVERY = 25
+
+
+class VerdictTimes:
+    """A gate's client: publishes probe arrivals and times each one's verdict."""
+
+    def __init__(self, host: str, port: int, login: Login) -> None:
+        self.sent: dict[str, float] = {}
+        self.latencies: list[float] = []
+        self.lock = threading.Lock()
+        self.client = MqttClient(host, port, f"{GATE}-bench-{os.getpid()}", login=login)
+
+    def start(self) -> None:
+        self.client.subscribe([verdict_topic(GATE)], self._on_message)
+        self.client.connect()
+
+    def arrive(self, lock: str, ts: str) -> Any:
+        arrival = make_arrival(GATE, "浙B12345", lock, "CSQU3054383", ts=ts)
+        with self.lock:
+            self.sent[lock] = time.monotonic()
+        body = json.dumps(arrival, ensure_ascii=False).encode()
+        return self.client.publish(arrival_topic(GATE), body, qos=1)
+
+    def _on_message(self, msg: Received) -> None:
+        now = time.monotonic()
+        lock = json.loads(msg.payload).get("lock_id")
+        with self.lock:
+            sent = self.sent.pop(lock, None)
+            if sent is not None:
+                self.latencies.append((now - sent) * 1000)
+
+    def take(self) -> list[float]:
+        with self.lock:
+            values, self.latencies = self.latencies, []
+        return values
+
+
 #: Event time of a probe before any fleet message has one: the fleet's default start.
 DEFAULT_TS = "2026-11-22T08:00:00Z"
 #: Every this many 20 ms slices, a probe: one message from a new undeclared lock, whose
@@ -98,10 +145,11 @@ PROBE_EVERY = 5
 
 
 def publish_at(client: MqttClient, messages: list[tuple[str, dict[str, Any]]], rate: float,
-               times: AlertTimes, step: str = "") -> float:  # fmt: skip
+               times: AlertTimes, step: str = "", gate: VerdictTimes | None = None) -> float:  # fmt: skip
     """Publishes at ``rate`` msg/s in 20 ms slices; returns the achieved rate (all acked).
 
-    With ``step``, probes (:data:`PROBE_EVERY`) go out among the messages."""
+    With ``step``, probes (:data:`PROBE_EVERY`) and gate arrivals (:data:`GATE_EVERY`, with
+    ``gate``) go out among the messages."""
     slice_n = max(1, round(rate / 50))
     start = time.monotonic()
     pending = []
@@ -121,6 +169,8 @@ def publish_at(client: MqttClient, messages: list[tuple[str, dict[str, Any]]], r
             pending.append(
                 client.publish(lock_topic(lock, "telemetry"), json.dumps(probe).encode(), qos=1)
             )
+        if step and gate is not None and n % GATE_EVERY == 0:
+            pending.append(gate.arrive(f"GATEPROBE-{step}-{n}", current_ts))
         for topic, payload in messages[i : i + slice_n]:
             if "ts" in payload:
                 current_ts = payload["ts"]
@@ -194,6 +244,8 @@ def main() -> None:
         with local_stack(run_dir, Console(file=io.StringIO())) as ports:
             settings = stack_settings(ports, credentials={"dir": credentials.directory.resolve()})
             env = settings_env(settings, os.environ) | {"PYTHONUNBUFFERED": "1"}
+            gate_identity = credentials.ensure("gate", GATE)
+            push_identity("127.0.0.1", ports.mqtt, credentials.get("admin"), gate_identity)
             procs = [start("worker", run_dir, env), start("bridge", run_dir, env)]
             client = redis_client(settings, "reader")
             try:
@@ -204,6 +256,8 @@ def main() -> None:
                     time.sleep(0.2)
                 times = AlertTimes("127.0.0.1", ports.mqtt, Login.of(credentials.get("console")))
                 times.start()
+                gate = VerdictTimes("127.0.0.1", ports.mqtt, Login.of(gate_identity))
+                gate.start()
                 publisher = MqttClient(
                     "127.0.0.1", ports.mqtt, f"bench-fleet-{os.getpid()}", max_inflight=2000,
                     login=Login.of(credentials.get("simulator")),
@@ -213,14 +267,16 @@ def main() -> None:
                 publish_at(publisher, stream[: args.warmup], 2500, times)
                 drain(publisher, times, "warmup", last_ts(stream[: args.warmup]))
                 times.take()
+                gate.take()
                 offset = args.warmup
                 for rate in rates:
                     n = int(rate * args.seconds)
                     step = stream[offset : offset + n]
-                    achieved = publish_at(publisher, step, rate, times, f"{rate:g}")
+                    achieved = publish_at(publisher, step, rate, times, f"{rate:g}", gate)
                     offset += n
                     behind = drain(publisher, times, f"{rate:g}", last_ts(step))
                     values = sorted(times.take())
+                    verdicts = sorted(gate.take())
                     p99 = values[min(len(values) - 1, int(len(values) * 0.99))] if values else None
                     figure = {
                         "bench": "end_to_end",
@@ -232,6 +288,11 @@ def main() -> None:
                         if values
                         else None,
                         "latency_p99_ms": round(p99, 1) if p99 is not None else None,
+                        "gate_verdicts": len(verdicts),
+                        "gate_verdict_median_ms": round(statistics.median(verdicts), 1)
+                        if verdicts
+                        else None,
+                        "gate_verdict_max_ms": round(verdicts[-1], 1) if verdicts else None,
                     }
                     print(json.dumps(figure | machine()), flush=True)
                     if not values:  # something is wrong: show what the pipeline said
@@ -242,6 +303,7 @@ def main() -> None:
                         break
                 publisher.disconnect()
                 times.client.disconnect()
+                gate.client.disconnect()
             finally:
                 for proc in procs:
                     proc.terminate()

@@ -15,7 +15,8 @@ One run, side by side on this machine:
    committed offsets, which the worker commits only after a batch's outputs are written.
 
 Prints one JSON line per figure, each with the date, the machine and its load average.
-``--profile FILE`` records the single worker with py-spy (``pip install py-spy``) and
+``--profile FILE`` records the single worker with py-spy (``pip install py-spy``), sampling
+the thread that holds the GIL (a worker is bound by it: its threads share one core), and
 writes its top functions (own time and total time) to FILE.
 
 Run: ``python bench/worker_bench.py [--messages 60000] [--workers 1,2]``.
@@ -164,6 +165,15 @@ class Committed:
             await self.consumer.stop()
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system, all threads) the processes used so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def profile_top(raw: Path, out: Path, top: int = 40) -> None:
     """Own and total sample counts per function from py-spy's collapsed stacks."""
     own: collections.Counter[str] = collections.Counter()
@@ -218,12 +228,13 @@ async def drain(
             spy_bin = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
             spy = subprocess.Popen(
                 [spy_bin, "record", "--pid", str(procs[0].pid), "--format", "raw",
-                 "--output", str(raw), "--rate", "50", "--nonblocking"],
+                 "--output", str(raw), "--rate", "100", "--gil", "--nonblocking"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
         reader = Committed(settings, settings.kafka.app_id, partitions)
         first: tuple[float, int] | None = None
         last = (time.monotonic(), 0)
+        cpu = (0.0, 0.0)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for proc in procs:
@@ -233,7 +244,9 @@ async def drain(
             now = time.monotonic()
             if done > 0 and first is None:
                 first = (now, done)
+                cpu = (cpu_seconds([p.pid for p in procs]), 0.0)
             last = (now, done)
+            cpu = (cpu[0], cpu_seconds([p.pid for p in procs]))
             if done >= expected:
                 break
             await asyncio.sleep(0.25)
@@ -265,6 +278,7 @@ async def drain(
     ]
     elapsed = last[0] - first[0]
     share = (last[1] - first[1]) / expected  # share of the records counted in that window
+    counted = messages * share
     return {
         "bench": "worker_ceiling",
         "workers": workers,
@@ -272,7 +286,11 @@ async def drain(
         "messages": messages,
         "records": expected,
         "seconds": round(elapsed, 2),
-        "msg_per_s": round(messages * share / elapsed) if elapsed > 0 else None,
+        "msg_per_s": round(counted / elapsed) if elapsed > 0 else None,
+        # The workers' CPU time (all their threads) per message in the same window: steadier
+        # than msg/s on a shared machine, and what bounds a worker (its threads share a GIL).
+        "cpu_us_per_msg": round(1e6 * (cpu[1] - cpu[0]) / counted) if counted else None,
+        "cpu_share": round((cpu[1] - cpu[0]) / elapsed / workers, 2) if elapsed > 0 else None,
         "worker_phases": phases,
     }
 

@@ -172,8 +172,8 @@ def local_stack(run_dir: Path, console: Console) -> Iterator[Ports]:
     broker in memory; ``smartlock stack up`` is the durable one."""
     ports = _ports()
     console.print(
-        f"starting Mosquitto :{ports.mqtt}, Redis :{ports.redis}, Kafka-compatible broker :{ports.kafka} "
-        f"(logs in {run_dir})"
+        f"Starting Mosquitto on :{ports.mqtt}, Redis on :{ports.redis} and the Kafka-compatible "
+        f"broker on :{ports.kafka} (logs in {run_dir})."
     )
     stop_stack(run_dir)  # left over from an interrupted run
     for data in ("mosquitto", "redis", "seaweedfs"):
@@ -183,7 +183,9 @@ def local_stack(run_dir: Path, console: Console) -> Iterator[Ports]:
         yield ports
     finally:
         stopped = stop_stack(run_dir)
-        console.print(f"stopped {', '.join(stopped)}")
+        console.print(
+            f"Stopped {', '.join(stopped)}." if stopped else "No server was left to stop."
+        )
 
 
 def run_demo(

@@ -179,8 +179,8 @@ def _narrate(
         if status != 201:
             raise InfrastructureError(f"declaration refused: {body}")
         console.print(
-            f"1. declaration accepted for {lock} ({plate}): reference {body['reference']}, "
-            f"fee HK$ {body['fee']['total']}"
+            f"1. The declaration for {lock} ({plate}) is accepted: reference "
+            f"{body['reference']}, fee HK${body['fee']['total']}."
         )
         status, bound = _http(
             f"{base}/declarations/{body['reference']}/bind", token, {"vehicle_plate": plate}
@@ -188,7 +188,8 @@ def _narrate(
         if status != 200:
             raise InfrastructureError(f"binding refused: {bound}")
         console.print(
-            f"2. driver bound {body['reference']} to {plate}; the declaration is now on customs/declarations"
+            f"2. The driver bound {body['reference']} to {plate}; the declaration is now on "
+            "customs/declarations."
         )
         status, approved = _http(
             f"{base}/declarations/{body['reference']}/approve",
@@ -218,7 +219,8 @@ def _narrate(
         )
     )
     console.print(
-        f"3. sealed at yiwu-origin, {report.acked} lock messages along the G1512 ({len(TRUCKS)} trucks)"
+        f"3. The {len(TRUCKS)} trucks were sealed at yiwu-origin; their locks sent "
+        f"{report.acked} messages along the G1512."
     )
     for lock, *_ in TRUCKS:
         last = next(p["ts"] for _, p in reversed(messages) if p["lock_id"] == lock)
@@ -256,7 +258,7 @@ def _narrate(
                     f"the pipeline did not take the resolution: {confirmed.detail}"
                 )
             console.print(
-                f"5. operator {OPERATOR} resolved {alert_id} (police check at the exit, confirmed)"
+                f"5. Operator {OPERATOR} resolved {alert_id} (police check at the exit, confirmed)."
             )
             for k in range(20):
                 outcome = gate.arrive(
@@ -315,6 +317,6 @@ def _wait_until(check: Any, timeout: float = 60.0) -> None:
 
 
 def _show(console: Console, outcome: Outcome, step: str) -> dict[str, Any]:
-    console.print(f"{step} gate beilun-gate:", end=" ")
+    console.print(f"{step} Gate beilun-gate:", end=" ")
     show_outcome(console, outcome, timeout=1.0)
     return outcome.verdict or {"verdict": None, "reasons": []}

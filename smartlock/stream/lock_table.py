@@ -94,33 +94,29 @@ class LockTable(MutableMapping[str, LockState]):
         """Writes the changes to the changelog and waits until Kafka acknowledged them.
 
         Faust's own producer sends one record per request on Tansu (see
-        :mod:`smartlock.stream.faust_settings`), so the worker's batching aiokafka producer
-        writes them. For each partition written, its last record is then sent once more on its
-        own, so the partition ends with a one-record batch and the end offset Tansu reports
-        (last batch's base offset + 1) is exact, which table recovery relies on. The repeated
-        record is the same key and value: harmless.
+        :mod:`smartlock.stream.faust_settings`), so the worker's aiokafka producer writes them,
+        in record batches made here: per partition one batch of its records but the last,
+        then the last record on its own, so the partition ends with a one-record batch and the
+        end offset Tansu reports (last batch's base offset + 1) is exact, which table recovery
+        relies on. Both are queued at once and awaited together (one wait, not two).
         """
         if not changes:
             return
-        last: dict[int, tuple[bytes, bytes]] = {}
-        futures = []
+        by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
         for partition, key, value in changes:
             # The table's changelog serializers are json for keys and values alike. Values are
             # written by orjson (compact, UTF-8 kept: about 5x faster than json.dumps); the key
             # keeps json.dumps's bytes so compaction still matches older records of the lock.
-            raw = (json.dumps(key).encode(), orjson.dumps(value))
-            last[partition] = raw
-            futures.append(
-                await producer.send(
-                    self.changelog_topic, key=raw[0], value=raw[1], partition=partition
-                )
+            by_partition.setdefault(partition, []).append(
+                (json.dumps(key).encode(), orjson.dumps(value))
             )
+        futures = []
+        for partition, records in by_partition.items():
+            for batch in _batches(producer, records[:-1]) + _batches(producer, records[-1:]):
+                futures.append(
+                    await producer.send_batch(batch, self.changelog_topic, partition=partition)
+                )
         await asyncio.gather(*futures)
-        closing = [
-            await producer.send(self.changelog_topic, key=k, value=v, partition=p)
-            for p, (k, v) in last.items()
-        ]
-        await asyncio.gather(*closing)
 
     def reassign(self, assigned: set[int]) -> list[tuple[str, int]]:
         """After a rebalance: forgets every cached state and partition, and returns the locks
@@ -133,3 +129,14 @@ class LockTable(MutableMapping[str, LockState]):
             for key, raw in list(self.backing.items())
             if raw and raw.get("partition") in assigned
         ]
+
+
+def _batches(producer: Any, records: list[tuple[bytes, bytes]]) -> list[Any]:
+    """The records (key, value) in as few of the producer's record batches as they fit."""
+    batches: list[Any] = []
+    for key, value in records:
+        if not batches or batches[-1].append(key=key, value=value, timestamp=None) is None:
+            batches.append(producer.create_batch())
+            if batches[-1].append(key=key, value=value, timestamp=None) is None:
+                raise ValueError(f"a changelog record of {len(value)} bytes fits no batch")
+    return batches

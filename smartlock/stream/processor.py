@@ -46,6 +46,18 @@ class Record:
     headers: Sequence[tuple[str, bytes]] | Mapping[str, bytes] = ()
 
 
+@dataclass(slots=True)
+class _Opened:
+    """A record before its turn: its headers, why it was refused (if it was), its decoded
+    message or the exception decoding raised (None for ticks and refused arrivals), and what
+    reading its headers or checking its MAC raised, if anything."""
+
+    pairs: list[tuple[str, bytes]]
+    refusal: str | None
+    decoded: Envelope | Exception | None
+    failed: Exception | None = None
+
+
 @dataclass
 class BatchResult:
     outputs: list[Output] = field(default_factory=list)
@@ -84,15 +96,41 @@ class BatchProcessor:
 
     def process(self, records: list[Record]) -> BatchResult:
         result = BatchResult()
-        for record in records:
-            self._one(record, result)
+        # Messages are decoded first (decoding is pure), so the detector can project the
+        # batch's fixes in one call; then fed in record order, as before.
+        opened = [self._open(record) for record in records]
+        self.detector.prepare([o.decoded for o in opened if isinstance(o.decoded, Envelope)])
+        for record, o in zip(records, opened, strict=True):
+            self._one(record, o, result)
         result.touched.update(self.store.changed())
         return result
 
-    def _one(self, record: Record, result: BatchResult) -> None:
+    def _open(self, record: Record) -> _Opened:
+        """Authenticates the record, reads its headers and decodes its message; a failure is
+        kept (as the exception) and acted on when the record's turn comes."""
+        try:
+            pairs = list(
+                record.headers.items() if isinstance(record.headers, Mapping) else record.headers
+            )
+            refusal = verify(self.stream_keys, record.key, record.value, pairs)
+        except Exception as exc:  # noqa: BLE001 - raised again in the record's turn
+            return _Opened([], None, None, exc)
+        if refusal is not None:
+            return _Opened(pairs, refusal, None)
+        try:
+            headers = dict(pairs)
+            if TOPIC not in headers or headers.get(KIND) == REFUSED:
+                return _Opened(pairs, None, None)
+            received = read_number(headers.get(RECEIVED_AT))
+            received_at = datetime.fromtimestamp(received, UTC) if received is not None else None
+            return _Opened(pairs, None, decode(headers[TOPIC].decode(), record.value, received_at))
+        except Exception as exc:  # noqa: BLE001 - raised again in the record's turn
+            return _Opened(pairs, None, exc)
+
+    def _one(self, record: Record, opened: _Opened, result: BatchResult) -> None:
         now = datetime.now(UTC)
         try:
-            self._record(record, result, now)
+            self._record(record, opened, result, now)
         except Exception as exc:  # noqa: BLE001 - one record must never drop its batch
             # The record is dead-lettered. (A rule that raises is caught by the engine,
             # which rolls the trip back; this is for anything else.)
@@ -107,13 +145,12 @@ class BatchProcessor:
                 DeadLetter("?", record.value, "internal_error", failure.describe(), now, "worker")
             )
 
-    def _record(self, record: Record, result: BatchResult, now: datetime) -> None:
+    def _record(self, record: Record, opened: _Opened, result: BatchResult, now: datetime) -> None:
         partition = record.partition
         data: bytes | dict[str, Any]
-        pairs = list(
-            record.headers.items() if isinstance(record.headers, Mapping) else record.headers
-        )
-        refusal = verify(self.stream_keys, record.key, record.value, pairs)
+        if opened.failed is not None:  # reading the headers or the MAC check raised
+            raise opened.failed
+        pairs, refusal = opened.pairs, opened.refusal
         if refusal is not None:  # forged, tampered or of an earlier format: never acted on
             claimed = dict(pairs).get(TOPIC) or b"?"
             result.dead_letters.append(
@@ -160,8 +197,10 @@ class BatchProcessor:
                 result.outputs.extend(outcome.outputs)
                 result.records.extend(outcome.records)
                 return
-            received_at = datetime.fromtimestamp(received, UTC) if received is not None else None
-            env = decode(topic, data, received_at)
+            if isinstance(opened.decoded, Exception):
+                raise opened.decoded
+            assert opened.decoded is not None
+            env = opened.decoded
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             result.dead_letters.append(
                 DeadLetter("?", record.value, "invalid_record", str(exc), now, "worker")

@@ -47,14 +47,16 @@ STATS_EVERY_S = 10.0
 
 class BatchStats:
     """Where a worker's time goes, printed every :data:`STATS_EVERY_S` seconds: records
-    and batches, and the share of wall time spent judging, writing outputs, writing the
-    changelog and waiting for the next batch (Faust's consumer and stream)."""
+    and batches, the process's CPU time (all threads) as a share of wall time, and the share
+    of wall time spent judging, writing outputs, writing the changelog and waiting for the
+    next batch (Faust's consumer and stream)."""
 
     def __init__(self, role: str) -> None:
         self.role = role
         self.records = self.batches = 0
         self.spent: dict[str, float] = {"judge": 0.0, "outputs": 0.0, "changelog": 0.0, "wait": 0.0}
         self.mark = self.since = time.perf_counter()
+        self.cpu = time.process_time()
 
     def got(self, records: int) -> None:
         self.lap("wait")
@@ -67,16 +69,17 @@ class BatchStats:
         self.mark = now
         if phase == "changelog" and now - self.since >= STATS_EVERY_S:
             total = now - self.since
+            cpu = time.process_time()
             shares = ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in self.spent.items())
             print(
                 f"{self.role}: {self.records} records in {self.batches} batches "
                 f"({self.records / total:.0f}/s, {self.records / max(self.batches, 1):.0f} per "
-                f"batch); {shares}",
+                f"batch); cpu {100 * (cpu - self.cpu) / total:.0f}%; {shares}",
                 flush=True,
             )
             self.records = self.batches = 0
             self.spent = dict.fromkeys(self.spent, 0.0)
-            self.since = now
+            self.since, self.cpu = now, cpu
 
 
 def _dumps(value: Any) -> bytes:
