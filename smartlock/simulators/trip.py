@@ -27,6 +27,7 @@ def drive(
     depart: datetime,
     detour: tuple[float, int] | None = None,
     speed_kmh: float = 85.0,
+    first_seq: int = 1,
 ) -> list[Message]:
     """Sealing at the origin, then a fix a minute at ``speed_kmh`` to the gate.
 
@@ -36,8 +37,11 @@ def drive(
         depart: sealing time (event time of the first message).
         detour: (km where the truck leaves the road, fixes spent 2.5 km off it), or None.
         speed_kmh: cruising speed.
+        first_seq: the sealing message's ``seq`` (the lock counts on from there). A lock's
+            ``seq`` never goes back (CONTRACT section 6), so a lock driven again, after an
+            earlier trip, must start above that trip's last ``seq``.
     """
-    lock, t, messages = Lock(lock_id, None), depart.timestamp(), []
+    lock, t, messages = Lock(lock_id, None, first_seq - 1), depart.timestamp(), []
     lon, lat = route.at(0)
     messages.append(
         lock.message("events", t, {"type": "sealed", "lat": round(lat, 6), "lon": round(lon, 6)})
@@ -107,16 +111,23 @@ class DeclaredTrip:
 
 
 def declaration_trip(
-    trip: DeclaredTrip, geofences: Geofences, detour: bool = False, lock_id: str | None = None
+    trip: DeclaredTrip,
+    geofences: Geofences,
+    detour: bool = False,
+    lock_id: str | None = None,
+    first_seq: int = 1,
 ) -> list[Message]:
     """Every lock of a declaration sealed at its origin and driven along its corridor,
-    time-ordered (a train's locks travel together)."""
+    time-ordered (a train's locks travel together); each lock's ``seq`` starts at
+    ``first_seq``."""
     route = CorridorRoute(geofences, trip.corridor_id, trip.origin_site, trip.destination_gate)
     locks = (lock_id,) if lock_id else trip.lock_ids
     messages = [
         m
         for lock in locks
-        for m in drive(route, lock, trip.departure, DEFAULT_DETOUR if detour else None)
+        for m in drive(
+            route, lock, trip.departure, DEFAULT_DETOUR if detour else None, first_seq=first_seq
+        )
     ]
     messages.sort(key=lambda m: m[1]["ts"])
     return messages

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,17 +136,36 @@ class Client:
                 await self.producer.send(self.probe.source, value, key=key.encode())
         await self.producer.flush()
 
-    async def wait_counts(self, expected: int, timeout: float) -> float:
-        """Reads results until every key's count is ``expected``; returns the time taken."""
+    async def wait_counts(self, expected: int, timeout: float) -> None:
+        """Reads results until every key's count is ``expected``."""
+        await self._read_until(
+            lambda: all(self.counts.get(k) == expected for k in KEYS),
+            timeout,
+            lambda: f"counts {self.counts} did not reach {expected}",
+        )
+
+    async def wait_taken(self, expected: int, timeout: float) -> None:
+        """Reads results until the ``sizes`` agent's batches add up to ``expected`` records.
+
+        The two agents run side by side: ``sizes`` may still be behind when ``count`` is done.
+        """
+        await self._read_until(
+            lambda: sum(self.take_batches) >= expected,
+            timeout,
+            lambda: f"sizes batches {self.take_batches} did not add up to {expected}",
+        )
+
+    async def _read_until(
+        self, done: Callable[[], bool], timeout: float, failure: Callable[[], str]
+    ) -> None:
         started = time.monotonic()
-        while any(self.counts.get(k) != expected for k in KEYS):
+        while not done():
             assert time.monotonic() - started < timeout, (
-                f"counts {self.counts} did not reach {expected} in {timeout} s\n{self.probe.worker_logs()}"
+                f"{failure()} in {timeout} s\n{self.probe.worker_logs()}"
             )
             for messages in (await self.consumer.getmany(timeout_ms=200)).values():
                 for message in messages:
                     self._record(json.loads(message.value))
-        return time.monotonic() - started
 
     def _record(self, result: dict[str, Any]) -> None:
         if result["agent"] == "count":
@@ -194,6 +213,7 @@ async def _kill_and_recover(probe: Probe) -> None:
 
         # Batching: take_events (count agent) and take (sizes agent) both group records.
         assert max(client.count_batches) > 1
+        await client.wait_taken(len(KEYS) * PER_KEY, timeout=30)
         assert sum(client.take_batches) == len(KEYS) * PER_KEY and max(client.take_batches) > 1
 
         # Wait for the offsets commit, so the new worker cannot rebuild counts by replay.

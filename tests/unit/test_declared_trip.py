@@ -82,3 +82,39 @@ def test_a_train_drives_every_container_together() -> None:
     messages = declaration_trip(trip, GEO)
     assert {p["lock_id"] for _, p in messages} == {"RL-0001", "RL-0002", "RL-0003"}
     assert [p["ts"] for _, p in messages] == sorted(p["ts"] for _, p in messages)
+
+
+def test_a_lock_driven_again_counts_on_so_its_second_trip_is_judged_too() -> None:
+    """The README's loop drives LK-0001 again (a detour after a clean trip): a lock's seq never
+    goes back (CONTRACT section 6), so the second drive starts above the first; started at 1
+    again, its every message would be refused as a duplicate and the detour never seen."""
+    declarations = []
+    for n in (1, 2):
+        accepted = validate_submission(shifted(example("road-form.json"), 45, NOW), NOW)
+        assert isinstance(accepted, Accepted)
+        declaration = accepted.with_reference(f"DCL-{n}").declaration.to_payload()
+        declaration["declaration_id"] = f"DCL-{n}"
+        declarations.append(declaration)
+    trip = DeclaredTrip.from_declaration(declarations[0])
+    first = declaration_trip(trip, GEO)
+    arrival = {
+        "gate_id": "beilun-gate",
+        "ts": first[-1][1]["ts"],
+        "vehicle_plate": "浙G01345",
+        "lock_id": "LK-0001",
+        "container_no": "CSQU3054383",
+    }
+    gate = ("gates/beilun-gate/arrivals", arrival)
+    released = run([("customs/declarations", declarations[0]), *first, gate], geofences=GEO)
+    assert [v["verdict"] for v in released.verdicts()] == ["release"]
+    last_seq = first[-1][1]["seq"]
+
+    def second_trip(first_seq: int) -> list[str]:
+        again = run([("customs/declarations", declarations[0]), *first, gate], geofences=GEO)
+        messages = declaration_trip(trip, GEO, detour=True, first_seq=first_seq)
+        assert messages[0][1]["seq"] == first_seq
+        result = run([("customs/declarations", declarations[1]), *messages], engine=again.engine)
+        return sorted(set(result.alert_types())) + sorted(set(result.reasons()))
+
+    assert {"route_deviation", "route_rejoined"} <= set(second_trip(last_seq + 1))
+    assert second_trip(1) == ["duplicate"]

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -200,8 +201,14 @@ def _run_declaration(args: argparse.Namespace, settings: Any) -> int:
     )
     if args.lock is not None and args.lock not in trip.lock_ids:
         print(f"note: lock {args.lock} is not bound by this declaration; the gate will say so.")
+    # A real lock's seq never goes back, across trips too (CONTRACT section 6): live, the
+    # seqs start at the wall clock in microseconds, above those of any earlier run, so the same
+    # lock can be driven again (the README's loop reuses LK-0001); a trace starts at 1.
+    first_seq = 1 if args.trace is not None else time.time_ns() // 1000
     try:
-        messages = declaration_trip(trip, load_geofences(settings), args.detour, args.lock)
+        messages = declaration_trip(
+            trip, load_geofences(settings), args.detour, args.lock, first_seq=first_seq
+        )
     except KeyError as exc:
         raise ConfigError(f"the declaration names {exc}, which is not in the geofences.") from None
     last = messages[-1][1]["ts"]
