@@ -351,7 +351,11 @@ class CredentialStore:
                     name,
                 )
             if existing is not None and existing.role != role:
-                raise CredentialError(f"{name!r} is a {existing.role}, not a {role}", name)
+                article = "an" if existing.role[:1] in "aeiou" else "a"
+                wanted = "an" if role[:1] in "aeiou" else "a"
+                raise CredentialError(
+                    f"{name!r} is {article} {existing.role}, not {wanted} {role}", name
+                )
             key = SecretStr(secrets.token_hex(32)) if role in KEYED_ROLES else None
             previous, until = None, 0.0
             if existing is not None and role == "stream":  # records in flight still verify

@@ -255,12 +255,18 @@ def test_the_readme_hand_run_loop_ends_with_the_declaration_written_off(
     assert "At the gate: smartlock gate beilun-rail-gate --batch train.json" in driven
     shipped = json.loads((ROOT / "docs" / "examples" / "train.json").read_text(encoding="utf-8"))
     assert json.loads(driven.split("where train.json holds ", 1)[1]) == shipped
+    approved = json.loads(next(o for c, o in out.items() if "/approve" in c))
+    assert approved["approval"]["transfer_topic"] == "customs/transfers/beilun-rail-gate"
+    assert approved["approval"]["seals"] == [
+        c | {"seal_no": c["lock_id"]} for c in shipped["containers"]
+    ]
     [(look, first)] = [(c, o) for c, o in out.items() if _is_get(c)]
     record = _read_until_written_off(shell, look, first)
     assert record["status"] == "written_off", record
     assert [(c["lock_id"], c["gate_id"]) for c in record["containers"]] == [
         (c["lock_id"], "beilun-rail-gate") for c in shipped["containers"]
     ]
+    assert [e["event"] for e in record["history"]][:3] == ["submitted", "bound", "approved"]
     status, listed = shell.run(
         f'curl -s "{intake}/declarations?status=written_off" -H "Authorization: Bearer $TOKEN"'
     )

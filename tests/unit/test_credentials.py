@@ -34,6 +34,8 @@ def test_names_roles_and_duplicates_are_checked(tmp_path: Path) -> None:
         store.issue("lock", "LK-01")
     with pytest.raises(CredentialError, match="is a lock, not a gate"):
         store.issue("gate", "LK-01", rotate=True)
+    with pytest.raises(CredentialError, match="is a lock, not an officer"):
+        store.issue("officer", "LK-01", rotate=True)
     for bad in ("a/b", "#", "+", "x:y", "", "-x"):
         with pytest.raises(CredentialError, match="not valid"):
             store.issue("lock", bad)

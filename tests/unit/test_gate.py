@@ -358,6 +358,9 @@ def test_only_an_officers_own_identity_records_an_outcome(tmp_path: Path) -> Non
     assert str(unknown.value).endswith("`smartlock credentials issue officer chen.wei`.")
     with pytest.raises(CredentialError, match="beilun-gate is a gate, not an officer"):
         client.check_officer("beilun-gate")
+    store.issue("operator", "wang-li")
+    with pytest.raises(CredentialError, match="wang-li is an operator, not an officer"):
+        client.check_officer("wang-li")
     store.issue("officer", "chen.wei")
     client.check_officer("chen.wei")
     client.close()

@@ -319,8 +319,9 @@ class GateClient:
                 officer,
             )
         if identity.role != "officer":
+            article = "an" if identity.role[:1] in "aeiou" else "a"
             raise CredentialError(
-                f"{officer} is a {identity.role}, not an officer: only an officer's own identity "
+                f"{officer} is {article} {identity.role}, not an officer: only an officer's own identity "
                 f"records a hand inspection (`smartlock credentials issue officer NAME`).",
                 officer,
             )
