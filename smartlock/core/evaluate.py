@@ -22,8 +22,13 @@ from smartlock.core.engine import Engine, Outcome
 from smartlock.core.writeoff import VerdictRecord
 from smartlock.errors import MessageError
 
-#: Lines decoded ahead at a time (their fixes projected in one call).
-BATCH_LINES = 1024
+#: Lines decoded ahead at a time (their fixes projected in one call). Small on purpose: the
+#: decoded lines of a batch (about five container objects each) stay alive until judged, and
+#: more than the collector's threshold (700 net new objects) of them start a garbage
+#: collection every few hundred lines: 1,024 lines cost ~9% of evaluate's time in the collector
+#: (388 collections over 60,000 lines), 64 lines ~0.2% (14 collections). PROJ's per-call cost
+#: is still shared by 64 fixes.
+BATCH_LINES = 64
 #: Longest trace line read: a payload at the size limit, recorded as escaped text, fits.
 MAX_LINE_BYTES = 8 * MAX_PAYLOAD_BYTES
 
