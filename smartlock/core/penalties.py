@@ -82,7 +82,9 @@ class LateCharge:
 
 def duration(span: timedelta) -> str:
     """A length of time as a person says it: "45 minutes", "3 hours and 5 minutes", "15 days",
-    "1 day and 12 hours" (days and hours from a day on; under a minute counts as 1 minute)."""
+    "1 day and 12 hours" (days and hours from a day on, or days and minutes within the hour
+    after a whole day, so that "14 days and 1 minute" late is not said as "14 days" while it
+    started a second period; under a minute counts as 1 minute)."""
 
     def unit(n: int, name: str) -> str:
         return f"{n} {name}" if n == 1 else f"{n} {name}s"
@@ -91,6 +93,8 @@ def duration(span: timedelta) -> str:
     days, rest = divmod(minutes, 24 * 60)
     hours, minutes = divmod(rest, 60)
     if days:
+        if not hours and minutes:
+            return unit(days, "day") + f" and {unit(minutes, 'minute')}"
         return unit(days, "day") + (f" and {unit(hours, 'hour')}" if hours else "")
     if hours:
         return unit(hours, "hour") + (f" and {unit(minutes, 'minute')}" if minutes else "")

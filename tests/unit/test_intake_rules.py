@@ -706,7 +706,7 @@ def test_a_late_declaration_is_accepted_with_its_late_charge_but_cannot_be_bound
             "1.50",
         )
         assert (fee["late"]["periods"], fee["late"]["multiplier"]) == (2, 2)
-        assert fee["late"]["message"].startswith("The declaration is 15 days late")
+        assert fee["late"]["message"].startswith("The declaration is 15 days and 1 minute late")
         assert (await service.bind(body["reference"], "浙G01345", DECLARANT))[0] == 422
         assert sent == []
         on_time, _ = _service()

@@ -96,7 +96,8 @@ def test_undeclared_consignment_is_detained_with_a_fine_of_up_to_50000() -> None
         (timedelta(hours=7, minutes=12), "7 hours and 12 minutes"),
         (DAY, "1 day"),
         (timedelta(days=1, hours=12), "1 day and 12 hours"),
-        (14 * DAY + MINUTE, "14 days"),
+        (14 * DAY + MINUTE, "14 days and 1 minute"),
+        (14 * DAY + timedelta(hours=1, minutes=1), "14 days and 1 hour"),
         (15 * DAY, "15 days"),
     ],
 )
