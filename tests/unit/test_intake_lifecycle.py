@@ -237,6 +237,32 @@ def test_amend_before_binding_checks_the_whole_form_again_and_keeps_every_versio
     run(scenario())
 
 
+def test_moving_the_arrival_later_does_not_undo_a_late_filing() -> None:
+    async def scenario() -> None:
+        s = Setup()
+        # Filed 15 days after the deadline of an arrival on 8 November: two started periods
+        # of 14 days, so the fee (HK$0.50) is charged twice more.
+        reference = await s.declare(
+            departure="2026-11-08 06:05 +08:00", arrival="2026-11-08 10:00 +08:00"
+        )
+        filed = s.store.records[reference]["fee"]
+        assert (filed["late_charge"], filed["total"]) == ("1.00", "1.50"), filed
+        code, record = await s.service.amend(
+            reference,
+            {"departure": "2026-11-23 16:05 +08:00", "arrival": "2026-11-23 19:35 +08:00"},
+            ACME,
+        )
+        assert code == 200, record
+        assert (record["fee"]["late_charge"], record["fee"]["total"]) == ("1.00", "1.50")
+        assert record["declaration"]["eta_ts"] == "2026-11-23T11:35:00Z"
+        # A later amendment that comes after the new deadline is charged for that, if more.
+        s.service.clock = lambda: datetime(2026, 12, 30, 2, 0, tzinfo=UTC)
+        code, record = await s.service.amend(reference, {"vehicle_plate": "浙G01346"}, ACME)
+        assert code == 200 and record["fee"]["late_charge"] == "1.50", record["fee"]
+
+    run(scenario())
+
+
 def test_amend_after_binding_changes_only_the_plate_and_republishes() -> None:
     async def scenario() -> None:
         s = Setup()

@@ -31,6 +31,7 @@ from smartlock.contract.models import (
     format_ts,
     normalise_plate,
 )
+from smartlock.contract.timestamps import parse_utc
 from smartlock.contract.topics import CANCELLATIONS, DECLARATIONS, TRANSFERS, WRITEOFFS
 from smartlock.core.declaration import as_sentence, check_plate
 from smartlock.errors import InfrastructureError, MessageError
@@ -244,9 +245,8 @@ class IntakeService:
         if not isinstance(result, Accepted):
             return 422, _errors(result.errors)
         fee = estimate_fee(fee_items(result.intake["cargo"], self.limits), self.limits.hkd_rates)  # type: ignore[arg-type]
-        fee = with_late_charge(
-            fee, now - declaration_deadline(result.declaration.eta_ts, self.limits)
-        )
+        late_by = now - declaration_deadline(result.declaration.eta_ts, self.limits)
+        fee = with_late_charge(fee, max(late_by, _filed_late_by(record, self.limits)))
         amended = _next_version(record, now) | {
             "vehicle_plate": result.declaration.vehicle_plate,
             "fee": fee.to_dict(),
@@ -509,6 +509,14 @@ def _next_version(record: dict[str, Any], now: datetime) -> dict[str, Any]:
             {"event": "amended", "at": format_ts(now), "version": version},
         ],
     }
+
+
+def _filed_late_by(record: dict[str, Any], limits: Limits) -> timedelta:
+    """How long after its deadline the declaration was first filed. An amendment may move the
+    arrival later, but it does not undo a late filing: the late charge never falls below it."""
+    first = (record.get("versions") or [record])[0]
+    arrival = parse_utc(first["declaration"]["eta_ts"])
+    return parse_utc(record["submitted_at"]) - declaration_deadline(arrival, limits)
 
 
 def _seal_numbers(record: dict[str, Any], seals: Any) -> tuple[dict[str, str], list[FieldError]]:
