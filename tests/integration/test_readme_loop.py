@@ -196,7 +196,7 @@ def _run_block(p: Pipeline, shell: Shell, block: str, intake: str) -> dict[str, 
 
 def _is_get(command: str) -> bool:
     """A curl that reads a declaration (the README's look at the status)."""
-    return command.startswith("curl ") and "-X POST" not in command
+    return command.startswith("curl ") and "-X POST" not in command and "/transfers" not in command
 
 
 def _read_until_written_off(shell: Shell, command: str, first: str) -> dict:
@@ -228,6 +228,10 @@ def test_the_readme_hand_run_loop_ends_with_the_declaration_written_off(
     assert approved["approval"]["seals"] == [
         {"lock_id": "LK-0001", "container_no": "CSQU3054383", "seal_no": "YW-2611-000123"}
     ]
+    inbox = json.loads(next(o for c, o in out.items() if "/transfers?gate=beilun-gate" in c))
+    [row] = [r for r in inbox["transfers"] if r["transfer"]["reference"] == reference]
+    assert row["status"] == "bound" and row["transfer"]["approving_office"] == "yiwu-office"
+    assert row["transfer"]["seals"] == approved["approval"]["seals"]
     driven = next(o for c, o in out.items() if c.startswith("smartlock simulate"))
     assert driven.splitlines()[-1] == (
         "At the gate: smartlock gate beilun-gate --plate 浙G01345 --lock LK-0001 "

@@ -86,11 +86,16 @@ def test_declarant_sees_and_binds_only_its_own_customs_sees_all(tmp_path: Path) 
         assert (
             await client.post(f"/declarations/{reference}/bind", json=bind, headers=acme)
         ).status == 200
+        approve = f"/declarations/{reference}/approve"
+        assert (await client.post(approve, json={}, headers=customs)).status == 200
+        assert (await client.get("/transfers?gate=beilun-gate", headers=acme)).status == 403
+        inbox = await (await client.get("/transfers?gate=beilun-gate", headers=customs)).json()
+        assert [row["transfer"]["reference"] for row in inbox["transfers"]] == [reference]
         store.revoke("acme")  # takes effect on the next request, no restart
         assert (await client.get(f"/declarations/{reference}", headers=acme)).status == 401
 
     sent = _run(tmp_path, scenario)
-    assert [topic for topic, _ in sent] == ["customs/declarations"]
+    assert [topic for topic, _ in sent] == ["customs/declarations", "customs/transfers/beilun-gate"]
 
 
 def test_bodies_are_json_only_and_limited(tmp_path: Path) -> None:

@@ -389,7 +389,9 @@ def test_the_origin_office_approves_a_bound_declaration_and_the_transfer_goes_to
         assert (await s.service.approve(reference, ACME))[0] == 403  # declarants do not approve
         code, record = await s.service.approve(reference, CUSTOMS)
         assert code == 200, record
-        assert record["approval"] == {
+        approval = dict(record["approval"])
+        kept = approval.pop("transfer")
+        assert approval == {
             "office": "ningbo-officer",
             "at": "2026-11-23T02:00:00Z",
             "transfer_topic": "customs/transfers/beilun-gate",
@@ -408,11 +410,44 @@ def test_the_origin_office_approves_a_bound_declaration_and_the_transfer_goes_to
             {"lock_id": "LK-01", "container_no": "CSQU3054383", "seal_no": "LK-01"}
         ]
         assert transfer["declaration"]["declaration_id"] == reference
+        assert kept == transfer  # the intake keeps what it published, for the destination
         assert (await s.service.approve(reference, CUSTOMS))[0] == 409  # once
         sealed = await s.bound(lock_id="LK-02", container_no="MSCU1234566")
         s.pipeline(sealed, "sealed")
         code, body = await s.service.approve(sealed, CUSTOMS)
         assert code == 409 and "before its lock is sealed" in body["error"]
+
+    run(scenario())
+
+
+def test_the_destination_office_reads_its_transfers_with_their_status() -> None:
+    async def scenario() -> None:
+        s = Setup()
+        first = await s.bound()
+        second = await s.bound(lock_id="LK-02", container_no="MSCU1234566")
+        unapproved = await s.bound(lock_id="LK-03", container_no="TGHU9876542")
+        for reference in (first, second):
+            assert (await s.service.approve(reference, CUSTOMS))[0] == 200
+        s.pipeline(first, "in_transit")
+        published = {
+            t["reference"]: t for topic, t in s.sent if topic.startswith("customs/transfers/")
+        }
+        code, inbox = await s.service.transfers(CUSTOMS, "beilun-gate")
+        assert code == 200 and inbox["gate"] == "beilun-gate"
+        assert {row["transfer"]["reference"]: row["status"] for row in inbox["transfers"]} == {
+            first: "in_transit",
+            second: "bound",
+        }
+        assert unapproved not in {row["transfer"]["reference"] for row in inbox["transfers"]}
+        for row in inbox["transfers"]:
+            assert row["transfer"] == published[row["transfer"]["reference"]]
+        assert await s.service.transfers(CUSTOMS, "daxie-gate") == (
+            200,
+            {"gate": "daxie-gate", "transfers": []},
+        )
+        assert (await s.service.transfers(ACME, "beilun-gate"))[0] == 403
+        code, body = await s.service.transfers(CUSTOMS, None)
+        assert code == 422 and body["errors"][0]["field"] == "gate"
 
     run(scenario())
 

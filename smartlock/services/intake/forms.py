@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
-from smartlock.contract.models import TransitDeclaration
+from smartlock.contract.models import TransferRecord, TransitDeclaration
 from smartlock.services.intake.auth import MAX_BODY_BYTES
 
 LOCAL_TIME = (
@@ -274,6 +274,22 @@ class Record(_Doc):
     )
 
 
+class Transfer(_Doc):
+    """One transfer record as the destination office reads it, with its declaration's status."""
+
+    status: Status
+    transfer: TransferRecord
+
+
+class TransferList(_Doc):
+    """``GET /transfers?gate=G``: the transfer records sent to destination gate G, newest first
+    (customs only): the destination office's inbox of what the origin offices approved and
+    sealed, and so what it monitors and writes off."""
+
+    gate: str
+    transfers: list[Transfer]
+
+
 class Summary(_Doc):
     """One declaration in a list."""
 
@@ -348,6 +364,7 @@ def openapi() -> dict[str, Any]:
         HistoryEntry,
         Approval,
         DeclarationList,
+        TransferList,
         Amendment,
         CancelRequest,
     ]
@@ -445,6 +462,31 @@ def openapi() -> dict[str, Any]:
                         "503": _response("MQTT broker did not acknowledge; retry", "Problem"),
                     },
                     body=True,
+                ),
+            }
+        },
+        "/transfers": {
+            "get": {
+                "summary": "The destination office's inbox: transfer records sent to a gate",
+                "description": "Customs staff only. Every transfer record the origin offices "
+                "published on MQTT customs/transfers/{gate} (see docs/asyncapi.yaml), kept by "
+                "the intake, newest first, each with its declaration's status now.",
+                "operationId": "listTransfers",
+                "parameters": [
+                    {
+                        "name": "gate",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "description": "the destination gate, e.g. beilun-gate",
+                    }
+                ],
+                "responses": _guarded(
+                    {
+                        "200": _response("newest first", "TransferList"),
+                        "422": _response("no gate given", "Errors"),
+                    },
+                    body=False,
                 ),
             }
         },

@@ -344,10 +344,32 @@ class IntakeService:
             "at": format_ts(now),
             "transfer_topic": topic,
             "seals": transfer["seals"],
+            "transfer": transfer,
         }
         event = {"event": "approved", "at": format_ts(now), "by": caller.name, "transfer": topic}
         approved = record | {"approval": approval, "history": [*record.get("history", []), event]}
         return 200, await self._with_status(await self.store.save(approved))
+
+    async def transfers(self, caller: Principal, gate: str | None) -> tuple[int, dict[str, Any]]:
+        """The destination office's inbox: 200 with every transfer record the origin offices
+        sent to destination gate ``gate`` (as published on ``customs/transfers/{gate}``),
+        newest first, each with its declaration's status now (so the office sees which
+        containers are still on their way and which are written off); customs only (403),
+        422 without a gate."""
+        if caller.role != CUSTOMS:
+            return 403, {"error": "only customs staff read the transfer records of a gate."}
+        if not gate:
+            return 422, _errors(
+                [FieldError("gate", "gate: give the destination gate, e.g. ?gate=beilun-gate.")]
+            )
+        rows = []
+        for record in await self.store.list_records(None):
+            transfer = (record.get("approval") or {}).get("transfer")
+            if transfer and transfer["destination_gate"] == gate:
+                current = await self._with_status(record)
+                rows.append({"status": current["status"], "transfer": transfer})
+        rows.sort(key=lambda r: (r["transfer"]["approved_at"], r["transfer"]["reference"]))
+        return 200, {"gate": gate, "transfers": rows[::-1]}
 
     async def record_writeoff(self, notice: WriteOffNotice) -> str:
         """Keeps a write-off notice the destination sent back to the origin office on the
@@ -630,6 +652,11 @@ async def _cancel(request: web.Request) -> web.Response:
     )
 
 
+async def _transfers(request: web.Request) -> web.Response:
+    gate = request.query.get("gate")
+    return _reply(await request.app[SERVICE].transfers(request[PRINCIPAL], gate))
+
+
 async def _approve(request: web.Request) -> web.Response:
     # {} or {"seals": {lock: seal number}}; the approving office is the authenticated caller.
     body = await _json_body(request)
@@ -720,6 +747,7 @@ def build_app(service: IntakeService, authenticate: Authenticate) -> web.Applica
     app.router.add_post("/declarations/{reference}/bind", _bind)
     app.router.add_post("/declarations/{reference}/cancel", _cancel)
     app.router.add_post("/declarations/{reference}/approve", _approve)
+    app.router.add_get("/transfers", _transfers)
     app.router.add_post("/fees", _fees)
     app.router.add_get("/openapi.json", _openapi)
     app.router.add_get("/healthz", _healthz)
