@@ -346,8 +346,8 @@ class CredentialStore:
             existing = identities.get(name)
             if existing is not None and not rotate:
                 raise CredentialError(
-                    f"{name!r} already has credentials (role {existing.role}); use --rotate "
-                    "to replace them",
+                    f"{name} already has credentials (as {existing.role}); add --rotate to "
+                    "replace them with new ones.",
                     name,
                 )
             if existing is not None and existing.role != role:

@@ -111,7 +111,7 @@ def test_record_then_replay_reproduces_the_messages_in_order(
     assert "replayed 1462 messages: 1462 sent, 1462 acknowledged" in result.stdout
     assert "1 malformed lines skipped" in result.stdout
     time.sleep(1.0)  # the last messages are on their way to the recorder
-    assert "recorded" in recorder.interrupt()
+    assert "Recorded" in recorder.interrupt()
     expected = [(r["topic"], r["payload"]) for r in map(json.loads, lines[:200] + lines[201:])]
     recorded = [m for m in messages(tmp_path / "recorded.jsonl") if tag in json.dumps(m)]
     assert recorded == expected
@@ -142,7 +142,7 @@ def test_replay_at_max_speed_acknowledges_every_one_of_100000_messages(
         result.stdout
     )
     print(f"\n{result.stdout.strip()} (wall {time.monotonic() - started:.1f} s)")
-    assert "recorded 100000 messages" in recorder.finish(timeout=60)
+    assert "Recorded 100000 messages" in recorder.finish(timeout=60)
     recorded = (tmp_path / "recorded.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(recorded) == 100_000
     assert recorded[0] == trace.open(encoding="utf-8").readline().rstrip("\n")

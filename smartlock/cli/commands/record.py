@@ -75,5 +75,5 @@ def run(args: argparse.Namespace) -> int:
         announce,
         login_for(settings, "recorder"),
     )
-    print(f"recorded {count} messages -> {args.out}", flush=True)
+    print(f"Recorded {count} message{'' if count == 1 else 's'} to {args.out}.", flush=True)
     return 0

@@ -307,7 +307,7 @@ class IntakeService:
             return 409, {"error": f"declaration {record['reference']} is already approved."}
         if status != "bound":
             return 409, {
-                "error": f"declaration {record['reference']} is {status}; the origin office "
+                "error": f"declaration {record['reference']} is {status.replace('_', ' ')}; the origin office "
                 "approves a bound declaration before its lock is sealed."
             }
         now = self.clock().replace(microsecond=0)
