@@ -60,16 +60,29 @@ from smartlock.simulators.scenarios import parse_scenario
 P99_BOUND_MS = 500.0
 
 
-class AlertTimes:
+class Latencies:
+    """Round-trip times (ms) collected on an MQTT thread, taken by the bench per rate."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.lock = threading.Lock()
+
+    def take(self) -> list[float]:
+        """The times collected since the last call."""
+        with self.lock:
+            values, self.latencies = self.latencies, []
+        return values
+
+
+class AlertTimes(Latencies):
     """Receives alerts; matches each to the publish time of the message that raised it."""
 
     def __init__(self, host: str, port: int, login: Login) -> None:
+        super().__init__()
         self.sent: dict[tuple[str, str], float] = {}
-        self.latencies: list[float] = []
         self.last_alert = time.monotonic()
         self.seen: set[str] = set()
         self.locks: set[str] = set()  # locks an alert was received for
-        self.lock = threading.Lock()
         self.client = MqttClient(host, port, f"bench-alerts-{os.getpid()}", login=login)
 
     def start(self) -> None:
@@ -91,24 +104,18 @@ class AlertTimes:
             if sent is not None:
                 self.latencies.append((now - sent) * 1000)
 
-    def take(self) -> list[float]:
-        with self.lock:
-            values, self.latencies = self.latencies, []
-        return values
-
 
 #: The gate that reports probe arrivals, and every how many 20 ms slices it does (2 a second).
 GATE = "beilun-gate"
 GATE_EVERY = 25
 
 
-class VerdictTimes:
+class VerdictTimes(Latencies):
     """A gate's client: publishes probe arrivals and times each one's verdict."""
 
     def __init__(self, host: str, port: int, login: Login) -> None:
+        super().__init__()
         self.sent: dict[str, float] = {}
-        self.latencies: list[float] = []
-        self.lock = threading.Lock()
         self.client = MqttClient(host, port, f"{GATE}-bench-{os.getpid()}", login=login)
 
     def start(self) -> None:
@@ -129,11 +136,6 @@ class VerdictTimes:
             sent = self.sent.pop(lock, None)
             if sent is not None:
                 self.latencies.append((now - sent) * 1000)
-
-    def take(self) -> list[float]:
-        with self.lock:
-            values, self.latencies = self.latencies, []
-        return values
 
 
 #: Event time of a probe before any fleet message has one: the fleet's default start.

@@ -409,6 +409,28 @@ def client_for(settings: Settings, identity: str, client_id: str, **kwargs: Any)
     return client
 
 
+def hold_first_free(
+    folder: Path, names: Iterable[str], prefix: str = ""
+) -> tuple[str, IO[str]] | None:
+    """The first of ``names`` whose lock file ``folder/<prefix><name>.lock`` no other process
+    holds, with that file open and locked (an exclusive ``flock``, held while it stays open or
+    the process lives); None when every name is held.
+
+    Raises:
+        OSError: the folder or a lock file cannot be made (a read-only store).
+    """
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for name in names:
+        handle = open(folder / f"{prefix}{name}.lock", "a")  # noqa: SIM115 - held while open
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        return name, handle
+    return None
+
+
 def claim_session(directory: Path, identity: Identity) -> tuple[str, IO[str] | None]:
     """The first session of a bound identity that no other client on this host holds.
 
@@ -425,22 +447,12 @@ def claim_session(directory: Path, identity: Identity) -> tuple[str, IO[str] | N
     """
     held = directory / ".sessions"
     try:
-        held.mkdir(parents=True, exist_ok=True, mode=0o700)
+        claimed = hold_first_free(held, identity.sessions)
     except OSError as exc:
         log.warning("%s: cannot hold MQTT sessions in %s (%s)", identity.name, held, exc)
         return identity.name, None
-    for username in identity.sessions:
-        try:
-            handle = open(held / f"{username}.lock", "a")  # noqa: SIM115 - kept open while held
-        except OSError as exc:
-            log.warning("%s: cannot hold MQTT sessions in %s (%s)", identity.name, held, exc)
-            return identity.name, None
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            continue
-        return username, handle
+    if claimed is not None:
+        return claimed
     raise CredentialError(
         f"{identity.name} already holds all its {len(identity.sessions)} MQTT connections on "
         "this host (one per running gate client, console resolution or resolve command); "

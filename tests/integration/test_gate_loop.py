@@ -83,6 +83,22 @@ def gate(p: Pipeline, gate_id: str, tmp_path: Path, timeout: float = 1.0) -> Gat
     return client
 
 
+def declare_trips(p: Pipeline, trips: list[Trip]) -> list[str]:
+    """:func:`declare_and_bind` with each trip's road form (declaration, lock, container, plate)."""
+    return declare_and_bind(
+        p,
+        [
+            road_form(
+                declaration_id=t.declaration_id,
+                lock_id=t.lock_id,
+                container_no=t.container,
+                vehicle_plate=t.plate,
+            )
+            for t in trips
+        ],
+    )
+
+
 def declare_and_bind(p: Pipeline, forms: list[dict[str, Any]]) -> list[str]:
     """Submits the forms to the intake service on 2026-11-23 02:00Z, binds them at 07:00Z."""
     now = [datetime(2026, 11, 23, 2, 0, tzinfo=UTC)]
@@ -183,18 +199,7 @@ def test_declare_bind_seal_transit_release_write_off_and_detour_inspect_resolve_
         t=DEPART,
         route=BEILUN,
     )
-    declare_and_bind(
-        p,
-        [
-            road_form(
-                declaration_id=t.declaration_id,
-                lock_id=t.lock_id,
-                container_no=t.container,
-                vehicle_plate=t.plate,
-            )
-            for t in (ok, bad)
-        ],
-    )
+    declare_trips(p, [ok, bad])
     ok.event("sealed", at=(0, 0)).drive(0, BEILUN.length_km)
     bad.event("sealed", at=(0, 0)).drive(0, 60)
     for i, y in enumerate((700, 1500, 2500, 2500, 2500, 1500, 700, 50)):  # off the ramp and back

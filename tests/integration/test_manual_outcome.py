@@ -28,7 +28,7 @@ from tests.integration.test_gate_loop import (
     DEPART,
     arrival_after,
     audit,
-    declare_and_bind,
+    declare_trips,
     gate,
     settings_of,
     smartlock,
@@ -37,7 +37,6 @@ from tests.integration.test_gate_loop import (
 )
 from tests.integration.test_gate_loop import pipeline as pipeline  # noqa: F401  (fixture)
 from tests.integration.test_pipeline_live import publish
-from tests.unit.test_intake_rules import road_form
 
 pytestmark = pytest.mark.integration
 
@@ -64,18 +63,7 @@ def test_an_officer_clears_one_container_and_seizes_another(
         t=DEPART,
         route=BEILUN,
     )
-    declare_and_bind(
-        p,
-        [
-            road_form(
-                declaration_id=t.declaration_id,
-                lock_id=t.lock_id,
-                container_no=t.container,
-                vehicle_plate=t.plate,
-            )
-            for t in (unsealed, swapped)
-        ],
-    )
+    declare_trips(p, [unsealed, swapped])
     client = gate(p, "beilun-gate", tmp_path)
     try:
         first = client.arrive(arrival_after(unsealed, "beilun-gate"))
@@ -169,18 +157,7 @@ def test_fallback_the_officers_outcome_is_queued_and_recorded_once_the_pipeline_
         f"LK-{unique}-f", f"DCL-{unique}-f", plate="浙G01348", container="MSCU1234566",
         t=DEPART, route=BEILUN,
     )  # fmt: skip
-    kept_ref, fine_ref = declare_and_bind(
-        p,
-        [
-            road_form(
-                declaration_id=t.declaration_id,
-                lock_id=t.lock_id,
-                container_no=t.container,
-                vehicle_plate=t.plate,
-            )
-            for t in (kept, fine)
-        ],
-    )
+    kept_ref, fine_ref = declare_trips(p, [kept, fine])
     for t in (kept, fine):  # clean trips: the pipeline would release both
         t.event("sealed", at=(0, 0)).drive(0, BEILUN.length_km)
     assert p.mqtt is not None

@@ -9,7 +9,6 @@ the broker acknowledged it: that is how the pipeline learns of a declaration.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
 import logging
 import socket
@@ -23,6 +22,7 @@ from typing import IO, Any
 from aiohttp import web
 
 from smartlock.adapters.credentials import CredentialStore
+from smartlock.adapters.mqtt import hold_first_free
 from smartlock.contract.codec import load_json
 from smartlock.contract.models import (
     TransferRecord,
@@ -880,20 +880,13 @@ def claim_inbox(credentials_dir: Path, requested: str | None) -> tuple[str, IO[s
     if requested:
         return requested, None
     base = socket.gethostname()
-    folder = credentials_dir / ".sessions"
+    names = [base if n == 1 else f"{base}-{n}" for n in range(1, 100)]
     try:
-        folder.mkdir(mode=0o700, exist_ok=True)
+        claimed = hold_first_free(credentials_dir / ".sessions", names, prefix="intake-inbox-")
     except OSError:
         return base, None  # a read-only store: the host name, unclaimed
-    for n in range(1, 100):
-        candidate = base if n == 1 else f"{base}-{n}"
-        handle = open(folder / f"intake-inbox-{candidate}.lock", "a")  # noqa: SIM115 - held
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            continue
-        return candidate, handle
+    if claimed is not None:
+        return claimed
     raise InfrastructureError(f"99 intakes already run on host {base}; give this one --name")
 
 
