@@ -108,15 +108,8 @@ def synthetic_pipeline(
     geofence_dir: Path,
 ) -> Iterator[Pipeline]:
     """Bridge and worker processes (started by the test) on the synthetic geofences."""
-    p = Pipeline(
-        mqtt_server.host,
-        mqtt_server.port,
-        kafka_server.bootstrap,
-        redis_server.url,
-        tmp_path,
-        geofences=geofence_dir,
-        credentials_dir=mqtt_server.credentials_dir,
-        mqtt=mqtt_server,
+    p = Pipeline.on(
+        mqtt_server, kafka_server.bootstrap, redis_server.url, tmp_path, geofences=geofence_dir
     )
     yield p
     p.stop_all()

@@ -43,6 +43,30 @@ class Pipeline:
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
+    @classmethod
+    def on(
+        cls,
+        mqtt: Any,
+        kafka_bootstrap: str,
+        redis_url: str,
+        workdir: Path,
+        *,
+        credentials_dir: Path | None = None,
+        geofences: Path | None = None,
+    ) -> Pipeline:
+        """A set-up on the test servers: ``mqtt`` is the broker's ``tests.servers.Endpoint``,
+        whose credentials store the processes log in from unless ``credentials_dir`` is given."""
+        return cls(
+            mqtt.host,
+            mqtt.port,
+            kafka_bootstrap,
+            redis_url,
+            workdir,
+            geofences=geofences,
+            credentials_dir=credentials_dir or mqtt.credentials_dir,
+            mqtt=mqtt,
+        )
+
     @property
     def prefix(self) -> str:
         return f"t{self.tag}"

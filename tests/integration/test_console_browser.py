@@ -65,14 +65,12 @@ def live(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Pipeline, ConsoleProcess]]:
     workdir = tmp_path_factory.mktemp("console")
-    p = Pipeline(
-        mqtt_server.host,
-        mqtt_server.port,
+    p = Pipeline.on(
+        mqtt_server,
         kafka_server.bootstrap,
         redis_server.url,
         workdir,
         credentials_dir=credentials.directory,  # the identities the test servers know
-        mqtt=mqtt_server,
     )
     p.start("worker")
     p.start("bridge")

@@ -187,10 +187,9 @@ def test_a_sigkill_mid_stream_loses_duplicates_and_invents_nothing(
         evaluate_lines(write_trace(messages, tmp_path / "t.jsonl"), geofences)
     )
     assert expected["alerts"] and expected["verdicts"] and expected["write-offs"]
-    pipeline = Pipeline(
-        ep["mqtt"].host, ep["mqtt"].port, ep["kafka-durable"].bootstrap, ep["redis"].url,
-        tmp_path, geofences=geofences, credentials_dir=ep["mqtt"].credentials_dir, mqtt=ep["mqtt"],
-    )  # fmt: skip
+    pipeline = Pipeline.on(
+        ep["mqtt"], ep["kafka-durable"].bootstrap, ep["redis"].url, tmp_path, geofences=geofences
+    )
     try:
         pipeline.start("worker")
         pipeline.start("bridge")
@@ -255,10 +254,9 @@ def test_replay_across_a_mosquitto_sigkill_loses_duplicates_and_invents_nothing(
     expected = expected_outputs(evaluate_lines(trace, geofences))
     times = [t for _, p in messages if (t := event_time(p)) is not None]
     speed = (max(times) - min(times)) / 8.0  # the replay takes about 8 s
-    pipeline = Pipeline(
-        ep["mqtt"].host, ep["mqtt"].port, ep["kafka-durable"].bootstrap, ep["redis"].url,
-        tmp_path, geofences=geofences, credentials_dir=ep["mqtt"].credentials_dir, mqtt=ep["mqtt"],
-    )  # fmt: skip
+    pipeline = Pipeline.on(
+        ep["mqtt"], ep["kafka-durable"].bootstrap, ep["redis"].url, tmp_path, geofences=geofences
+    )
     try:
         pipeline.start("worker")
         pipeline.start("bridge")

@@ -49,14 +49,12 @@ def pipeline(
     tmp_path: Path,
     credentials: CredentialStore,
 ) -> Iterator[Pipeline]:
-    p = Pipeline(
-        mqtt_server.host,
-        mqtt_server.port,
+    p = Pipeline.on(
+        mqtt_server,
         kafka_server.bootstrap,
         redis_server.url,
         tmp_path,
         credentials_dir=credentials.directory,
-        mqtt=mqtt_server,
     )
     p.start("worker")
     p.start("bridge")

@@ -182,15 +182,7 @@ def test_replay_with_store_and_forward_bursts_equals_evaluate(
         key=lambda a: a["alert_id"],
     )
     assert "signal_lost" in {a["type"] for a in expected}  # the trace has a silence and a burst
-    pipeline = Pipeline(
-        mqtt_server.host,
-        mqtt_server.port,
-        kafka_server.bootstrap,
-        redis_server.url,
-        tmp_path,
-        credentials_dir=mqtt_server.credentials_dir,
-        mqtt=mqtt_server,
-    )
+    pipeline = Pipeline.on(mqtt_server, kafka_server.bootstrap, redis_server.url, tmp_path)
     try:
         pipeline.start("worker")
         pipeline.start("bridge")
@@ -246,15 +238,7 @@ def test_a_fleet_with_many_store_and_forward_bursts_on_two_workers_equals_evalua
         key=lambda a: a["alert_id"],
     )
     assert sum(a["type"] == "signal_lost" for a in expected) == 12  # one per silence
-    pipeline = Pipeline(
-        mqtt_server.host,
-        mqtt_server.port,
-        kafka_server.bootstrap,
-        redis_server.url,
-        tmp_path,
-        credentials_dir=mqtt_server.credentials_dir,
-        mqtt=mqtt_server,
-    )
+    pipeline = Pipeline.on(mqtt_server, kafka_server.bootstrap, redis_server.url, tmp_path)
     try:
         pipeline.start("worker", "1")
         pipeline.start("worker", "2")

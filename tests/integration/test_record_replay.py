@@ -235,14 +235,7 @@ def test_replaying_through_the_live_pipeline_yields_the_alerts_evaluate_gives(
     )
     expected = evaluated_alert_ids(trace)
     assert len(expected) >= 9  # one of each alert type the golden trace exercises
-    pipeline = Pipeline(
-        mqtt_server.host,
-        mqtt_server.port,
-        kafka_server.bootstrap,
-        redis_server.url,
-        tmp_path,
-        credentials_dir=mqtt_server.credentials_dir,
-    )
+    pipeline = Pipeline.on(mqtt_server, kafka_server.bootstrap, redis_server.url, tmp_path)
     try:
         pipeline.start("worker")
         pipeline.start("bridge")

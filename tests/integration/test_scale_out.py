@@ -44,10 +44,9 @@ def test_two_bridges_and_three_workers_without_names_equal_evaluate(
     trace = fleet_trace()
     declarations = [m for m in trace if m[0] == "customs/declarations"]
     rest = [m for m in trace if m[0] != "customs/declarations"]
-    p = Pipeline(
-        mqtt_server.host, mqtt_server.port, kafka_server.bootstrap, redis_server.url, tmp_path,
-        geofences=geofences, credentials_dir=mqtt_server.credentials_dir, mqtt=mqtt_server,
-    )  # fmt: skip
+    p = Pipeline.on(
+        mqtt_server, kafka_server.bootstrap, redis_server.url, tmp_path, geofences=geofences
+    )
     try:
         for i in range(3):
             p.start("worker", None, key=f"worker-{i}")
