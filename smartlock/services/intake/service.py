@@ -368,8 +368,10 @@ class IntakeService:
             if transfer and transfer["destination_gate"] == gate:
                 current = await self._with_status(record)
                 rows.append({"status": current["status"], "transfer": transfer})
-        rows.sort(key=lambda r: (r["transfer"]["approved_at"], r["transfer"]["reference"]))
-        return 200, {"gate": gate, "transfers": rows[::-1]}
+        rows.sort(
+            key=lambda r: (r["transfer"]["approved_at"], r["transfer"]["reference"]), reverse=True
+        )
+        return 200, {"gate": gate, "transfers": rows}
 
     async def record_writeoff(self, notice: WriteOffNotice) -> str:
         """Keeps a write-off notice the destination sent back to the origin office on the
